@@ -1,0 +1,3 @@
+//! Cloudflare Workers KV.
+
+pub mod raw;

@@ -1,0 +1,3 @@
+//! Fastly KV Store.
+
+pub mod raw;
