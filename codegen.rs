@@ -86,14 +86,13 @@ pub fn transform(spec: &mut OpenAPI) -> Vec<String> {
                 ));
                 continue;
             }
-            if let Some(ReferenceOr::Item(body)) = operation.request_body.as_mut() {
-                if body.content.len() > 1
-                    && body.content.shift_remove(HANDWRITTEN_MEDIA_TYPE).is_some()
-                {
-                    changes.push(format!(
-                        "T2: {method} {path} ({id}): {HANDWRITTEN_MEDIA_TYPE} body is hand-written"
-                    ));
-                }
+            if let Some(ReferenceOr::Item(body)) = operation.request_body.as_mut()
+                && body.content.len() > 1
+                && body.content.shift_remove(HANDWRITTEN_MEDIA_TYPE).is_some()
+            {
+                changes.push(format!(
+                    "T2: {method} {path} ({id}): {HANDWRITTEN_MEDIA_TYPE} body is hand-written"
+                ));
             }
         }
     }

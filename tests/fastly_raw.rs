@@ -490,7 +490,7 @@ async fn every_recorded_interaction_replays_through_the_raw_client() {
                 "{name} #{i}: {} {}",
                 interaction.request.method, interaction.request.url
             );
-            replay(&interaction, &context).await;
+            replay(interaction, &context).await;
             replayed += 1;
         }
     }

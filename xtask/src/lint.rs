@@ -269,10 +269,10 @@ fn collect_refs(value: &Value) -> BTreeSet<String> {
         match value {
             Value::Mapping(map) => {
                 for (key, child) in map {
-                    if key.as_str() == Some("$ref") {
-                        if let Some(r) = child.as_str() {
-                            refs.insert(r.to_string());
-                        }
+                    if key.as_str() == Some("$ref")
+                        && let Some(r) = child.as_str()
+                    {
+                        refs.insert(r.to_string());
                     }
                     stack.push(child);
                 }

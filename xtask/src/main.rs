@@ -79,7 +79,9 @@ fn regen(root: &Path, check: bool) -> Result<(), String> {
         ));
         let mut spec = codegen::load(&spec_path)?;
         for change in codegen::transform(&mut spec) {
-            println!("specs/{stem}.yaml: {change}");
+            if !check {
+                println!("specs/{stem}.yaml: {change}");
+            }
         }
         table.push_str(&operations_rows(&stem, &spec_path)?);
     }
@@ -153,9 +155,88 @@ fn operations_rows(stem: &str, spec_path: &Path) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::{codegen, lint};
+    use std::path::PathBuf;
+
     /// Plain `cargo test` catches a stale snapshot, not only CI.
     #[test]
     fn generated_snapshot_is_fresh() {
         super::regen(&super::repo_root(), true).unwrap();
+    }
+
+    /// Writes `paths` into a minimal valid spec in a temporary file.
+    fn spec_file(name: &str, paths: &str) -> PathBuf {
+        let text = format!(
+            "openapi: 3.0.3\ninfo: {{title: t, version: '1'}}\npaths:\n{paths}\ncomponents:\n  schemas:\n    Thing:\n      description: A thing.\n      type: object\n      properties: {{a: {{type: string}}}}\n"
+        );
+        let path =
+            std::env::temp_dir().join(format!("edgekv-xtask-{}-{name}.yaml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const MIXED_SUCCESS: &str = "  /things:\n    get:\n      operationId: list_things\n      summary: s\n      description: d\n      responses:\n        '200': {description: ok, content: {application/json: {schema: {$ref: '#/components/schemas/Thing'}}}}\n        '204': {description: none}\n";
+
+    #[test]
+    fn a_spec_progenitor_cannot_take_fails_naming_the_file_and_the_operation() {
+        let path = spec_file("mixed", MIXED_SUCCESS);
+        let error = codegen::generate(&path).unwrap_err();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(
+            error.contains("operation list_things (GET /things)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn lint_names_mixed_responses_number_queries_and_unused_components() {
+        let paths = "  /things:\n    get:\n      operationId: list_things\n      summary: s\n      description: d\n      parameters:\n        - {name: limit, in: query, description: l, schema: {type: number}}\n      responses:\n        '200': {description: ok, content: {application/json: {schema: {type: object}}}}\n        '204': {description: none}\n";
+        let problems = lint::lint(&spec_file("lint", paths)).unwrap().join("\n");
+        assert!(
+            problems.contains("query parameter limit is `type: number`"),
+            "{problems}"
+        );
+        assert!(problems.contains("200 JSON schema is inline"), "{problems}");
+        assert!(
+            problems.contains("success responses of different kinds"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("components/schemas/Thing is never used"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn transform_drops_handwritten_operations_and_the_multipart_form_only() {
+        let paths = "  /batch:\n    put:\n      operationId: batch\n      x-edgekv-handwritten: true\n      responses: {'200': {description: ok}}\n  /value:\n    put:\n      operationId: put_value\n      requestBody:\n        required: true\n        content:\n          application/octet-stream: {schema: {type: string, format: binary}}\n          multipart/form-data: {schema: {$ref: '#/components/schemas/Thing'}}\n      responses: {'200': {description: ok}}\n";
+        let mut spec = codegen::load(&spec_file("transform", paths)).unwrap();
+        let changes = codegen::transform(&mut spec);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let ops: Vec<_> = codegen::operations(&spec)
+            .into_iter()
+            .map(|(id, ..)| id)
+            .collect();
+        assert_eq!(ops, ["put_value"]);
+        let openapiv3::ReferenceOr::Item(item) = &spec.paths.paths["/value"] else {
+            panic!()
+        };
+        let Some(openapiv3::ReferenceOr::Item(body)) = &item.put.as_ref().unwrap().request_body
+        else {
+            panic!()
+        };
+        assert_eq!(
+            body.content.keys().collect::<Vec<_>>(),
+            ["application/octet-stream"]
+        );
+    }
+
+    #[test]
+    fn the_real_specs_pass_lint() {
+        let root = super::repo_root();
+        for stem in super::spec_stems(&root).unwrap() {
+            let problems = lint::lint(&root.join(format!("specs/{stem}.yaml"))).unwrap();
+            assert!(problems.is_empty(), "{stem}: {problems:?}");
+        }
     }
 }
