@@ -99,8 +99,22 @@ pub fn transform(spec: &mut OpenAPI) -> Vec<String> {
     changes
 }
 
-/// Every operation of a spec as `(operation id, method, path, generated?)`, in spec order.
-pub fn operations(spec: &OpenAPI) -> Vec<(String, &'static str, String, bool)> {
+/// One operation of a spec, as the operations table shows it.
+pub struct OperationSummary {
+    /// The `operationId`.
+    pub id: String,
+    /// The HTTP method, upper case.
+    pub method: &'static str,
+    /// The path template.
+    pub path: String,
+    /// False for an operation transform T1 drops.
+    pub generated: bool,
+    /// True when transform T2 drops a multipart form of its body.
+    pub multipart_handwritten: bool,
+}
+
+/// Every operation of an untransformed spec, in spec order.
+pub fn operations(spec: &OpenAPI) -> Vec<OperationSummary> {
     let mut out = Vec::new();
     for (path, item) in spec.paths.paths.iter() {
         let ReferenceOr::Item(item) = item else {
@@ -108,10 +122,22 @@ pub fn operations(spec: &OpenAPI) -> Vec<(String, &'static str, String, bool)> {
         };
         let mut item = item.clone();
         for (method, slot) in operation_slots(&mut item) {
-            if let Some(operation) = slot.as_ref() {
-                let id = operation.operation_id.clone().unwrap_or_default();
-                out.push((id, method, path.clone(), !is_handwritten(operation)));
-            }
+            let Some(operation) = slot.as_ref() else {
+                continue;
+            };
+            let multipart_handwritten = match &operation.request_body {
+                Some(ReferenceOr::Item(body)) => {
+                    body.content.len() > 1 && body.content.contains_key(HANDWRITTEN_MEDIA_TYPE)
+                }
+                _ => false,
+            };
+            out.push(OperationSummary {
+                id: operation.operation_id.clone().unwrap_or_default(),
+                method,
+                path: path.clone(),
+                generated: !is_handwritten(operation),
+                multipart_handwritten,
+            });
         }
     }
     out
@@ -181,8 +207,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Generates each operation alone to find the ones progenitor cannot take.
 fn blame_operations(spec: &OpenAPI) -> String {
     let mut blame = String::new();
-    for (id, method, path, generated) in operations(spec) {
-        if !generated {
+    for op in operations(spec) {
+        let (id, method, path) = (op.id, op.method, op.path);
+        if !op.generated {
             continue;
         }
         let mut alone = spec.clone();

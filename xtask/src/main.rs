@@ -140,14 +140,15 @@ the others are described by the spec and written by hand in the facade.\n\n\
 fn operations_rows(stem: &str, spec_path: &Path) -> Result<String, String> {
     let spec = codegen::load(spec_path)?;
     let mut rows = String::new();
-    for (id, method, path, generated) in codegen::operations(&spec) {
-        let in_raw = if generated {
-            format!("`{id}`")
-        } else {
-            "hand-written".to_string()
+    for op in codegen::operations(&spec) {
+        let in_raw = match (op.generated, op.multipart_handwritten) {
+            (false, _) => "hand-written".to_string(),
+            (true, true) => format!("`{}` (its multipart form: hand-written)", op.id),
+            (true, false) => format!("`{}`", op.id),
         };
         rows.push_str(&format!(
-            "| {stem} | `{id}` | {method} | `{path}` | {in_raw} |\n"
+            "| {stem} | `{}` | {} | `{}` | {in_raw} |\n",
+            op.id, op.method, op.path
         ));
     }
     Ok(rows)
@@ -215,7 +216,7 @@ mod tests {
         assert_eq!(changes.len(), 2, "{changes:?}");
         let ops: Vec<_> = codegen::operations(&spec)
             .into_iter()
-            .map(|(id, ..)| id)
+            .map(|op| op.id)
             .collect();
         assert_eq!(ops, ["put_value"]);
         let openapiv3::ReferenceOr::Item(item) = &spec.paths.paths["/value"] else {
