@@ -326,15 +326,10 @@ async fn value_get_returns_raw_bytes_and_the_expiration_header() {
 
     mock.assert_async().await;
     assert_eq!(value.headers()["expiration"], "1578435000");
-    use futures_util::TryStreamExt as _;
-    let bytes: Vec<u8> = value
-        .into_inner()
-        .into_inner()
-        .map_ok(|b| b.to_vec())
-        .try_concat()
-        .await
-        .unwrap();
-    assert_eq!(bytes, b"\x00\xffbinary");
+    assert_eq!(
+        support::collect(value.into_inner()).await,
+        b"\x00\xffbinary"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use edgekv::fastly::raw::types::{
 };
 use edgekv::fastly::raw::{Error, types};
 use httpmock::MockServer;
-use support::{FASTLY_TOKEN, exact, fastly};
+use support::{FASTLY_TOKEN, collect, exact, fastly};
 
 /// A generation seen live: above 2^32, so it must travel as u64.
 const LIVE_GENERATION: u64 = 1_750_707_676_353_461;
@@ -466,16 +466,6 @@ async fn a_token_that_cannot_be_a_header_fails_before_sending() {
     assert!(matches!(error, Error::InvalidRequest(_)), "{error:?}");
     assert!(!format!("{error:?}").contains("bad\ntoken"));
     any.assert_calls_async(0).await;
-}
-
-async fn collect(stream: edgekv::fastly::raw::ByteStream) -> Vec<u8> {
-    use futures_util::TryStreamExt as _;
-    stream
-        .into_inner()
-        .map_ok(|b| b.to_vec())
-        .try_concat()
-        .await
-        .unwrap()
 }
 
 /// Every interaction go-fastly recorded against the live API, served back by a mock that only

@@ -34,6 +34,13 @@ pub fn cloudflare(server: &MockServer) -> edgekv::cloudflare::raw::Client {
     edgekv::cloudflare::raw::Client::new(&server.base_url(), Seam::new(credential))
 }
 
+/// Reads a streamed value to its end (both raw modules re-export the same `ByteStream`).
+pub async fn collect(stream: edgekv::fastly::raw::ByteStream) -> Vec<u8> {
+    use futures_util::TryStreamExt as _;
+    let chunks = stream.into_inner().map_ok(|b| b.to_vec());
+    chunks.try_concat().await.unwrap()
+}
+
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
