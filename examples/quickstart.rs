@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fastly = fastly::Client::new_with_client(
         &server.base_url(),
         http.clone(),
-        Seam::new(Credential::FastlyToken("local-token".into())),
+        Seam::new(Credential::FastlyToken("local-token".into()))?,
     );
     let store = fastly
         .kv_store_create(
@@ -67,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cloudflare = cf::Client::new_with_client(
         &server.base_url(),
         http,
-        Seam::new(Credential::CloudflareToken("local-token".into())),
+        Seam::new(Credential::CloudflareToken("local-token".into()))?,
     );
     let namespace = cloudflare
         .namespace_create(

@@ -1,9 +1,17 @@
 #![doc = include_str!("../README.md")]
 
+pub mod body;
 pub mod cloudflare;
+pub mod error;
 pub mod fastly;
 pub mod http;
+mod keys;
+mod paging;
 pub mod seam;
+
+pub use body::{Body, ValueStream};
+pub use error::{Error, Provider};
+pub use seam::Credential;
 
 /// reqwest 0.13 is a public dependency: its `Client`, `Body` and errors appear in this API.
 pub use reqwest;

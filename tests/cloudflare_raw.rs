@@ -639,7 +639,8 @@ async fn the_global_key_pair_is_sent_as_two_headers_and_no_bearer() {
     let seam = Seam::new(Credential::CloudflareGlobalKey {
         email: "user@example.com".into(),
         key: "global-key".into(),
-    });
+    })
+    .unwrap();
     let client = edgekv::cloudflare::raw::Client::new(&server.base_url(), seam.clone());
     client.namespace_get(ACCOUNT, NAMESPACE).await.unwrap();
     mock.assert_async().await;
@@ -652,7 +653,7 @@ async fn the_global_key_pair_is_sent_as_two_headers_and_no_bearer() {
 
 #[test]
 fn debug_of_a_token_client_hides_the_token() {
-    let seam = Seam::new(Credential::CloudflareToken(CLOUDFLARE_TOKEN.into()));
+    let seam = Seam::new(Credential::CloudflareToken(CLOUDFLARE_TOKEN.into())).unwrap();
     let client = edgekv::cloudflare::raw::Client::new("http://127.0.0.1:1", seam);
     assert!(!format!("{client:?}").contains(CLOUDFLARE_TOKEN));
 }

@@ -1,3 +1,290 @@
-//! Cloudflare Workers KV.
+//! Cloudflare Workers KV: namespaces, values with metadata and expiration, key listings, bulk.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), edgekv::Error> {
+//! use edgekv::cloudflare::{Client, PutOptions};
+//! use futures_util::TryStreamExt as _;
+//!
+//! let client = Client::from_env()?; // CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID
+//! let namespace = client.namespace("0f2ac74b498b48028cb68387c421e279");
+//! namespace.put("greeting", "hello", PutOptions::new().expiration_ttl(3600)).await?;
+//! if let Some(value) = namespace.get("greeting").await? {
+//!     println!("{:?} expires at {:?}", value.expiration(), value.into_body().bytes().await?);
+//! }
+//! let keys: Vec<_> = namespace.keys(Default::default()).try_collect().await?;
+//! # Ok(())
+//! # }
+//! ```
 
+mod bulk;
+mod envelope;
+pub mod limits;
+mod namespace;
 pub mod raw;
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::stream::BoxStream;
+
+pub use bulk::{BulkEntry, BulkGetOptions, BulkOptions, BulkReport, BulkValue, FailedKey};
+pub use envelope::Reply;
+pub use namespace::{Key, KeyPage, ListKeys, Namespace, PutOptions, Value};
+
+use crate::error::{Error, InvalidInput, Provider};
+use crate::paging;
+use crate::seam::{Credential, Seam};
+
+/// Where the API lives unless told otherwise.
+pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
+
+/// A Cloudflare Workers KV client for one account. Cheap to clone; `Debug` shows no credential.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raw: raw::Client,
+    account_id: String,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use progenitor_client::ClientInfo as _;
+        f.debug_struct("cloudflare::Client")
+            .field("base_url", &self.inner.raw.baseurl())
+            .field("account_id", &self.inner.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    credential: Credential,
+    account_id: String,
+    base_url: String,
+    http: Option<reqwest::Client>,
+}
+
+impl ClientBuilder {
+    /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`] (an emulator, a proxy).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// Sends requests through this `reqwest::Client` (its timeouts, proxy and TLS settings).
+    /// Give it a redirect policy that does not follow redirects to other hosts: the credential is
+    /// added to each request, and only `Authorization` is dropped by reqwest on such a redirect.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Builds the client. Fails if the credential is not a Cloudflare one or cannot be sent.
+    pub fn build(self) -> Result<Client, Error> {
+        if matches!(self.credential, Credential::FastlyToken(_)) {
+            return Err(InvalidInput::OutOfRange {
+                what: "the credential",
+                allowed: "a Cloudflare API token or global key",
+            }
+            .into());
+        }
+        let seam = Seam::new(self.credential)?;
+        let http = match self.http {
+            Some(http) => http,
+            None => crate::http::client_builder().build().map_err(|e| {
+                Error::transport(Provider::Cloudflare, "building the HTTP client failed", e)
+            })?,
+        };
+        let base_url = self.base_url.trim_end_matches('/');
+        let raw = raw::Client::new_with_client(base_url, http, seam);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                raw,
+                account_id: self.account_id,
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A client for `account_id` authenticated with an API token.
+    pub fn new(api_token: impl Into<String>, account_id: impl Into<String>) -> Result<Self, Error> {
+        Self::builder(Credential::CloudflareToken(api_token.into()), account_id).build()
+    }
+
+    /// A builder, for the older email + global key credential, another base URL or an existing
+    /// `reqwest::Client`.
+    pub fn builder(credential: Credential, account_id: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            credential,
+            account_id: account_id.into(),
+            base_url: DEFAULT_BASE_URL.to_string(),
+            http: None,
+        }
+    }
+
+    /// A client from `CLOUDFLARE_API_TOKEN` and `CLOUDFLARE_ACCOUNT_ID`.
+    pub fn from_env() -> Result<Self, Error> {
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| InvalidInput::Missing {
+                what: format!("environment variable {name}"),
+            })
+        };
+        Self::new(var("CLOUDFLARE_API_TOKEN")?, var("CLOUDFLARE_ACCOUNT_ID")?)
+    }
+
+    /// The account this client works in.
+    pub fn account_id(&self) -> &str {
+        &self.inner.account_id
+    }
+
+    /// The generated client underneath, for calls the facade does not cover. Outside the
+    /// crate's semver promise, like everything in [`raw`].
+    pub fn raw(&self) -> &raw::Client {
+        &self.inner.raw
+    }
+
+    /// A handle on one namespace, for its values, keys and bulk calls. Makes no request.
+    pub fn namespace(&self, namespace_id: impl Into<String>) -> Namespace {
+        Namespace::new(self.clone(), namespace_id.into())
+    }
+
+    /// Creates a namespace. A title the account already uses answers 400 with code 10014.
+    pub async fn create_namespace(
+        &self,
+        title: impl Into<String>,
+    ) -> Result<Reply<NamespaceInfo>, Error> {
+        let body = raw::types::NamespaceTitle {
+            title: title.into(),
+        };
+        let reply = envelope::call(self.raw().namespace_create(self.account_id(), &body)).await?;
+        namespace_result(reply)
+    }
+
+    /// Gets a namespace's title and settings.
+    pub async fn get_namespace(&self, namespace_id: &str) -> Result<Reply<NamespaceInfo>, Error> {
+        namespace_result(
+            envelope::call(self.raw().namespace_get(self.account_id(), namespace_id)).await?,
+        )
+    }
+
+    /// Renames a namespace and returns it.
+    pub async fn rename_namespace(
+        &self,
+        namespace_id: &str,
+        title: impl Into<String>,
+    ) -> Result<Reply<NamespaceInfo>, Error> {
+        let body = raw::types::NamespaceTitle {
+            title: title.into(),
+        };
+        namespace_result(
+            envelope::call(
+                self.raw()
+                    .namespace_rename(self.account_id(), namespace_id, &body),
+            )
+            .await?,
+        )
+    }
+
+    /// Deletes a namespace and everything in it.
+    pub async fn delete_namespace(&self, namespace_id: &str) -> Result<Reply<()>, Error> {
+        Ok(
+            envelope::call(self.raw().namespace_delete(self.account_id(), namespace_id))
+                .await?
+                .map(drop),
+        )
+    }
+
+    /// Every namespace of the account, fetched a page at a time (`per_page` 5 to 100, default
+    /// 20). The listing ends when `result_info` says the last page was read.
+    pub fn namespaces(
+        &self,
+        per_page: Option<u32>,
+    ) -> BoxStream<'static, Result<NamespaceInfo, Error>> {
+        if let Err(e) = limits::check_page_limit(
+            "per_page",
+            per_page,
+            limits::NAMESPACES_PAGE_LIMIT,
+            "5 to 100",
+        ) {
+            return Box::pin(futures_util::stream::once(async move { Err(e.into()) }));
+        }
+        let client = self.clone();
+        let pages = paging::pages(0, 1u32, move |page: u32| {
+            let client = client.clone();
+            paging::boxed(async move {
+                let list = client.raw().namespace_list(
+                    client.account_id(),
+                    None,
+                    None,
+                    std::num::NonZeroU32::new(page),
+                    per_page,
+                );
+                let response = crate::seam::call(Provider::Cloudflare, list).await?;
+                let status = response.status();
+                let body = response.into_inner();
+                let info = body.result_info.clone();
+                let (namespaces, _) = envelope::unwrap(status, body)?.into_parts();
+                let next =
+                    has_next_page(page, info.as_ref(), namespaces.is_empty()).then_some(page + 1);
+                Ok((namespaces, next))
+            })
+        });
+        paging::items(pages, |namespaces: Vec<raw::types::Namespace>| {
+            namespaces.into_iter().map(NamespaceInfo::from).collect()
+        })
+    }
+}
+
+/// Whether a namespace page is followed by another, from what `result_info` says: its
+/// `total_pages`, else its `total_count` and `per_page`. Without either, an empty page ends.
+fn has_next_page(page: u32, info: Option<&raw::types::ResultInfo>, page_is_empty: bool) -> bool {
+    let info = info.cloned().unwrap_or_default();
+    if let Some(total_pages) = info.total_pages {
+        return u64::from(page) < total_pages;
+    }
+    if let (Some(total), Some(per_page)) = (info.total_count, info.per_page) {
+        return u64::from(page) * per_page < total;
+    }
+    !page_is_empty
+}
+
+/// A namespace's identity and settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NamespaceInfo {
+    /// Namespace identifier.
+    pub id: String,
+    /// Human-readable title.
+    pub title: String,
+    /// Whether keys written on the URL are URL-decoded before storing (`None`: not said).
+    pub supports_url_encoding: Option<bool>,
+}
+
+impl From<raw::types::Namespace> for NamespaceInfo {
+    fn from(n: raw::types::Namespace) -> Self {
+        NamespaceInfo {
+            id: n.id,
+            title: n.title,
+            supports_url_encoding: n.supports_url_encoding,
+        }
+    }
+}
+
+fn namespace_result(
+    reply: Reply<Option<raw::types::Namespace>>,
+) -> Result<Reply<NamespaceInfo>, Error> {
+    let (namespace, messages) = reply.into_parts();
+    let namespace = namespace.ok_or_else(|| {
+        Error::bad_response(
+            Provider::Cloudflare,
+            None,
+            "a successful answer without its namespace",
+        )
+    })?;
+    Ok(Reply::new(NamespaceInfo::from(namespace), messages))
+}

@@ -13,7 +13,7 @@
 //! let client = Client::new_with_client(
 //!     "https://api.cloudflare.com/client/v4",
 //!     http,
-//!     Seam::new(Credential::CloudflareToken("token".into())),
+//!     Seam::new(Credential::CloudflareToken("token".into()))?,
 //! );
 //! let namespace = client.namespace_get("account-id", "namespace-id").await?.into_inner();
 //! println!("{:?}", namespace.result);

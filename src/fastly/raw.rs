@@ -13,7 +13,7 @@
 //! let client = Client::new_with_client(
 //!     "https://api.fastly.com",
 //!     http,
-//!     Seam::new(Credential::FastlyToken("token".into())),
+//!     Seam::new(Credential::FastlyToken("token".into()))?,
 //! );
 //! let store = client.kv_store_get("store-id").await?.into_inner();
 //! println!("{:?}", store.name);

@@ -26,12 +26,12 @@ pub fn exact(when: When, method: &str, path_and_query: &str) -> When {
 
 pub fn fastly(server: &MockServer) -> edgekv::fastly::raw::Client {
     let credential = Credential::FastlyToken(FASTLY_TOKEN.to_string());
-    edgekv::fastly::raw::Client::new(&server.base_url(), Seam::new(credential))
+    edgekv::fastly::raw::Client::new(&server.base_url(), Seam::new(credential).unwrap())
 }
 
 pub fn cloudflare(server: &MockServer) -> edgekv::cloudflare::raw::Client {
     let credential = Credential::CloudflareToken(CLOUDFLARE_TOKEN.to_string());
-    edgekv::cloudflare::raw::Client::new(&server.base_url(), Seam::new(credential))
+    edgekv::cloudflare::raw::Client::new(&server.base_url(), Seam::new(credential).unwrap())
 }
 
 /// Reads a streamed value to its end (both raw modules re-export the same `ByteStream`).

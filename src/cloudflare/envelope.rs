@@ -1,0 +1,137 @@
+//! The v4 response envelope, unwrapped in one place.
+//!
+//! Every JSON answer is `{success, errors, messages, result}`. A call succeeds only when the
+//! status is 2xx *and* `success` is true; otherwise it is an [`ApiError`] with every
+//! `{code, message}` pair. `messages` on success come back with the result in a [`Reply`].
+
+use std::ops::Deref;
+
+use reqwest::StatusCode;
+
+use super::raw::types;
+use crate::error::{ApiError, ApiMessage, Error, Provider};
+use crate::seam::ErrorBody;
+
+/// A successful answer's result, with the informational messages that came with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply<T> {
+    value: T,
+    messages: Vec<ApiMessage>,
+}
+
+impl<T> Reply<T> {
+    /// The result.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// The service's informational `messages` (usually none).
+    pub fn messages(&self) -> &[ApiMessage] {
+        &self.messages
+    }
+
+    pub(crate) fn new(value: T, messages: Vec<ApiMessage>) -> Self {
+        Reply { value, messages }
+    }
+
+    pub(crate) fn into_parts(self) -> (T, Vec<ApiMessage>) {
+        (self.value, self.messages)
+    }
+
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Reply<U> {
+        Reply {
+            value: f(self.value),
+            messages: self.messages,
+        }
+    }
+}
+
+impl<T> Deref for Reply<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// A generated envelope type.
+pub(crate) trait Envelope {
+    type Result;
+    fn into_parts(self) -> (bool, Vec<types::Message>, Vec<types::Message>, Self::Result);
+}
+
+macro_rules! envelope {
+    ($($ty:ident => $result:ty),* $(,)?) => {$(
+        impl Envelope for types::$ty {
+            type Result = $result;
+            fn into_parts(self) -> (bool, Vec<types::Message>, Vec<types::Message>, $result) {
+                (self.success, self.errors, self.messages, self.result)
+            }
+        }
+    )*};
+}
+
+envelope! {
+    NamespaceListResponse => Vec<types::Namespace>,
+    NamespaceResponse => Option<types::Namespace>,
+    KeyListResponse => Vec<types::Key>,
+    MetadataResponse => Option<serde_json::Value>,
+    BulkResultResponse => Option<types::BulkResult>,
+    BulkGetResponse => Option<types::BulkGetResult>,
+    EmptyResponse => Option<serde_json::Value>,
+}
+
+fn messages(list: Vec<types::Message>) -> Vec<ApiMessage> {
+    list.into_iter()
+        .map(|m| ApiMessage {
+            code: m.code,
+            message: m.message,
+        })
+        .collect()
+}
+
+/// The result of a 2xx answer, or the error its envelope reports.
+pub(crate) fn unwrap<E: Envelope>(
+    status: StatusCode,
+    envelope: E,
+) -> Result<Reply<E::Result>, Error> {
+    let (success, errors, info, result) = envelope.into_parts();
+    if !success {
+        return Err(Error::Api(ApiError {
+            provider: Provider::Cloudflare,
+            status,
+            errors: messages(errors),
+            messages: messages(info),
+            excerpt: None,
+        }));
+    }
+    Ok(Reply {
+        value: result,
+        messages: messages(info),
+    })
+}
+
+/// Runs a generated JSON call and unwraps its envelope.
+pub(crate) async fn call<E: Envelope>(
+    call: impl Future<
+        Output = Result<
+            progenitor_client::ResponseValue<E>,
+            progenitor_client::Error<types::Failure>,
+        >,
+    >,
+) -> Result<Reply<E::Result>, Error> {
+    let response = crate::seam::call(Provider::Cloudflare, call).await?;
+    let status = response.status();
+    unwrap(status, response.into_inner())
+}
+
+impl ErrorBody for types::Failure {
+    fn into_messages(self) -> (Vec<ApiMessage>, Vec<ApiMessage>) {
+        (messages(self.errors), messages(self.messages))
+    }
+
+    fn decode(body: &[u8]) -> Option<(Vec<ApiMessage>, Vec<ApiMessage>)> {
+        serde_json::from_slice::<types::Failure>(body)
+            .ok()
+            .map(ErrorBody::into_messages)
+    }
+}

@@ -1,0 +1,86 @@
+//! Cloudflare Workers KV limits, checked before any request (see `specs/README.md`).
+
+use serde::Serialize;
+
+use crate::error::InvalidInput;
+use crate::keys;
+
+/// Longest key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Largest value: 25 MiB.
+pub const MAX_VALUE_BYTES: u64 = 25 * 1024 * 1024;
+/// Largest metadata, serialized as JSON, in bytes.
+pub const MAX_METADATA_BYTES: usize = 1024;
+/// Shortest `expiration_ttl`, in seconds.
+pub const MIN_EXPIRATION_TTL: u64 = 60;
+/// Most pairs in one bulk write request.
+pub const BULK_WRITE_MAX_PAIRS: usize = 10_000;
+/// Largest bulk write request body by default: the service's 100 MB.
+pub const BULK_WRITE_MAX_BYTES: usize = 100_000_000;
+/// Most keys in one bulk delete request.
+pub const BULK_DELETE_MAX_KEYS: usize = 10_000;
+/// Most keys in one bulk get request.
+pub const BULK_GET_MAX_KEYS: usize = 100;
+/// Smallest and largest page of a key listing.
+pub const KEYS_PAGE_LIMIT: std::ops::RangeInclusive<u32> = 10..=1000;
+/// Smallest and largest page of a namespace listing.
+pub const NAMESPACES_PAGE_LIMIT: std::ops::RangeInclusive<u32> = 5..=100;
+
+/// Checks a key; `literal_keys` is true for a namespace that stores URL-encoded keys literally.
+pub(crate) fn check_key(key: &str, literal_keys: bool) -> Result<(), InvalidInput> {
+    keys::check_addressable(key)?;
+    keys::check_length(key, MAX_KEY_BYTES)?;
+    if literal_keys && keys::needs_encoding(key) {
+        return Err(InvalidInput::KeyNeedsUrlEncoding {
+            key: key.to_string(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_value_len(len: Option<u64>) -> Result<(), InvalidInput> {
+    match len {
+        Some(len) if len > MAX_VALUE_BYTES => Err(InvalidInput::ValueTooLarge {
+            len,
+            max: MAX_VALUE_BYTES,
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn check_ttl(ttl: Option<u64>) -> Result<(), InvalidInput> {
+    match ttl {
+        Some(ttl) if ttl < MIN_EXPIRATION_TTL => Err(InvalidInput::ExpirationTtlTooShort {
+            ttl,
+            min: MIN_EXPIRATION_TTL,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Serializes metadata and checks its size.
+pub(crate) fn metadata_json(metadata: &impl Serialize) -> Result<String, InvalidInput> {
+    let json =
+        serde_json::to_string(metadata).map_err(|e| InvalidInput::MetadataNotSerializable {
+            reason: e.to_string(),
+        })?;
+    if json.len() > MAX_METADATA_BYTES {
+        return Err(InvalidInput::MetadataTooLarge {
+            len: json.len(),
+            max: MAX_METADATA_BYTES,
+        });
+    }
+    Ok(json)
+}
+
+pub(crate) fn check_page_limit(
+    what: &'static str,
+    limit: Option<u32>,
+    range: std::ops::RangeInclusive<u32>,
+    allowed: &'static str,
+) -> Result<(), InvalidInput> {
+    match limit {
+        Some(limit) if !range.contains(&limit) => Err(InvalidInput::OutOfRange { what, allowed }),
+        _ => Ok(()),
+    }
+}

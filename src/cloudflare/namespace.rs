@@ -1,0 +1,453 @@
+//! One namespace: values, their metadata and expiration, and key listings.
+
+use std::sync::Arc;
+
+use futures_util::stream::BoxStream;
+use reqwest::multipart::{Form, Part};
+use serde::de::DeserializeOwned;
+
+use super::envelope::{self, Reply};
+use super::{Client, limits, raw};
+use crate::body::{Body, Repr, ValueStream};
+use crate::error::{Error, InvalidInput, Provider};
+use crate::paging::{self, CursorGuard};
+use crate::seam;
+
+/// A handle on one namespace. Cheap to clone; makes no request until used.
+#[derive(Clone, Debug)]
+pub struct Namespace {
+    client: Client,
+    id: Arc<str>,
+    /// Whether the namespace stores URL-encoded keys literally (`supports_url_encoding` false).
+    /// Looked up once, and only when a key that needs encoding is used, unless told.
+    literal_keys: Arc<tokio::sync::OnceCell<bool>>,
+}
+
+/// A value read from a namespace.
+#[derive(Debug)]
+pub struct Value {
+    expiration: Option<i64>,
+    body: ValueStream,
+}
+
+impl Value {
+    /// When the key expires, in seconds since the UNIX epoch (`None`: it does not).
+    pub fn expiration(&self) -> Option<i64> {
+        self.expiration
+    }
+
+    /// The value as a stream of chunks.
+    pub fn into_body(self) -> ValueStream {
+        self.body
+    }
+
+    /// Reads the whole value into memory.
+    pub async fn bytes(self) -> Result<bytes::Bytes, Error> {
+        self.body.bytes().await
+    }
+}
+
+/// Options of [`Namespace::put`].
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutOptions {
+    /// When the key expires, in seconds since the UNIX epoch.
+    pub expiration: Option<i64>,
+    /// Seconds from now after which the key expires (at least 60). Wins over `expiration`.
+    pub expiration_ttl: Option<u64>,
+    /// JSON stored with the key (at most 1024 bytes serialized); sent as a multipart form.
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl PutOptions {
+    /// No expiration, no metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Expires the key at `unix_seconds`.
+    pub fn expiration(mut self, unix_seconds: i64) -> Self {
+        self.expiration = Some(unix_seconds);
+        self
+    }
+
+    /// Expires the key `seconds` from now (at least 60).
+    pub fn expiration_ttl(mut self, seconds: u64) -> Self {
+        self.expiration_ttl = Some(seconds);
+        self
+    }
+
+    /// Stores `metadata` with the key.
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+}
+
+/// A key as listed.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Key {
+    /// The key.
+    pub name: String,
+    /// When it expires, in seconds since the UNIX epoch (`None`: it does not).
+    pub expiration: Option<i64>,
+    /// The JSON stored with it, if any.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// One page of a key listing.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct KeyPage {
+    /// The keys on this page.
+    pub keys: Vec<Key>,
+    /// The cursor of the next page (`None` on the last page): give it to [`ListKeys::cursor`]
+    /// to resume the listing later.
+    pub cursor: Option<String>,
+}
+
+/// Options of a key listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListKeys {
+    /// Only keys starting with this.
+    pub prefix: Option<String>,
+    /// Keys per page, 10 to 1000 (the service's default: 1000).
+    pub limit: Option<u32>,
+    /// Where to start: a cursor from an earlier [`KeyPage`].
+    pub cursor: Option<String>,
+    /// Pages fetched ahead of the consumer (default 1; 0: only when asked for).
+    pub read_ahead: usize,
+}
+
+impl Default for ListKeys {
+    fn default() -> Self {
+        ListKeys {
+            prefix: None,
+            limit: None,
+            cursor: None,
+            read_ahead: 1,
+        }
+    }
+}
+
+impl ListKeys {
+    /// Every key, one page read ahead.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only keys starting with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Keys per page, 10 to 1000.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Resumes a listing at `cursor`.
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// Pages fetched ahead of the consumer; 0 fetches strictly on demand.
+    pub fn read_ahead(mut self, pages: usize) -> Self {
+        self.read_ahead = pages;
+        self
+    }
+}
+
+impl Namespace {
+    pub(super) fn new(client: Client, id: String) -> Self {
+        Namespace {
+            client,
+            id: id.into(),
+            literal_keys: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    /// The namespace identifier.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Tells the handle whether the namespace URL-decodes keys (`supports_url_encoding`), so it
+    /// never needs to look it up. When false, keys that need encoding are refused.
+    pub fn with_url_encoding(self, supported: bool) -> Self {
+        Namespace {
+            literal_keys: Arc::new(tokio::sync::OnceCell::from(!supported)),
+            ..self
+        }
+    }
+
+    fn raw(&self) -> &raw::Client {
+        self.client.raw()
+    }
+
+    fn account(&self) -> &str {
+        self.client.account_id()
+    }
+
+    async fn check_key(&self, key: &str) -> Result<(), Error> {
+        limits::check_key(key, false)?;
+        if crate::keys::needs_encoding(key) {
+            let literal = *self
+                .literal_keys
+                .get_or_try_init(|| async {
+                    let info = self.client.get_namespace(&self.id).await?;
+                    Ok::<_, Error>(info.supports_url_encoding == Some(false))
+                })
+                .await?;
+            limits::check_key(key, literal)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a value: `Ok(None)` if the key does not exist (code 10009); a missing namespace is
+    /// an error. The body streams; see [`Value`].
+    pub async fn get(&self, key: &str) -> Result<Option<Value>, Error> {
+        self.check_key(key).await?;
+        match seam::call(
+            Provider::Cloudflare,
+            self.raw().value_get(self.account(), &self.id, key),
+        )
+        .await
+        {
+            Ok(response) => {
+                let expiration = header_i64(response.headers(), "expiration")?;
+                Ok(Some(Value {
+                    expiration,
+                    body: ValueStream::new(Provider::Cloudflare, response.into_inner()),
+                }))
+            }
+            Err(error) if is_missing_key(&error) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Writes a value, replacing any value, expiration and metadata under the key.
+    ///
+    /// The value is sent as it is read: bytes and strings as they are, streams and readers
+    /// chunked, never buffered whole. With metadata it is sent as a multipart form (the value
+    /// part still streamed). Limits are checked first: the key, `expiration_ttl` at least 60,
+    /// metadata at most 1024 bytes and, when its length is known, a value of at most 25 MiB.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: impl Into<Body>,
+        options: PutOptions,
+    ) -> Result<Reply<()>, Error> {
+        let value = value.into();
+        self.check_key(key).await?;
+        limits::check_ttl(options.expiration_ttl)?;
+        limits::check_value_len(value.len())?;
+        let metadata = options
+            .metadata
+            .as_ref()
+            .map(limits::metadata_json)
+            .transpose()?;
+        let ttl = options
+            .expiration_ttl
+            .map(|ttl| {
+                i64::try_from(ttl).map_err(|_| InvalidInput::OutOfRange {
+                    what: "expiration_ttl",
+                    allowed: "at most i64::MAX",
+                })
+            })
+            .transpose()?;
+        let reply = match metadata {
+            None => {
+                let put = self.raw().value_put(
+                    self.account(),
+                    &self.id,
+                    key,
+                    options.expiration,
+                    ttl,
+                    value.into_reqwest(),
+                );
+                envelope::call(put).await?
+            }
+            Some(metadata) => {
+                self.put_multipart(key, value, metadata, options.expiration, ttl)
+                    .await?
+            }
+        };
+        Ok(reply.map(drop))
+    }
+
+    /// The multipart form of a value write, which progenitor cannot generate.
+    async fn put_multipart(
+        &self,
+        key: &str,
+        value: Body,
+        metadata: String,
+        expiration: Option<i64>,
+        expiration_ttl: Option<i64>,
+    ) -> Result<Reply<Option<serde_json::Value>>, Error> {
+        use progenitor_client::{ClientInfo as _, encode_path};
+        let raw = self.raw();
+        let url = format!(
+            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}",
+            raw.baseurl(),
+            encode_path(self.account()),
+            encode_path(&self.id),
+            encode_path(key)
+        );
+        let value_part = match value.repr {
+            Repr::Bytes(bytes) => Part::stream_with_length(bytes.clone(), bytes.len() as u64),
+            Repr::Stream {
+                body,
+                len: Some(len),
+            } => Part::stream_with_length(body, len),
+            Repr::Stream { body, len: None } => Part::stream(body),
+        };
+        let form = Form::new()
+            .part("value", value_part)
+            .text("metadata", metadata);
+        let mut query = Vec::new();
+        query.extend(expiration.map(|e| ("expiration", e)));
+        query.extend(expiration_ttl.map(|t| ("expiration_ttl", t)));
+        let request = raw
+            .client()
+            .put(url)
+            .query(&query)
+            .multipart(form)
+            .build()
+            .map_err(|e| InvalidInput::Unbuildable {
+                reason: e.to_string(),
+            })?;
+        let response = seam::send(raw, Provider::Cloudflare, "value_put", request).await?;
+        let (status, body) = seam::decode_json::<raw::types::EmptyResponse, raw::types::Failure>(
+            Provider::Cloudflare,
+            response,
+        )
+        .await?;
+        envelope::unwrap(status, body)
+    }
+
+    /// Deletes a key and its value.
+    pub async fn delete(&self, key: &str) -> Result<Reply<()>, Error> {
+        self.check_key(key).await?;
+        let reply = envelope::call(self.raw().value_delete(self.account(), &self.id, key)).await?;
+        Ok(reply.map(drop))
+    }
+
+    /// Reads a key's metadata: `Ok(None)` if the key does not exist, `Some(Value::Null)` if it
+    /// has none.
+    pub async fn metadata(&self, key: &str) -> Result<Option<serde_json::Value>, Error> {
+        self.check_key(key).await?;
+        match envelope::call(self.raw().metadata_get(self.account(), &self.id, key)).await {
+            Ok(reply) => Ok(Some(reply.into_inner().unwrap_or(serde_json::Value::Null))),
+            Err(error) if is_missing_key(&error) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Reads a key's metadata as `T`: `Ok(None)` if the key does not exist.
+    pub async fn metadata_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let Some(metadata) = self.metadata(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_value(metadata).map(Some).map_err(|e| {
+            let reason = format!("the metadata is not the type asked for: {e}");
+            Error::BadResponse(crate::error::BadResponse {
+                provider: Provider::Cloudflare,
+                status: None,
+                reason,
+                excerpt: None,
+                source: Some(Box::new(e)),
+            })
+        })
+    }
+
+    /// Every key (with its expiration and metadata), page by page under the hood.
+    pub fn keys(&self, options: ListKeys) -> BoxStream<'static, Result<Key, Error>> {
+        paging::items(self.pages(options), |page: KeyPage| page.keys)
+    }
+
+    /// The key listing a page at a time, each with the cursor to resume after it.
+    pub fn key_pages(&self, options: ListKeys) -> BoxStream<'static, Result<KeyPage, Error>> {
+        Box::pin(self.pages(options))
+    }
+
+    fn pages(&self, options: ListKeys) -> paging::Pages<KeyPage> {
+        let namespace = self.clone();
+        let ListKeys {
+            prefix,
+            limit,
+            cursor,
+            read_ahead,
+        } = options;
+        let checked =
+            limits::check_page_limit("limit", limit, limits::KEYS_PAGE_LIMIT, "10 to 1000");
+        let first = (cursor, CursorGuard::default(), checked);
+        paging::pages(read_ahead, first, move |(cursor, mut guard, checked)| {
+            let namespace = namespace.clone();
+            let prefix = prefix.clone();
+            paging::boxed(async move {
+                checked?;
+                if let Some(cursor) = &cursor {
+                    guard.admit(Provider::Cloudflare, cursor)?;
+                }
+                let list = namespace.raw().keys_list(
+                    namespace.account(),
+                    &namespace.id,
+                    cursor.as_deref(),
+                    limit,
+                    prefix.as_deref(),
+                );
+                let response = seam::call(Provider::Cloudflare, list).await?;
+                let status = response.status();
+                let body = response.into_inner();
+                let next = paging::next_cursor(
+                    body.result_info
+                        .as_ref()
+                        .and_then(|info| info.cursor.clone()),
+                );
+                let (keys, _) = envelope::unwrap(status, body)?.into_parts();
+                let keys = keys
+                    .into_iter()
+                    .map(|k| Key {
+                        name: k.name,
+                        expiration: k.expiration,
+                        metadata: k.metadata,
+                    })
+                    .collect();
+                let page = KeyPage {
+                    keys,
+                    cursor: next.clone(),
+                };
+                Ok((page, next.map(|next| (Some(next), guard, Ok(())))))
+            })
+        })
+    }
+
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Whether an error is the service saying the key does not exist (code 10009).
+fn is_missing_key(error: &Error) -> bool {
+    error.codes().contains(&10009)
+}
+
+fn header_i64(headers: &reqwest::header::HeaderMap, name: &str) -> Result<Option<i64>, Error> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let parsed = value.to_str().ok().and_then(|v| v.trim().parse().ok());
+    parsed.map(Some).ok_or_else(|| {
+        Error::bad_response(
+            Provider::Cloudflare,
+            None,
+            format!("the {name} header is not a number: {value:?}"),
+        )
+    })
+}

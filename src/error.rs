@@ -1,0 +1,362 @@
+//! The crate's one error type, shared by both providers.
+//!
+//! Each variant names the stage that failed: the input was refused before sending, the transport
+//! failed, the service answered with an error, or its answer could not be understood. `Display`
+//! is one short sentence; the cause is reachable through [`std::error::Error::source`].
+
+use std::fmt;
+
+use reqwest::StatusCode;
+
+/// Which service a call went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Provider {
+    /// The Fastly KV Store API.
+    Fastly,
+    /// The Cloudflare Workers KV API.
+    Cloudflare,
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Provider::Fastly => "Fastly",
+            Provider::Cloudflare => "Cloudflare",
+        })
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input was refused locally; no request was sent.
+    InvalidInput(InvalidInput),
+    /// The request did not complete (connecting, sending or receiving failed). It may or may not
+    /// have reached the service.
+    Transport(TransportError),
+    /// The service answered with an error.
+    Api(ApiError),
+    /// The service answered, but not in a form the client understands.
+    BadResponse(BadResponse),
+}
+
+impl Error {
+    /// The HTTP status the service answered with, if it answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Api(e) => Some(e.status),
+            Error::BadResponse(e) => e.status,
+            Error::InvalidInput(_) | Error::Transport(_) => None,
+        }
+    }
+
+    /// The provider's error codes (Cloudflare's `errors[].code`), in the order given.
+    pub fn codes(&self) -> Vec<i64> {
+        match self {
+            Error::Api(e) => e.errors.iter().map(|m| m.code).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The thing asked for does not exist (HTTP 404, or Cloudflare code 10009 key not found or
+    /// 10013 namespace not found).
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(StatusCode::NOT_FOUND)
+            || self.codes().iter().any(|c| matches!(c, 10009 | 10013))
+    }
+
+    /// The service refused the call for exceeding a rate limit (HTTP 429, or Cloudflare's code
+    /// 971, "please wait and consider throttling your request speed").
+    pub fn is_rate_limited(&self) -> bool {
+        self.status() == Some(StatusCode::TOO_MANY_REQUESTS) || self.codes().contains(&971)
+    }
+
+    /// A condition on the write did not hold (HTTP 412): Fastly's `if-generation-match`
+    /// mismatch, or `add` on a key that exists.
+    pub fn is_precondition_failed(&self) -> bool {
+        self.status() == Some(StatusCode::PRECONDITION_FAILED)
+    }
+
+    /// The call conflicts with the resource's state (HTTP 409), e.g. deleting a Fastly store
+    /// that still holds items.
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(StatusCode::CONFLICT)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidInput(e) => write!(f, "refused before sending: {e}"),
+            Error::Transport(e) => write!(f, "request to {} failed: {}", e.provider, e.what),
+            Error::Api(e) => e.fmt(f),
+            Error::BadResponse(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::InvalidInput(e) => Some(e),
+            Error::Transport(e) => Some(e.source.as_ref()),
+            Error::Api(_) => None,
+            Error::BadResponse(e) => e
+                .source
+                .as_deref()
+                .map(|s| s as &(dyn std::error::Error + 'static)),
+        }
+    }
+}
+
+/// Input refused before any request was sent, each with what a caller needs to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidInput {
+    /// The key is empty, `.` or `..`: no URL path segment can carry it.
+    UnaddressableKey {
+        /// The key.
+        key: String,
+    },
+    /// The key is longer than the provider allows, in bytes of UTF-8.
+    KeyTooLong {
+        /// The key's length in bytes.
+        len: usize,
+        /// The provider's limit in bytes.
+        max: usize,
+    },
+    /// The namespace stores keys written on the URL literally (`supports_url_encoding` is
+    /// false), and this key would need percent-encoding, so it would be stored under another name.
+    KeyNeedsUrlEncoding {
+        /// The key.
+        key: String,
+    },
+    /// The value is larger than the provider allows.
+    ValueTooLarge {
+        /// The value's length in bytes.
+        len: u64,
+        /// The provider's limit in bytes.
+        max: u64,
+    },
+    /// The metadata is larger than the provider allows, serialized.
+    MetadataTooLarge {
+        /// The serialized metadata's length in bytes.
+        len: usize,
+        /// The provider's limit in bytes.
+        max: usize,
+    },
+    /// The metadata could not be serialized.
+    MetadataNotSerializable {
+        /// Why.
+        reason: String,
+    },
+    /// `expiration_ttl` is below the provider's minimum.
+    ExpirationTtlTooShort {
+        /// The TTL asked for, in seconds.
+        ttl: u64,
+        /// The minimum, in seconds.
+        min: u64,
+    },
+    /// A setting or argument is out of its range.
+    OutOfRange {
+        /// Which setting.
+        what: &'static str,
+        /// The allowed range, in words.
+        allowed: &'static str,
+    },
+    /// A credential cannot be sent as a header value (it holds a control character, say).
+    Credential {
+        /// Which header it was meant for.
+        header: &'static str,
+    },
+    /// The request could not be built from the arguments (a header value with a newline, say).
+    Unbuildable {
+        /// Why.
+        reason: String,
+    },
+    /// A required setting is missing (for example an environment variable).
+    Missing {
+        /// What is missing.
+        what: String,
+    },
+}
+
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidInput::UnaddressableKey { key } => {
+                write!(
+                    f,
+                    "key {key:?} cannot be sent: empty, `.` and `..` are not addressable in a URL"
+                )
+            }
+            InvalidInput::KeyTooLong { len, max } => {
+                write!(f, "key is {len} bytes, over the limit of {max}")
+            }
+            InvalidInput::KeyNeedsUrlEncoding { key } => write!(
+                f,
+                "key {key:?} needs URL encoding, and this namespace stores encoded keys literally"
+            ),
+            InvalidInput::ValueTooLarge { len, max } => {
+                write!(f, "value is {len} bytes, over the limit of {max}")
+            }
+            InvalidInput::MetadataTooLarge { len, max } => {
+                write!(
+                    f,
+                    "metadata is {len} bytes serialized, over the limit of {max}"
+                )
+            }
+            InvalidInput::MetadataNotSerializable { reason } => {
+                write!(f, "metadata cannot be serialized: {reason}")
+            }
+            InvalidInput::ExpirationTtlTooShort { ttl, min } => {
+                write!(
+                    f,
+                    "expiration_ttl of {ttl} s is under the minimum of {min} s"
+                )
+            }
+            InvalidInput::OutOfRange { what, allowed } => write!(f, "{what} must be {allowed}"),
+            InvalidInput::Credential { header } => {
+                write!(f, "the credential is not a valid {header} header value")
+            }
+            InvalidInput::Unbuildable { reason } => {
+                write!(f, "the request cannot be built: {reason}")
+            }
+            InvalidInput::Missing { what } => write!(f, "{what} is missing"),
+        }
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+/// The request did not complete.
+#[derive(Debug)]
+pub struct TransportError {
+    pub(crate) provider: Provider,
+    pub(crate) what: &'static str,
+    pub(crate) source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl TransportError {
+    /// The provider the request went to.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+}
+
+/// One `{code, message}` pair of an API error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiMessage {
+    /// The provider's code (Cloudflare's numeric codes; 0 where the provider gives none).
+    pub code: i64,
+    /// The text.
+    pub message: String,
+}
+
+/// The service answered with an error status or an unsuccessful envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// The provider that answered.
+    pub provider: Provider,
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// Every error the service listed (Cloudflare's `errors`), in order.
+    pub errors: Vec<ApiMessage>,
+    /// Informational messages that came with the error (Cloudflare's `messages`).
+    pub messages: Vec<ApiMessage>,
+    /// The start of the body, when it was not the provider's JSON error shape (a proxy's HTML
+    /// page, say).
+    pub excerpt: Option<String>,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} answered {}", self.provider, self.status)?;
+        for (i, e) in self.errors.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { "; " };
+            write!(f, "{sep}{} ({})", e.message, e.code)?;
+        }
+        if self.errors.is_empty()
+            && let Some(excerpt) = &self.excerpt
+        {
+            write!(f, ": {excerpt:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The service answered, but the answer could not be understood.
+#[derive(Debug)]
+pub struct BadResponse {
+    /// The provider that answered.
+    pub provider: Provider,
+    /// The HTTP status, when known.
+    pub status: Option<StatusCode>,
+    /// What was wrong.
+    pub reason: String,
+    /// The start of the body, when there was one.
+    pub excerpt: Option<String>,
+    pub(crate) source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl fmt::Display for BadResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unexpected answer from {}", self.provider)?;
+        if let Some(status) = self.status {
+            write!(f, " ({status})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// How many bytes of an unexpected body an error keeps.
+const EXCERPT_BYTES: usize = 512;
+
+/// The start of a body as text, for an error message.
+pub(crate) fn excerpt(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    let cut = &body[..body.len().min(EXCERPT_BYTES)];
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    if body.len() > EXCERPT_BYTES {
+        text.push('…');
+    }
+    Some(text)
+}
+
+impl Error {
+    pub(crate) fn transport(
+        provider: Provider,
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Transport(TransportError {
+            provider,
+            what,
+            source: source.into(),
+        })
+    }
+
+    pub(crate) fn bad_response(
+        provider: Provider,
+        status: Option<StatusCode>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::BadResponse(BadResponse {
+            provider,
+            status,
+            reason: reason.into(),
+            excerpt: None,
+            source: None,
+        })
+    }
+}
+
+impl From<InvalidInput> for Error {
+    fn from(e: InvalidInput) -> Self {
+        Error::InvalidInput(e)
+    }
+}
