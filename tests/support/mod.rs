@@ -148,3 +148,25 @@ pub fn cloudflare_go_body(test: &str, response: &str) -> serde_json::Value {
         .cloned()
         .unwrap_or_else(|| panic!("no response {response} in {test}"))
 }
+
+pub const CF_ACCOUNT: &str = "023e105f4ecef8ad9ca31a8372d0c353";
+pub const CF_NAMESPACE: &str = "0f2ac74b498b48028cb68387c421e279";
+
+/// The Cloudflare facade pointed at the mock server.
+pub fn cloudflare_client(server: &MockServer) -> edgekv::cloudflare::Client {
+    let credential = Credential::CloudflareToken(CLOUDFLARE_TOKEN.to_string());
+    edgekv::cloudflare::Client::builder(credential, CF_ACCOUNT)
+        .base_url(server.base_url())
+        .build()
+        .unwrap()
+}
+
+/// A path under the test namespace, e.g. `cf_path("/values/k")`.
+pub fn cf_path(rest: &str) -> String {
+    format!("/accounts/{CF_ACCOUNT}/storage/kv/namespaces/{CF_NAMESPACE}{rest}")
+}
+
+/// A successful Cloudflare envelope around `result`.
+pub fn cf_ok(result: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"success": true, "errors": [], "messages": [], "result": result})
+}
