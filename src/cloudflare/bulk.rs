@@ -204,7 +204,6 @@ impl BulkReport {
 
 /// Options of [`Namespace::bulk_get`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct BulkGetOptions {
     /// Parse each value as JSON (`type: json`) instead of returning text.
     pub json: bool,
