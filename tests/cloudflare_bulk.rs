@@ -95,7 +95,7 @@ async fn a_25000_entry_write_is_split_10000_10000_5000_and_retries_unsuccessful_
         report.failed[0].reason
     );
 
-    let log = log.lock().unwrap();
+    let log = log.lock().unwrap().clone();
     let mut first_sends: Vec<usize> = log.iter().map(Vec::len).filter(|n| *n > 1).collect();
     first_sends.sort_unstable();
     assert_eq!(first_sends, [5_000, 10_000, 10_000]);
