@@ -287,6 +287,20 @@ impl Namespace {
     /// Writes every entry, in requests of at most 10,000 pairs and
     /// [`BulkOptions::max_request_bytes`], [`BulkOptions::concurrency`] at a time. See the
     /// module docs for what is retried and reported. Fails as a whole only for bad options.
+    ///
+    /// ```no_run
+    /// # async fn demo(namespace: edgekv::cloudflare::Namespace) -> Result<(), edgekv::Error> {
+    /// use edgekv::cloudflare::{BulkEntry, BulkOptions};
+    ///
+    /// let entries = (0..50_000).map(|i| BulkEntry::text(format!("user/{i}"), "{}").expiration_ttl(86_400));
+    /// let report = namespace.bulk_write(entries, &BulkOptions::default()).await?;
+    /// for failed in &report.failed {
+    ///     eprintln!("#{} {}: {}", failed.index, failed.key, failed.reason);
+    /// }
+    /// assert_eq!(report.submitted(), 50_000);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn bulk_write<I>(
         &self,
         entries: I,

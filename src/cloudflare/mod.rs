@@ -112,6 +112,14 @@ impl ClientBuilder {
 
 impl Client {
     /// A client for `account_id` authenticated with an API token.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), edgekv::Error> {
+    /// let client = edgekv::cloudflare::Client::new("api-token", "023e105f4ecef8ad9ca31a8372d0c353")?;
+    /// let namespace = client.namespace("0f2ac74b498b48028cb68387c421e279");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(api_token: impl Into<String>, account_id: impl Into<String>) -> Result<Self, Error> {
         Self::builder(Credential::CloudflareToken(api_token.into()), account_id).build()
     }

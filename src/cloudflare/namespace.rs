@@ -211,6 +211,16 @@ impl Namespace {
 
     /// Reads a value: `Ok(None)` if the key does not exist (code 10009); a missing namespace is
     /// an error. The body streams; see [`Value`].
+    ///
+    /// ```no_run
+    /// # async fn demo(namespace: edgekv::cloudflare::Namespace) -> Result<(), edgekv::Error> {
+    /// match namespace.get("config/app").await? {
+    ///     Some(value) => println!("{} bytes", value.bytes().await?.len()),
+    ///     None => println!("not set"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn get(&self, key: &str) -> Result<Option<Value>, Error> {
         self.check_key(key).await?;
         match seam::call(
@@ -237,6 +247,19 @@ impl Namespace {
     /// chunked, never buffered whole. With metadata it is sent as a multipart form (the value
     /// part still streamed). Limits are checked first: the key, `expiration_ttl` at least 60,
     /// metadata at most 1024 bytes and, when its length is known, a value of at most 25 MiB.
+    ///
+    /// ```no_run
+    /// # async fn demo(namespace: edgekv::cloudflare::Namespace) -> Result<(), Box<dyn std::error::Error>> {
+    /// use edgekv::{Body, cloudflare::PutOptions};
+    ///
+    /// namespace.put("greeting", "hello", PutOptions::new().expiration_ttl(3600)).await?;
+    /// let file = tokio::fs::File::open("report.pdf").await?;
+    /// let len = file.metadata().await?.len();
+    /// let options = PutOptions::new().metadata(serde_json::json!({"type": "pdf"}));
+    /// namespace.put("reports/2026", Body::from_reader(file, Some(len)), options).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn put(
         &self,
         key: &str,
@@ -367,6 +390,19 @@ impl Namespace {
     }
 
     /// Every key (with its expiration and metadata), page by page under the hood.
+    ///
+    /// ```no_run
+    /// # async fn demo(namespace: edgekv::cloudflare::Namespace) -> Result<(), edgekv::Error> {
+    /// use edgekv::cloudflare::ListKeys;
+    /// use futures_util::TryStreamExt as _;
+    ///
+    /// let mut keys = namespace.keys(ListKeys::new().prefix("user/"));
+    /// while let Some(key) = keys.try_next().await? {
+    ///     println!("{} expires {:?}", key.name, key.expiration);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn keys(&self, options: ListKeys) -> BoxStream<'static, Result<Key, Error>> {
         paging::items(self.pages(options), |page: KeyPage| page.keys)
     }
