@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod body;
+mod bulk;
 pub mod cloudflare;
 pub mod error;
 pub mod fastly;

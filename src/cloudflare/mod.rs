@@ -18,8 +18,8 @@
 
 mod bulk;
 mod envelope;
+mod handle;
 pub mod limits;
-mod namespace;
 pub mod raw;
 
 use std::fmt;
@@ -27,9 +27,10 @@ use std::sync::Arc;
 
 use futures_util::stream::BoxStream;
 
-pub use bulk::{BulkEntry, BulkGetOptions, BulkOptions, BulkReport, BulkValue, FailedKey};
+pub use crate::bulk::{BulkReport, FailedKey};
+pub use bulk::{BulkEntry, BulkGetOptions, BulkOptions, BulkValue};
 pub use envelope::Reply;
-pub use namespace::{Key, KeyPage, ListKeys, Namespace, PutOptions, Value};
+pub use handle::{Key, KeyPage, ListKeys, Namespace, PutOptions, Value};
 
 use crate::error::{Error, InvalidInput, Provider};
 use crate::paging;
