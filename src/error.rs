@@ -120,6 +120,13 @@ pub enum InvalidInput {
         /// The key.
         key: String,
     },
+    /// The provider does not accept this key (a reserved prefix, a control character).
+    KeyNotAllowed {
+        /// The key.
+        key: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
     /// The key is longer than the provider allows, in bytes of UTF-8.
     KeyTooLong {
         /// The key's length in bytes.
@@ -147,6 +154,8 @@ pub enum InvalidInput {
         /// The provider's limit in bytes.
         max: usize,
     },
+    /// The metadata travels as a header and cannot be one (a control character, say).
+    MetadataNotHeaderValue,
     /// The metadata could not be serialized.
     MetadataNotSerializable {
         /// Why.
@@ -192,6 +201,7 @@ impl fmt::Display for InvalidInput {
                     "key {key:?} cannot be sent: empty, `.` and `..` are not addressable in a URL"
                 )
             }
+            InvalidInput::KeyNotAllowed { key, rule } => write!(f, "key {key:?} is not allowed: {rule}"),
             InvalidInput::KeyTooLong { len, max } => {
                 write!(f, "key is {len} bytes, over the limit of {max}")
             }
@@ -207,6 +217,9 @@ impl fmt::Display for InvalidInput {
                     f,
                     "metadata is {len} bytes serialized, over the limit of {max}"
                 )
+            }
+            InvalidInput::MetadataNotHeaderValue => {
+                f.write_str("metadata is sent as a header and must be a valid header value (no control characters)")
             }
             InvalidInput::MetadataNotSerializable { reason } => {
                 write!(f, "metadata cannot be serialized: {reason}")

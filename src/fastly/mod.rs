@@ -1,3 +1,296 @@
-//! Fastly KV Store.
+//! Fastly KV Store: stores, items with generations and metadata, key listings, batch writes.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), edgekv::Error> {
+//! use edgekv::fastly::{Client, PutOptions, WriteMode};
+//!
+//! let client = Client::from_env()?; // FASTLY_API_TOKEN
+//! let store = client.store("iaa48y0oxw13s12xpfdkk9");
+//! store.put("apple", "apple0", PutOptions::new()).await?;
+//! if let Some(item) = store.get("apple").await? {
+//!     let generation = item.generation();
+//!     // Only succeeds if nobody wrote in between; a conflict is `is_precondition_failed()`.
+//!     let options = PutOptions::new().if_generation_match(generation).mode(WriteMode::Append);
+//!     store.put("apple", "-suffix", options).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
+mod bulk;
+mod handle;
+pub mod limits;
 pub mod raw;
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::stream::BoxStream;
+
+pub use crate::bulk::{BulkReport, FailedKey};
+pub use bulk::{BulkEntry, BulkOptions};
+pub use handle::{
+    Consistency, DeleteOptions, Item, KeyPage, ListKeys, PutOptions, Store, WriteMode,
+};
+
+use crate::error::{Error, InvalidInput, Provider};
+use crate::paging::{self, CursorGuard};
+use crate::seam::{self, Credential, Seam};
+
+/// Where the API lives unless told otherwise.
+pub const DEFAULT_BASE_URL: &str = "https://api.fastly.com";
+
+/// A Fastly KV Store client. Cheap to clone; `Debug` shows no token.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raw: raw::Client,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use progenitor_client::ClientInfo as _;
+        f.debug_struct("fastly::Client")
+            .field("base_url", &self.inner.raw.baseurl())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    token: Credential,
+    base_url: String,
+    http: Option<reqwest::Client>,
+}
+
+impl ClientBuilder {
+    /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`] (an emulator, a proxy).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// Sends requests through this `reqwest::Client`. Give it a redirect policy that does not
+    /// follow redirects to other hosts: reqwest would forward `Fastly-Key` to them.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Builds the client. Fails if the token cannot be sent as a header value.
+    pub fn build(self) -> Result<Client, Error> {
+        let seam = Seam::new(self.token)?;
+        let http = match self.http {
+            Some(http) => http,
+            None => crate::http::client_builder().build().map_err(|e| {
+                Error::transport(Provider::Fastly, "building the HTTP client failed", e)
+            })?,
+        };
+        let raw = raw::Client::new_with_client(self.base_url.trim_end_matches('/'), http, seam);
+        Ok(Client {
+            inner: Arc::new(Inner { raw }),
+        })
+    }
+}
+
+/// Where a store's primary copy lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// United States.
+    Us,
+    /// Europe.
+    Eu,
+    /// Asia.
+    Asia,
+    /// Australia.
+    Aus,
+}
+
+impl From<Location> for raw::types::KvStoreLocation {
+    fn from(location: Location) -> Self {
+        match location {
+            Location::Us => raw::types::KvStoreLocation::Us,
+            Location::Eu => raw::types::KvStoreLocation::Eu,
+            Location::Asia => raw::types::KvStoreLocation::Asia,
+            Location::Aus => raw::types::KvStoreLocation::Aus,
+        }
+    }
+}
+
+/// A store's identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreInfo {
+    /// Store ID.
+    pub id: String,
+    /// Store name.
+    pub name: String,
+    /// Creation time, as the service wrote it (two formats are seen live).
+    pub created_at: Option<String>,
+    /// Last update time, as the service wrote it.
+    pub updated_at: Option<String>,
+}
+
+impl From<raw::types::KvStoreDetails> for StoreInfo {
+    fn from(d: raw::types::KvStoreDetails) -> Self {
+        StoreInfo {
+            id: d.id.unwrap_or_default(),
+            name: d.name.unwrap_or_default(),
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+/// Options of [`Client::stores`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListStores {
+    /// Only the store with this name.
+    pub name: Option<String>,
+    /// Stores per page (the service's default: 1000).
+    pub limit: Option<u32>,
+}
+
+impl Client {
+    /// A client authenticated with an API token (sent as `Fastly-Key`).
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), edgekv::Error> {
+    /// let client = edgekv::fastly::Client::new("api-token")?;
+    /// let store = client.store("iaa48y0oxw13s12xpfdkk9");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(api_token: impl Into<String>) -> Result<Self, Error> {
+        Self::builder(api_token).build()
+    }
+
+    /// A builder, for another base URL or an existing `reqwest::Client`.
+    pub fn builder(api_token: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            token: Credential::FastlyToken(api_token.into()),
+            base_url: DEFAULT_BASE_URL.to_string(),
+            http: None,
+        }
+    }
+
+    /// A client from `FASTLY_API_TOKEN`.
+    pub fn from_env() -> Result<Self, Error> {
+        let token = std::env::var("FASTLY_API_TOKEN").map_err(|_| InvalidInput::Missing {
+            what: "environment variable FASTLY_API_TOKEN".to_string(),
+        })?;
+        Self::new(token)
+    }
+
+    /// The generated client underneath, for calls the facade does not cover. Outside the
+    /// crate's semver promise, like everything in [`raw`].
+    pub fn raw(&self) -> &raw::Client {
+        &self.inner.raw
+    }
+
+    /// A handle on one store, for its items, keys and batch writes. Makes no request.
+    pub fn store(&self, store_id: impl Into<String>) -> Store {
+        Store::new(self.clone(), store_id.into())
+    }
+
+    /// Creates a store (answered 201), optionally in a chosen location.
+    pub async fn create_store(
+        &self,
+        name: impl Into<String>,
+        location: Option<Location>,
+    ) -> Result<StoreInfo, Error> {
+        let body = raw::types::KvStoreRequestCreateOrUpdate { name: name.into() };
+        let created = seam::call(
+            Provider::Fastly,
+            self.raw().kv_store_create(location.map(Into::into), &body),
+        )
+        .await?;
+        Ok(created.into_inner().into())
+    }
+
+    /// Gets a store's details.
+    pub async fn get_store(&self, store_id: &str) -> Result<StoreInfo, Error> {
+        Ok(
+            seam::call(Provider::Fastly, self.raw().kv_store_get(store_id))
+                .await?
+                .into_inner()
+                .into(),
+        )
+    }
+
+    /// Renames a store.
+    pub async fn rename_store(&self, store_id: &str, name: impl Into<String>) -> Result<(), Error> {
+        let body = raw::types::KvStoreRequestCreateOrUpdate { name: name.into() };
+        seam::call(Provider::Fastly, self.raw().kv_store_put(store_id, &body)).await?;
+        Ok(())
+    }
+
+    /// Deletes an empty store. A store that still holds items answers 409: the error's
+    /// [`is_conflict()`](Error::is_conflict) is true; see [`delete_store_with_contents`](Self::delete_store_with_contents).
+    pub async fn delete_store(&self, store_id: &str) -> Result<(), Error> {
+        seam::call(Provider::Fastly, self.raw().kv_store_delete(store_id)).await?;
+        Ok(())
+    }
+
+    /// Deletes every item of a store ([`Store::clear`], `concurrency` deletes at a time), then
+    /// the store. If any item could not be deleted the store is left in place, and the report
+    /// names those keys.
+    pub async fn delete_store_with_contents(
+        &self,
+        store_id: &str,
+        concurrency: usize,
+    ) -> Result<BulkReport, Error> {
+        let report = self.store(store_id).clear(concurrency).await?;
+        if report.failed.is_empty() {
+            self.delete_store(store_id).await?;
+        }
+        Ok(report)
+    }
+
+    /// Every store (or the one named), page by page under the hood.
+    pub fn stores(&self, options: ListStores) -> BoxStream<'static, Result<StoreInfo, Error>> {
+        let client = self.clone();
+        let ListStores { name, limit } = options;
+        let limit = match limit
+            .map(|l| {
+                std::num::NonZeroU32::new(l).ok_or(InvalidInput::OutOfRange {
+                    what: "limit",
+                    allowed: "at least 1",
+                })
+            })
+            .transpose()
+        {
+            Ok(limit) => limit,
+            Err(e) => return Box::pin(futures_util::stream::once(async move { Err(e.into()) })),
+        };
+        let pages = paging::pages(
+            0,
+            (None::<String>, CursorGuard::default()),
+            move |(cursor, mut guard)| {
+                let client = client.clone();
+                let name = name.clone();
+                paging::boxed(async move {
+                    if let Some(cursor) = &cursor {
+                        guard.admit(Provider::Fastly, cursor)?;
+                    }
+                    let list =
+                        client
+                            .raw()
+                            .kv_store_list(cursor.as_deref(), limit, name.as_deref());
+                    let page = seam::call(Provider::Fastly, list).await?.into_inner();
+                    let next = paging::next_cursor(page.meta.next_cursor);
+                    Ok((page.data, next.map(|next| (Some(next), guard))))
+                })
+            },
+        );
+        paging::items(pages, |stores: Vec<raw::types::KvStoreDetails>| {
+            stores.into_iter().map(StoreInfo::from).collect()
+        })
+    }
+}

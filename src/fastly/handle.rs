@@ -1,0 +1,505 @@
+//! One store: items with their generation and metadata, and key listings.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+use reqwest::StatusCode;
+
+use super::{Client, limits, raw};
+use crate::body::{Body, ValueStream};
+use crate::bulk::{BulkReport, FailedKey};
+use crate::error::{Error, InvalidInput, Provider};
+use crate::paging::{self, CursorGuard};
+use crate::seam;
+
+/// A handle on one store. Cheap to clone; makes no request until used.
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    id: Arc<str>,
+    /// Set once any call has shown the store exists. Fastly answers 404 both for a missing item
+    /// and a missing store; a 404 on `get` is "no such key" only once the store is known to exist.
+    exists: Arc<AtomicBool>,
+}
+
+/// An item read from a store.
+#[derive(Debug)]
+pub struct Item {
+    generation: u64,
+    metadata: Option<String>,
+    body: ValueStream,
+}
+
+impl Item {
+    /// The item's generation marker, for [`PutOptions::if_generation_match`] and
+    /// [`DeleteOptions::if_generation_match`].
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The metadata stored with the item (`None` when there is none).
+    pub fn metadata(&self) -> Option<&str> {
+        self.metadata.as_deref()
+    }
+
+    /// The value as a stream of chunks.
+    pub fn into_body(self) -> ValueStream {
+        self.body
+    }
+
+    /// Reads the whole value into memory.
+    pub async fn bytes(self) -> Result<bytes::Bytes, Error> {
+        self.body.bytes().await
+    }
+}
+
+/// How a write combines with what is stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteMode {
+    /// Replace the value (the default).
+    #[default]
+    Overwrite,
+    /// Write only if the key does not exist; otherwise the service answers 412
+    /// ([`Error::is_precondition_failed`]).
+    Add,
+    /// Append to the stored value (creating it if absent).
+    Append,
+    /// Prepend to the stored value (creating it if absent).
+    Prepend,
+}
+
+/// Options of [`Store::put`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PutOptions {
+    /// Write only if the item's generation is this one (412 otherwise).
+    pub if_generation_match: Option<u64>,
+    /// Seconds after which the item expires.
+    pub ttl_seconds: Option<u32>,
+    /// Metadata stored with the item (at most 2000 bytes; sent as a header).
+    pub metadata: Option<String>,
+    /// How the write combines with what is stored.
+    pub mode: WriteMode,
+    /// Let the write complete in the background, answering sooner.
+    pub background_fetch: bool,
+}
+
+impl PutOptions {
+    /// Overwrite, unconditionally, without TTL or metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Write only if the item's generation is `generation`.
+    pub fn if_generation_match(mut self, generation: u64) -> Self {
+        self.if_generation_match = Some(generation);
+        self
+    }
+
+    /// Expire the item after `seconds`.
+    pub fn ttl_seconds(mut self, seconds: u32) -> Self {
+        self.ttl_seconds = Some(seconds);
+        self
+    }
+
+    /// Store `metadata` with the item.
+    pub fn metadata(mut self, metadata: impl Into<String>) -> Self {
+        self.metadata = Some(metadata.into());
+        self
+    }
+
+    /// Combine with the stored value as `mode` says.
+    pub fn mode(mut self, mode: WriteMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Let the write complete in the background.
+    pub fn background_fetch(mut self, background_fetch: bool) -> Self {
+        self.background_fetch = background_fetch;
+        self
+    }
+}
+
+/// Options of [`Store::delete`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeleteOptions {
+    /// Delete only if the item's generation is this one (412 otherwise).
+    pub if_generation_match: Option<u64>,
+    /// Succeed even if the item does not exist.
+    pub force: bool,
+}
+
+impl DeleteOptions {
+    /// Unconditional.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delete only if the item's generation is `generation`.
+    pub fn if_generation_match(mut self, generation: u64) -> Self {
+        self.if_generation_match = Some(generation);
+        self
+    }
+
+    /// Succeed even if the item does not exist.
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+}
+
+/// Whether a key listing must reflect every completed write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// Every completed write (the service's default).
+    Strong,
+    /// May lag behind recent writes; cheaper.
+    Eventual,
+}
+
+/// One page of a key listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyPage {
+    /// The keys on this page.
+    pub keys: Vec<String>,
+    /// The cursor of the next page (`None` on the last page): give it to [`ListKeys::cursor`]
+    /// to resume the listing later.
+    pub cursor: Option<String>,
+}
+
+/// Options of a key listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListKeys {
+    /// Only keys starting with this.
+    pub prefix: Option<String>,
+    /// Keys per page (the service's default: 1000).
+    pub limit: Option<u32>,
+    /// Strong (default) or eventual.
+    pub consistency: Option<Consistency>,
+    /// Where to start: a cursor from an earlier [`KeyPage`].
+    pub cursor: Option<String>,
+    /// Pages fetched ahead of the consumer (default 1; 0: only when asked for).
+    pub read_ahead: usize,
+}
+
+impl Default for ListKeys {
+    fn default() -> Self {
+        ListKeys {
+            prefix: None,
+            limit: None,
+            consistency: None,
+            cursor: None,
+            read_ahead: 1,
+        }
+    }
+}
+
+impl ListKeys {
+    /// Every key, one page read ahead.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only keys starting with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Keys per page (at least 1).
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Strong or eventual consistency.
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = Some(consistency);
+        self
+    }
+
+    /// Resumes a listing at `cursor`.
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// Pages fetched ahead of the consumer; 0 fetches strictly on demand.
+    pub fn read_ahead(mut self, pages: usize) -> Self {
+        self.read_ahead = pages;
+        self
+    }
+}
+
+impl Store {
+    pub(super) fn new(client: Client, id: String) -> Self {
+        Store {
+            client,
+            id: id.into(),
+            exists: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The store ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(super) fn raw(&self) -> &raw::Client {
+        self.client.raw()
+    }
+
+    fn seen(&self) {
+        self.exists.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the store exists: known from an earlier success, else asked once.
+    async fn confirm_exists(&self) -> Result<(), Error> {
+        if !self.exists.load(Ordering::Relaxed) {
+            seam::call(Provider::Fastly, self.raw().kv_store_get(&self.id)).await?;
+            self.seen();
+        }
+        Ok(())
+    }
+
+    /// Reads an item: `Ok(None)` if the key does not exist; a missing store is an error. The
+    /// value streams; see [`Item`].
+    ///
+    /// ```no_run
+    /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
+    /// if let Some(item) = store.get("apple").await? {
+    ///     println!("generation {} metadata {:?}", item.generation(), item.metadata());
+    ///     let value = item.bytes().await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get(&self, key: &str) -> Result<Option<Item>, Error> {
+        limits::check_key(key)?;
+        match seam::call(
+            Provider::Fastly,
+            self.raw().kv_store_get_item(&self.id, key),
+        )
+        .await
+        {
+            Ok(response) => {
+                self.seen();
+                let headers = response.headers();
+                let generation = headers
+                    .get("generation")
+                    .and_then(|g| g.to_str().ok())
+                    .and_then(|g| g.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        Error::bad_response(
+                            Provider::Fastly,
+                            Some(response.status()),
+                            "no valid generation header",
+                        )
+                    })?;
+                let metadata = headers
+                    .get("metadata")
+                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+                    .filter(|m| !m.is_empty());
+                Ok(Some(Item {
+                    generation,
+                    metadata,
+                    body: ValueStream::new(Provider::Fastly, response.into_inner()),
+                }))
+            }
+            Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => {
+                self.confirm_exists().await?;
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Writes an item. The value is sent as it is read (bytes and strings as they are, streams
+    /// and readers chunked, never buffered whole). Checked first: the key, the metadata (at most
+    /// 2000 bytes, a valid header value) and, when its length is known, a value of at most
+    /// 25,000,000 bytes. A generation mismatch, or [`WriteMode::Add`] on an existing key, is an
+    /// error whose [`is_precondition_failed()`](Error::is_precondition_failed) is true.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
+    /// use edgekv::fastly::{PutOptions, WriteMode};
+    ///
+    /// match store.put("lock", "me", PutOptions::new().mode(WriteMode::Add).ttl_seconds(60)).await {
+    ///     Ok(()) => println!("acquired"),
+    ///     Err(e) if e.is_precondition_failed() => println!("already held"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn put(
+        &self,
+        key: &str,
+        value: impl Into<Body>,
+        options: PutOptions,
+    ) -> Result<(), Error> {
+        let value = value.into();
+        limits::check_key(key)?;
+        limits::check_value_len(value.len())?;
+        if let Some(metadata) = &options.metadata {
+            limits::check_metadata(metadata)?;
+        }
+        let flag = |mode: WriteMode| (options.mode == mode).then_some(true);
+        let put = self.raw().kv_store_upsert_item(
+            &self.id,
+            key,
+            flag(WriteMode::Add),
+            flag(WriteMode::Append),
+            options.background_fetch.then_some(true),
+            flag(WriteMode::Prepend),
+            options.if_generation_match,
+            options.metadata.as_deref(),
+            options.ttl_seconds,
+            value.into_reqwest(),
+        );
+        seam::call(Provider::Fastly, put).await?;
+        self.seen();
+        Ok(())
+    }
+
+    /// Deletes an item. With [`DeleteOptions::if_generation_match`] a mismatch is an error whose
+    /// [`is_precondition_failed()`](Error::is_precondition_failed) is true.
+    pub async fn delete(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
+        limits::check_key(key)?;
+        let force = options.force.then_some(true);
+        seam::call(
+            Provider::Fastly,
+            self.raw()
+                .kv_store_delete_item(&self.id, key, force, options.if_generation_match),
+        )
+        .await?;
+        self.seen();
+        Ok(())
+    }
+
+    /// Every key, page by page under the hood.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
+    /// use edgekv::fastly::{Consistency, ListKeys};
+    /// use futures_util::TryStreamExt as _;
+    ///
+    /// let keys: Vec<String> = store.keys(ListKeys::new().prefix("user/").consistency(Consistency::Eventual)).try_collect().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn keys(&self, options: ListKeys) -> BoxStream<'static, Result<String, Error>> {
+        paging::items(self.pages(options), |page: KeyPage| page.keys)
+    }
+
+    /// The key listing a page at a time, each with the cursor to resume after it.
+    pub fn key_pages(&self, options: ListKeys) -> BoxStream<'static, Result<KeyPage, Error>> {
+        Box::pin(self.pages(options))
+    }
+
+    fn pages(&self, options: ListKeys) -> paging::Pages<KeyPage> {
+        let store = self.clone();
+        let ListKeys {
+            prefix,
+            limit,
+            consistency,
+            cursor,
+            read_ahead,
+        } = options;
+        let limit = limit.map(|l| {
+            std::num::NonZeroU32::new(l).ok_or(InvalidInput::OutOfRange {
+                what: "limit",
+                allowed: "at least 1",
+            })
+        });
+        let consistency = consistency.map(|c| match c {
+            Consistency::Strong => raw::types::KvStoreConsistency::Strong,
+            Consistency::Eventual => raw::types::KvStoreConsistency::Eventual,
+        });
+        paging::pages(
+            read_ahead,
+            (cursor, CursorGuard::default()),
+            move |(cursor, mut guard)| {
+                let store = store.clone();
+                let prefix = prefix.clone();
+                let limit = limit.clone();
+                paging::boxed(async move {
+                    let limit = limit.transpose()?;
+                    if let Some(cursor) = &cursor {
+                        guard.admit(Provider::Fastly, cursor)?;
+                    }
+                    let list = store.raw().kv_store_list_item_keys(
+                        &store.id,
+                        consistency,
+                        cursor.as_deref(),
+                        limit,
+                        prefix.as_deref(),
+                    );
+                    let page = seam::call(Provider::Fastly, list).await?.into_inner();
+                    store.seen();
+                    let next = paging::next_cursor(page.meta.next_cursor);
+                    Ok((
+                        KeyPage {
+                            keys: page.data,
+                            cursor: next.clone(),
+                        },
+                        next.map(|next| (Some(next), guard)),
+                    ))
+                })
+            },
+        )
+    }
+
+    /// Deletes every item, `concurrency` deletes at a time, and reports each key not deleted.
+    /// A key already gone counts as deleted.
+    pub async fn clear(&self, concurrency: usize) -> Result<BulkReport, Error> {
+        if concurrency == 0 {
+            return Err(InvalidInput::OutOfRange {
+                what: "concurrency",
+                allowed: "at least 1",
+            }
+            .into());
+        }
+        let mut report = BulkReport::default();
+        let deletes = self
+            .keys(ListKeys::new())
+            .enumerate()
+            .map(|(index, key)| async move {
+                Ok::<_, Error>(self.delete_listed(key?, index as u64).await)
+            });
+        let mut deletes = std::pin::pin!(deletes.buffer_unordered(concurrency));
+        while let Some(outcome) = deletes.next().await {
+            report.absorb(outcome?);
+        }
+        Ok(report)
+    }
+
+    async fn delete_listed(&self, key: String, index: u64) -> BulkReport {
+        match self.delete(&key, DeleteOptions::new()).await {
+            Ok(()) => BulkReport {
+                written: 1,
+                failed: Vec::new(),
+            },
+            Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => BulkReport {
+                written: 1,
+                failed: Vec::new(),
+            },
+            Err(error) => BulkReport {
+                written: 0,
+                failed: vec![FailedKey {
+                    key,
+                    index,
+                    reason: error.to_string(),
+                }],
+            },
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Fastly KV Store limits, checked before any request (see `specs/README.md` for the source of
+//! the key rules: the Fastly Compute SDK documentation of `KVStore`).
+
+use crate::error::InvalidInput;
+use crate::keys;
+
+/// Longest key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest value: 25 MB (decimal).
+pub const MAX_VALUE_BYTES: u64 = 25_000_000;
+/// Largest metadata, in bytes.
+pub const MAX_METADATA_BYTES: usize = 2000;
+/// Keys may not start with this.
+pub const RESERVED_KEY_PREFIX: &str = ".well-known/acme-challenge/";
+/// Largest batch request body by default. Fastly documents no bound; this keeps each request
+/// (held in memory so it can be sent again) small.
+pub const BATCH_DEFAULT_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+/// Most lines in one batch request.
+pub const BATCH_MAX_LINES: usize = 10_000;
+
+/// Checks a key against every rule of the service.
+pub(crate) fn check_key(key: &str) -> Result<(), InvalidInput> {
+    keys::check_addressable(key)?;
+    keys::check_length(key, MAX_KEY_BYTES)?;
+    if key.starts_with(RESERVED_KEY_PREFIX) {
+        let rule = "keys may not start with `.well-known/acme-challenge/`";
+        return Err(InvalidInput::KeyNotAllowed {
+            key: key.to_string(),
+            rule,
+        });
+    }
+    if key.chars().any(char::is_control) {
+        let rule = "keys may not contain CR, LF or other control characters";
+        return Err(InvalidInput::KeyNotAllowed {
+            key: key.to_string(),
+            rule,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_value_len(len: Option<u64>) -> Result<(), InvalidInput> {
+    match len {
+        Some(len) if len > MAX_VALUE_BYTES => Err(InvalidInput::ValueTooLarge {
+            len,
+            max: MAX_VALUE_BYTES,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Metadata travels in a header: at most 2000 bytes, and a valid header value.
+pub(crate) fn check_metadata(metadata: &str) -> Result<(), InvalidInput> {
+    if metadata.len() > MAX_METADATA_BYTES {
+        return Err(InvalidInput::MetadataTooLarge {
+            len: metadata.len(),
+            max: MAX_METADATA_BYTES,
+        });
+    }
+    if reqwest::header::HeaderValue::from_str(metadata).is_err()
+        || metadata.chars().any(char::is_control)
+    {
+        return Err(InvalidInput::MetadataNotHeaderValue);
+    }
+    Ok(())
+}
