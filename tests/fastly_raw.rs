@@ -486,25 +486,7 @@ async fn every_recorded_interaction_replays_through_the_raw_client() {
 async fn replay(interaction: &support::Interaction, context: &str) {
     let (request, response) = (&interaction.request, &interaction.response);
     let server = MockServer::start_async().await;
-    let mock = server
-        .mock_async(|when, then| {
-            let mut when = exact(when, &request.method, request.path_and_query());
-            if let Some(generation) = request.header("If-Generation-Match") {
-                when = when.header("if-generation-match", generation);
-            }
-            if !request.body.is_empty() && !request.path_and_query().ends_with("/batch") {
-                when.body(request.body.clone());
-            }
-            let mut then = then.status(response.code).body(response.body.clone());
-            for (name, values) in &response.headers {
-                if !name.eq_ignore_ascii_case("content-length") {
-                    for value in values {
-                        then = then.header(name.clone(), value.clone());
-                    }
-                }
-            }
-        })
-        .await;
+    let mock = support::serve_recorded(&server, interaction).await;
 
     let client = fastly(&server);
     let url = url::Url::parse(&request.url).unwrap();

@@ -170,3 +170,47 @@ pub fn cf_path(rest: &str) -> String {
 pub fn cf_ok(result: serde_json::Value) -> serde_json::Value {
     serde_json::json!({"success": true, "errors": [], "messages": [], "result": result})
 }
+
+pub const FASTLY_STORE: &str = "iaa48y0oxw13s12xpfdkk9";
+
+/// The Fastly facade pointed at the mock server.
+pub fn fastly_client(server: &MockServer) -> edgekv::fastly::Client {
+    edgekv::fastly::Client::builder(FASTLY_TOKEN)
+        .base_url(server.base_url())
+        .build()
+        .unwrap()
+}
+
+/// A path under the test store, e.g. `fastly_path("/keys/apple")`.
+pub fn fastly_path(rest: &str) -> String {
+    format!("/resources/stores/kv/{FASTLY_STORE}{rest}")
+}
+
+/// Serves one recorded interaction: its response, only to a request with the recorded method,
+/// path and query (and generation header and body, where recorded; a batch body is compared by
+/// the caller, since the recording's whitespace is go-fastly's own).
+pub async fn serve_recorded<'a>(
+    server: &'a MockServer,
+    interaction: &Interaction,
+) -> httpmock::Mock<'a> {
+    let (request, response) = (&interaction.request, &interaction.response);
+    server
+        .mock_async(|when, then| {
+            let mut when = exact(when, &request.method, request.path_and_query());
+            if let Some(generation) = request.header("If-Generation-Match") {
+                when = when.header("if-generation-match", generation);
+            }
+            if !request.body.is_empty() && !request.path_and_query().ends_with("/batch") {
+                when.body(request.body.clone());
+            }
+            let mut then = then.status(response.code).body(response.body.clone());
+            for (name, values) in &response.headers {
+                if !name.eq_ignore_ascii_case("content-length") {
+                    for value in values {
+                        then = then.header(name.clone(), value.clone());
+                    }
+                }
+            }
+        })
+        .await
+}
