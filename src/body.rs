@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 
-use crate::error::{Error, Provider};
+use crate::error::{Error, InvalidInput, Provider};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -170,5 +170,13 @@ impl Stream for ValueStream {
         self.chunks.as_mut().poll_next(cx).map(|chunk| {
             chunk.map(|r| r.map_err(|e| Error::transport(provider, "reading the value failed", e)))
         })
+    }
+}
+
+/// Refuses a value whose known length is over the provider's `max`.
+pub(crate) fn check_len(len: Option<u64>, max: u64) -> Result<(), InvalidInput> {
+    match len {
+        Some(len) if len > max => Err(InvalidInput::ValueTooLarge { len, max }),
+        _ => Ok(()),
     }
 }

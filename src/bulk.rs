@@ -34,6 +34,20 @@ impl BulkReport {
         self.written + self.failed.len() as u64
     }
 
+    /// Reports every key of `keys` (with its caller's index) as not written, for `reason`.
+    pub(crate) fn fail_all<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = (&'k str, u64)>,
+        reason: &str,
+    ) {
+        self.failed
+            .extend(keys.into_iter().map(|(key, index)| FailedKey {
+                key: key.to_string(),
+                index,
+                reason: reason.to_string(),
+            }));
+    }
+
     pub(crate) fn absorb(&mut self, other: BulkReport) {
         self.written += other.written;
         self.failed.extend(other.failed);

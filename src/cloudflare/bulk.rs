@@ -365,24 +365,18 @@ impl Namespace {
         };
         let mut resends = 0;
         while !body.items().is_empty() {
-            let unsuccessful: HashSet<String> =
-                match body.send(self).await {
-                    Ok(reply) => reply
-                        .into_inner()
-                        .map(|r| r.unsuccessful_keys.into_iter().collect())
-                        .unwrap_or_default(),
-                    Err(error) => {
-                        let reason = error.to_string();
-                        report.failed.extend(body.items().iter().zip(&indices).map(
-                            |(item, index)| FailedKey {
-                                key: B::key(item).to_string(),
-                                index: *index,
-                                reason: reason.clone(),
-                            },
-                        ));
-                        return report;
-                    }
-                };
+            let unsuccessful: HashSet<String> = match body.send(self).await {
+                Ok(reply) => reply
+                    .into_inner()
+                    .map(|r| r.unsuccessful_keys.into_iter().collect())
+                    .unwrap_or_default(),
+                Err(error) => {
+                    let reason = error.to_string();
+                    let keys = body.items().iter().map(B::key);
+                    report.fail_all(keys.zip(indices.iter().copied()), &reason);
+                    return report;
+                }
+            };
             let before = body.items().len();
             let mut keep = Vec::with_capacity(unsuccessful.len());
             let mut kept_indices = Vec::with_capacity(unsuccessful.len());
@@ -400,18 +394,8 @@ impl Namespace {
             }
             if resends == options.key_retries {
                 let reason = format!("listed in unsuccessful_keys after {} attempts", resends + 1);
-                report
-                    .failed
-                    .extend(
-                        body.items()
-                            .iter()
-                            .zip(&indices)
-                            .map(|(item, index)| FailedKey {
-                                key: B::key(item).to_string(),
-                                index: *index,
-                                reason: reason.clone(),
-                            }),
-                    );
+                let keys = body.items().iter().map(B::key);
+                report.fail_all(keys.zip(indices.iter().copied()), &reason);
                 break;
             }
             tokio::time::sleep(options.retry_delay.saturating_mul(1 << resends.min(16))).await;

@@ -39,13 +39,7 @@ pub(crate) fn check_key(key: &str, literal_keys: bool) -> Result<(), InvalidInpu
 }
 
 pub(crate) fn check_value_len(len: Option<u64>) -> Result<(), InvalidInput> {
-    match len {
-        Some(len) if len > MAX_VALUE_BYTES => Err(InvalidInput::ValueTooLarge {
-            len,
-            max: MAX_VALUE_BYTES,
-        }),
-        _ => Ok(()),
-    }
+    crate::body::check_len(len, MAX_VALUE_BYTES)
 }
 
 pub(crate) fn check_ttl(ttl: Option<u64>) -> Result<(), InvalidInput> {

@@ -246,13 +246,10 @@ impl Store {
             .into();
         let keys: Vec<String> = lines.into_iter().map(|(key, _)| key).collect();
         let fail_all = |report: &mut BulkReport, reason: String| {
-            report
-                .failed
-                .extend(keys.iter().zip(&indices).map(|(key, index)| FailedKey {
-                    key: key.clone(),
-                    index: *index,
-                    reason: reason.clone(),
-                }));
+            report.fail_all(
+                keys.iter().map(String::as_str).zip(indices.iter().copied()),
+                &reason,
+            );
         };
         let outcome = async {
             use progenitor_client::{ClientInfo as _, encode_path};

@@ -40,13 +40,7 @@ pub(crate) fn check_key(key: &str) -> Result<(), InvalidInput> {
 }
 
 pub(crate) fn check_value_len(len: Option<u64>) -> Result<(), InvalidInput> {
-    match len {
-        Some(len) if len > MAX_VALUE_BYTES => Err(InvalidInput::ValueTooLarge {
-            len,
-            max: MAX_VALUE_BYTES,
-        }),
-        _ => Ok(()),
-    }
+    crate::body::check_len(len, MAX_VALUE_BYTES)
 }
 
 /// Metadata travels in a header: at most 2000 bytes, and a valid header value.
