@@ -84,7 +84,7 @@ async fn a_5xx_json_envelope_is_an_api_error_with_its_codes() {
     server
         .mock_async(|when, then| {
             exact(when, "GET", &cf_path(""));
-            then.status(500).json_body(json!({"success": false, "errors": [{"code": 10001, "message": "Internal error"}], "messages": [], "result": null}));
+            then.status(500).json_body(json!({"success": false, "errors": [{"code": 10001, "message": "Internal error"}, {"code": 10043, "message": "storage backend unavailable"}], "messages": [], "result": null}));
         })
         .await;
     let error = cloudflare_client(&server)
@@ -93,7 +93,7 @@ async fn a_5xx_json_envelope_is_an_api_error_with_its_codes() {
         .unwrap_err();
     assert_eq!(
         (error.status().map(|s| s.as_u16()), error.codes()),
-        (Some(500), vec![10001])
+        (Some(500), vec![10001, 10043])
     );
 }
 
