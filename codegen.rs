@@ -50,6 +50,7 @@ pub fn generate(spec_path: &Path) -> Result<String, String> {
             ));
         }
     };
+    let tokens = with_operations_table(spec_path, tokens)?;
     let file: syn::File = syn::parse2(tokens).map_err(|e| {
         format!(
             "{}: generated code does not parse: {e}",
@@ -65,6 +66,29 @@ pub fn generate(spec_path: &Path) -> Result<String, String> {
          // `cargo xtask regen`.\n\n{}",
         prettyplease::unparse(&file)
     ))
+}
+
+/// Appends `OPERATIONS`: every operation's id, method and path template, hand-written ones
+/// included, so logs can name a request without its key.
+fn with_operations_table(
+    spec_path: &Path,
+    mut tokens: proc_macro2::TokenStream,
+) -> Result<proc_macro2::TokenStream, String> {
+    let spec = load(spec_path)?;
+    let rows: Vec<String> = operations(&spec)
+        .into_iter()
+        .map(|op| format!("({:?}, {:?}, {:?})", op.id, op.method, op.path))
+        .collect();
+    let table = format!(
+        "/// Every operation of the spec as `(operation id, method, path template)`, hand-written \
+         ones included.\npub const OPERATIONS: &[(&str, &str, &str)] = &[{}];",
+        rows.join(", ")
+    );
+    let table: proc_macro2::TokenStream = table
+        .parse()
+        .map_err(|e| format!("operations table: {e}"))?;
+    tokens.extend(table);
+    Ok(tokens)
 }
 
 /// Applies T1 and T2 (see the module docs). Returns one line per change, for review.

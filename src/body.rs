@@ -85,11 +85,9 @@ impl Body {
         matches!(self.repr, Repr::Stream { .. })
     }
 
-    pub(crate) fn into_reqwest(self) -> reqwest::Body {
-        match self.repr {
-            Repr::Bytes(bytes) => bytes.into(),
-            Repr::Stream { body, .. } => body,
-        }
+    /// The body for each attempt of a request: bytes as often as asked, a stream once.
+    pub(crate) fn into_source(self) -> BodySource {
+        BodySource(Some(self.repr))
     }
 }
 
@@ -122,6 +120,31 @@ impl From<&'static str> for Body {
 impl From<&'static [u8]> for Body {
     fn from(bytes: &'static [u8]) -> Self {
         Bytes::from_static(bytes).into()
+    }
+}
+
+/// Hands out a request body per attempt; see [`Body::into_source`].
+pub(crate) struct BodySource(Option<Repr>);
+
+impl BodySource {
+    /// The body for the next attempt, `None` once a streamed body has been handed out.
+    pub(crate) fn next(&mut self) -> Option<Repr> {
+        match self.0.take()? {
+            Repr::Bytes(bytes) => {
+                self.0 = Some(Repr::Bytes(bytes.clone()));
+                Some(Repr::Bytes(bytes))
+            }
+            stream => Some(stream),
+        }
+    }
+}
+
+impl Repr {
+    pub(crate) fn into_reqwest(self) -> reqwest::Body {
+        match self {
+            Repr::Bytes(bytes) => bytes.into(),
+            Repr::Stream { body, .. } => body,
+        }
     }
 }
 

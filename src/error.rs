@@ -5,8 +5,11 @@
 //! is one short sentence; the cause is reachable through [`std::error::Error::source`].
 
 use std::fmt;
+use std::time::Duration;
 
 use reqwest::StatusCode;
+
+use crate::policy::RateLimit;
 
 /// Which service a call went to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +55,61 @@ impl Error {
         }
     }
 
+    /// How many attempts the call made before failing (0 if refused before sending).
+    pub fn attempts(&self) -> u32 {
+        self.call().map_or(0, |c| c.attempts)
+    }
+
+    /// How long the service asked to wait, when it asked for longer than the retry policy's
+    /// `max_retry_after` and the call failed at once instead of sleeping.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.call().and_then(|c| c.retry_after)
+    }
+
+    /// What the service said about its rate limit on the failing answer.
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.call().and_then(|c| c.rate_limit.as_ref())
+    }
+
+    fn call(&self) -> Option<&CallInfo> {
+        match self {
+            Error::Api(e) => Some(&e.call),
+            Error::Transport(e) => Some(&e.call),
+            Error::BadResponse(e) => Some(&e.call),
+            Error::InvalidInput(_) => None,
+        }
+    }
+
+    fn call_mut(&mut self) -> Option<&mut CallInfo> {
+        match self {
+            Error::Api(e) => Some(&mut *e.call),
+            Error::Transport(e) => Some(&mut *e.call),
+            Error::BadResponse(e) => Some(&mut *e.call),
+            Error::InvalidInput(_) => None,
+        }
+    }
+
+    pub(crate) fn with_call(mut self, call: CallInfo) -> Self {
+        if let Some(slot) = self.call_mut() {
+            *slot = call;
+        }
+        self
+    }
+
+    pub(crate) fn with_note(mut self, note: &'static str) -> Self {
+        if let Some(call) = self.call_mut() {
+            call.note = Some(note);
+        }
+        self
+    }
+
+    pub(crate) fn with_retry_after(mut self, wait: Duration) -> Self {
+        if let Some(call) = self.call_mut() {
+            call.retry_after = Some(wait);
+        }
+        self
+    }
+
     /// The provider's error codes (Cloudflare's `errors[].code`), in the order given.
     pub fn codes(&self) -> Vec<i64> {
         match self {
@@ -89,12 +147,37 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidInput(e) => write!(f, "refused before sending: {e}"),
-            Error::Transport(e) => write!(f, "request to {} failed: {}", e.provider, e.what),
-            Error::Api(e) => e.fmt(f),
-            Error::BadResponse(e) => e.fmt(f),
+            Error::InvalidInput(e) => write!(f, "refused before sending: {e}")?,
+            Error::Transport(e) => write!(f, "request to {} failed: {}", e.provider, e.what)?,
+            Error::Api(e) => e.fmt(f)?,
+            Error::BadResponse(e) => e.fmt(f)?,
         }
+        if let Some(call) = self.call() {
+            if call.attempts > 1 {
+                write!(f, " (after {} attempts)", call.attempts)?;
+            }
+            if let Some(wait) = call.retry_after {
+                write!(
+                    f,
+                    "; the service asks to wait {} s before retrying",
+                    wait.as_secs()
+                )?;
+            }
+            if let Some(note) = call.note {
+                write!(f, "; {note}")?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// What happened to a call on the wire, kept with its error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CallInfo {
+    pub(crate) attempts: u32,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) note: Option<&'static str>,
 }
 
 impl std::error::Error for Error {
@@ -250,6 +333,11 @@ pub struct TransportError {
     pub(crate) provider: Provider,
     pub(crate) what: &'static str,
     pub(crate) source: Box<dyn std::error::Error + Send + Sync>,
+    /// The connection was never made: the service cannot have seen the request.
+    pub(crate) never_sent: bool,
+    /// Worth another attempt if sending twice is safe (not, say, an invalid URL).
+    pub(crate) retryable: bool,
+    pub(crate) call: Box<CallInfo>,
 }
 
 impl TransportError {
@@ -270,6 +358,7 @@ pub struct ApiMessage {
 
 /// The service answered with an error status or an unsuccessful envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApiError {
     /// The provider that answered.
     pub provider: Provider,
@@ -282,6 +371,26 @@ pub struct ApiError {
     /// The start of the body, when it was not the provider's JSON error shape (a proxy's HTML
     /// page, say).
     pub excerpt: Option<String>,
+    pub(crate) call: Box<CallInfo>,
+}
+
+impl ApiError {
+    pub(crate) fn new(
+        provider: Provider,
+        status: StatusCode,
+        errors: Vec<ApiMessage>,
+        messages: Vec<ApiMessage>,
+        excerpt: Option<String>,
+    ) -> Self {
+        ApiError {
+            provider,
+            status,
+            errors,
+            messages,
+            excerpt,
+            call: Box::default(),
+        }
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -302,6 +411,7 @@ impl fmt::Display for ApiError {
 
 /// The service answered, but the answer could not be understood.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct BadResponse {
     /// The provider that answered.
     pub provider: Provider,
@@ -312,6 +422,26 @@ pub struct BadResponse {
     /// The start of the body, when there was one.
     pub excerpt: Option<String>,
     pub(crate) source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    pub(crate) call: Box<CallInfo>,
+}
+
+impl BadResponse {
+    pub(crate) fn new(
+        provider: Provider,
+        status: Option<StatusCode>,
+        reason: String,
+        excerpt: Option<String>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        BadResponse {
+            provider,
+            status,
+            reason,
+            excerpt,
+            source,
+            call: Box::default(),
+        }
+    }
 }
 
 impl fmt::Display for BadResponse {
@@ -346,10 +476,18 @@ impl Error {
         what: &'static str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
+        let source = source.into();
+        let reqwest_error = source.downcast_ref::<reqwest::Error>();
+        let never_sent = reqwest_error.is_some_and(reqwest::Error::is_connect);
+        let retryable = reqwest_error.is_none_or(|e| !e.is_builder() && !e.is_redirect());
+        let call = Box::default();
         Error::Transport(TransportError {
             provider,
             what,
-            source: source.into(),
+            source,
+            never_sent,
+            retryable,
+            call,
         })
     }
 
@@ -358,13 +496,13 @@ impl Error {
         status: Option<StatusCode>,
         reason: impl Into<String>,
     ) -> Self {
-        Error::BadResponse(BadResponse {
+        Error::BadResponse(BadResponse::new(
             provider,
             status,
-            reason: reason.into(),
-            excerpt: None,
-            source: None,
-        })
+            reason.into(),
+            None,
+            None,
+        ))
     }
 }
 

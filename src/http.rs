@@ -1,18 +1,50 @@
 //! Building the `reqwest::Client` the generated clients send through.
 
+use crate::policy::Timeouts;
+
 /// The `User-Agent` of every client the crate builds.
 pub const USER_AGENT: &str = concat!("edgekv/", env!("CARGO_PKG_VERSION"));
 
-/// A `reqwest::ClientBuilder` set up for these APIs: the crate's `User-Agent`, and with the
-/// `rustls` feature, the `ring` crypto provider installed if the process has none yet.
+/// A `reqwest::ClientBuilder` set up for these APIs with the default [`Timeouts`]; see
+/// [`client_builder_with`].
 ///
 /// ```
 /// let http = edgekv::http::client_builder().build().expect("a TLS backend is available");
 /// # drop(http);
 /// ```
 pub fn client_builder() -> reqwest::ClientBuilder {
+    client_builder_with(&Timeouts::default())
+}
+
+/// A `reqwest::ClientBuilder` set up for these APIs: the crate's `User-Agent`, the connect and
+/// idle-read timeouts, redirects followed only within the same origin (credentials are added to
+/// every request, so a redirect to another host must not be followed), and with the `rustls`
+/// feature, the `ring` crypto provider installed if the process has none yet.
+///
+/// A client of your own should do the same about redirects:
+/// `.redirect(reqwest::redirect::Policy::none())` is the simplest.
+pub fn client_builder_with(timeouts: &Timeouts) -> reqwest::ClientBuilder {
     install_crypto_provider();
-    reqwest::Client::builder().user_agent(USER_AGENT)
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(timeouts.connect)
+        .read_timeout(timeouts.idle_read)
+        .redirect(same_origin_redirects())
+}
+
+/// Follows up to 5 redirects, and none that leaves the origin of the first request.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let leaves_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() != attempt.url().origin());
+        if leaves_origin || attempt.previous().len() > 5 {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// With the `rustls` feature, reqwest needs a process-wide crypto provider before it can build a

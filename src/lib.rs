@@ -8,6 +8,7 @@ pub mod fastly;
 pub mod http;
 mod keys;
 mod paging;
+pub mod policy;
 pub mod seam;
 
 pub use body::{Body, ValueStream};

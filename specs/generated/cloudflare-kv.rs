@@ -1302,3 +1302,63 @@ pub mod prelude {
     #[allow(unused_imports)]
     pub use super::Client;
 }
+/// Every operation of the spec as `(operation id, method, path template)`, hand-written ones included.
+pub const OPERATIONS: &[(&str, &str, &str)] = &[
+    ("namespace_list", "GET", "/accounts/{account_id}/storage/kv/namespaces"),
+    ("namespace_create", "POST", "/accounts/{account_id}/storage/kv/namespaces"),
+    (
+        "namespace_get",
+        "GET",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}",
+    ),
+    (
+        "namespace_rename",
+        "PUT",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}",
+    ),
+    (
+        "namespace_delete",
+        "DELETE",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}",
+    ),
+    (
+        "keys_list",
+        "GET",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/keys",
+    ),
+    (
+        "value_get",
+        "GET",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}",
+    ),
+    (
+        "value_put",
+        "PUT",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}",
+    ),
+    (
+        "value_delete",
+        "DELETE",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}",
+    ),
+    (
+        "metadata_get",
+        "GET",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/metadata/{key_name}",
+    ),
+    (
+        "bulk_write",
+        "PUT",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk",
+    ),
+    (
+        "bulk_delete",
+        "POST",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/delete",
+    ),
+    (
+        "bulk_get",
+        "POST",
+        "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk/get",
+    ),
+];

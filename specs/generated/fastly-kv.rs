@@ -783,3 +783,16 @@ pub mod prelude {
     #[allow(unused_imports)]
     pub use super::Client;
 }
+/// Every operation of the spec as `(operation id, method, path template)`, hand-written ones included.
+pub const OPERATIONS: &[(&str, &str, &str)] = &[
+    ("kv_store_list", "GET", "/resources/stores/kv"),
+    ("kv_store_create", "POST", "/resources/stores/kv"),
+    ("kv_store_get", "GET", "/resources/stores/kv/{store_id}"),
+    ("kv_store_put", "PUT", "/resources/stores/kv/{store_id}"),
+    ("kv_store_delete", "DELETE", "/resources/stores/kv/{store_id}"),
+    ("kv_store_list_item_keys", "GET", "/resources/stores/kv/{store_id}/keys"),
+    ("kv_store_get_item", "GET", "/resources/stores/kv/{store_id}/keys/{key}"),
+    ("kv_store_upsert_item", "PUT", "/resources/stores/kv/{store_id}/keys/{key}"),
+    ("kv_store_delete_item", "DELETE", "/resources/stores/kv/{store_id}/keys/{key}"),
+    ("kv_store_batch", "PUT", "/resources/stores/kv/{store_id}/batch"),
+];

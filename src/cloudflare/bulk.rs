@@ -19,6 +19,7 @@ use super::envelope::{self, Reply};
 use super::{Namespace, limits, raw::types};
 use crate::bulk::{BulkReport, Chunk, FailedKey, chunked, refused};
 use crate::error::{Error, InvalidInput};
+use crate::policy::Budget;
 
 /// One pair to write.
 #[derive(Clone, Debug, PartialEq)]
@@ -132,11 +133,11 @@ pub struct BulkOptions {
     /// Largest request body of a bulk write, in bytes (default and maximum: the service's
     /// 100 MB, [`limits::BULK_WRITE_MAX_BYTES`]).
     pub max_request_bytes: usize,
-    /// Times a key listed in `unsuccessful_keys` is sent again before it is reported (default 3).
-    pub key_retries: u32,
-    /// Wait before the first resend of unsuccessful keys, doubled for each further one
-    /// (default 1 s: the service allows one write per second per key).
-    pub retry_delay: Duration,
+    /// Shortest wait before keys listed in `unsuccessful_keys` are sent again (default 1 s: the
+    /// service allows one write per second per key). How often, with what backoff and until
+    /// when is the namespace's [`RetryPolicy`](crate::policy::RetryPolicy), shared with the
+    /// retries of each request: a chunk makes at most `max_attempts` requests in all.
+    pub min_key_interval: Duration,
 }
 
 impl Default for BulkOptions {
@@ -144,8 +145,7 @@ impl Default for BulkOptions {
         BulkOptions {
             concurrency: 4,
             max_request_bytes: limits::BULK_WRITE_MAX_BYTES,
-            key_retries: 3,
-            retry_delay: Duration::from_secs(1),
+            min_key_interval: Duration::from_secs(1),
         }
     }
 }
@@ -189,6 +189,9 @@ pub struct BulkValue {
     pub expiration: Option<i64>,
 }
 
+/// A bulk write or delete's answer.
+type BulkAnswer = Result<Reply<Option<types::BulkResult>>, Error>;
+
 /// A bulk request body whose items are keyed.
 trait BulkBody: Send + Sync + 'static {
     type Item: Send + Sync;
@@ -197,7 +200,8 @@ trait BulkBody: Send + Sync + 'static {
     fn send<'a>(
         &'a self,
         namespace: &'a Namespace,
-    ) -> BoxFuture<'a, Result<Reply<Option<types::BulkResult>>, Error>>;
+        budget: &'a Budget,
+    ) -> BoxFuture<'a, BulkAnswer>;
 }
 
 impl BulkBody for types::BulkWrite {
@@ -208,16 +212,15 @@ impl BulkBody for types::BulkWrite {
     fn key(item: &Self::Item) -> &str {
         &item.key
     }
-    fn send<'a>(
-        &'a self,
-        ns: &'a Namespace,
-    ) -> BoxFuture<'a, Result<Reply<Option<types::BulkResult>>, Error>> {
-        envelope::call(
-            ns.client()
-                .raw()
-                .bulk_write(ns.client().account_id(), ns.id(), self),
-        )
-        .boxed()
+    fn send<'a>(&'a self, ns: &'a Namespace, budget: &'a Budget) -> BoxFuture<'a, BulkAnswer> {
+        let write = || {
+            Some(
+                ns.client()
+                    .raw()
+                    .bulk_write(ns.client().account_id(), ns.id(), self),
+            )
+        };
+        envelope::call(ns.client().raw(), ns.op("bulk_write").budget(budget), write).boxed()
     }
 }
 
@@ -229,14 +232,18 @@ impl BulkBody for types::BulkDelete {
     fn key(item: &Self::Item) -> &str {
         item
     }
-    fn send<'a>(
-        &'a self,
-        ns: &'a Namespace,
-    ) -> BoxFuture<'a, Result<Reply<Option<types::BulkResult>>, Error>> {
+    fn send<'a>(&'a self, ns: &'a Namespace, budget: &'a Budget) -> BoxFuture<'a, BulkAnswer> {
+        let delete = || {
+            Some(
+                ns.client()
+                    .raw()
+                    .bulk_delete(ns.client().account_id(), ns.id(), self),
+            )
+        };
         envelope::call(
-            ns.client()
-                .raw()
-                .bulk_delete(ns.client().account_id(), ns.id(), self),
+            ns.client().raw(),
+            ns.op("bulk_delete").budget(budget),
+            delete,
         )
         .boxed()
     }
@@ -363,9 +370,12 @@ impl Namespace {
             written: 0,
             failed: rejected,
         };
-        let mut resends = 0;
+        let retry = self.retry_policy();
+        let budget = Budget::new(retry);
+        let mut sends = 0;
         while !body.items().is_empty() {
-            let unsuccessful: HashSet<String> = match body.send(self).await {
+            sends += 1;
+            let unsuccessful: HashSet<String> = match body.send(self, &budget).await {
                 Ok(reply) => reply
                     .into_inner()
                     .map(|r| r.unsuccessful_keys.into_iter().collect())
@@ -392,14 +402,16 @@ impl Namespace {
             if body.items().is_empty() {
                 break;
             }
-            if resends == options.key_retries {
-                let reason = format!("listed in unsuccessful_keys after {} attempts", resends + 1);
+            let wait = retry.backoff(sends + 1).max(options.min_key_interval);
+            if !budget.allows(wait) {
+                let reason = format!(
+                    "listed in unsuccessful_keys after {sends} sends; the retry budget is spent"
+                );
                 let keys = body.items().iter().map(B::key);
                 report.fail_all(keys.zip(indices.iter().copied()), &reason);
                 break;
             }
-            tokio::time::sleep(options.retry_delay.saturating_mul(1 << resends.min(16))).await;
-            resends += 1;
+            tokio::time::sleep(wait).await;
         }
         report
     }
@@ -430,11 +442,16 @@ impl Namespace {
                 }),
                 with_metadata: Some(options.with_metadata),
             };
-            let call = self
-                .client()
-                .raw()
-                .bulk_get(self.client().account_id(), self.id(), &body);
-            let result = envelope::call(call).await?.into_inner();
+            let get = || {
+                Some(
+                    self.client()
+                        .raw()
+                        .bulk_get(self.client().account_id(), self.id(), &body),
+                )
+            };
+            let result = envelope::call(self.client().raw(), self.op("bulk_get"), get)
+                .await?
+                .into_inner();
             values.extend(bulk_values(result, options.with_metadata));
             for key in chunk {
                 values.entry(key.clone()).or_insert(None);

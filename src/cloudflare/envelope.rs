@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 
 use super::raw::types;
 use crate::error::{ApiError, ApiMessage, Error, Provider};
-use crate::seam::ErrorBody;
+use crate::seam::{self, Call, ErrorBody};
 
 /// A successful answer's result, with the informational messages that came with it.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,13 +96,14 @@ pub(crate) fn unwrap<E: Envelope>(
 ) -> Result<Reply<E::Result>, Error> {
     let (success, errors, info, result) = envelope.into_parts();
     if !success {
-        return Err(Error::Api(ApiError {
-            provider: Provider::Cloudflare,
+        let error = ApiError::new(
+            Provider::Cloudflare,
             status,
-            errors: messages(errors),
-            messages: messages(info),
-            excerpt: None,
-        }));
+            messages(errors),
+            messages(info),
+            None,
+        );
+        return Err(Error::Api(error));
     }
     Ok(Reply {
         value: result,
@@ -110,16 +111,24 @@ pub(crate) fn unwrap<E: Envelope>(
     })
 }
 
-/// Runs a generated JSON call and unwraps its envelope.
-pub(crate) async fn call<E: Envelope>(
-    call: impl Future<
+/// Runs a generated JSON call (see [`seam::call`]) and unwraps its envelope.
+pub(crate) async fn call<E, F, Fut>(
+    raw: &super::raw::Client,
+    call: Call<'_>,
+    make: F,
+) -> Result<Reply<E::Result>, Error>
+where
+    E: Envelope,
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<
         Output = Result<
             progenitor_client::ResponseValue<E>,
             progenitor_client::Error<types::Failure>,
         >,
     >,
-) -> Result<Reply<E::Result>, Error> {
-    let response = crate::seam::call(Provider::Cloudflare, call).await?;
+{
+    use progenitor_client::ClientInfo as _;
+    let response = seam::call(raw.inner(), call, make).await?;
     let status = response.status();
     unwrap(status, response.into_inner())
 }

@@ -11,7 +11,8 @@ use super::{Client, limits, raw};
 use crate::body::{Body, Repr, ValueStream};
 use crate::error::{Error, InvalidInput, Provider};
 use crate::paging::{self, CursorGuard};
-use crate::seam;
+use crate::policy::RetryPolicy;
+use crate::seam::{self, Call};
 
 /// A handle on one namespace. Cheap to clone; makes no request until used.
 #[derive(Clone, Debug)]
@@ -21,6 +22,8 @@ pub struct Namespace {
     /// Whether the namespace stores URL-encoded keys literally (`supports_url_encoding` false).
     /// Looked up once, and only when a key that needs encoding is used, unless told.
     literal_keys: Arc<tokio::sync::OnceCell<bool>>,
+    /// A retry policy for this handle's calls, instead of the client's.
+    retry: Option<Arc<RetryPolicy>>,
 }
 
 /// A value read from a namespace.
@@ -169,6 +172,7 @@ impl Namespace {
             client,
             id: id.into(),
             literal_keys: Arc::new(tokio::sync::OnceCell::new()),
+            retry: None,
         }
     }
 
@@ -184,6 +188,27 @@ impl Namespace {
             literal_keys: Arc::new(tokio::sync::OnceCell::from(!supported)),
             ..self
         }
+    }
+
+    /// The same namespace, its calls retried under `retry` instead of the client's policy
+    /// (for example [`RetryPolicy::disabled()`] for one call whose failure the caller handles).
+    pub fn with_retry(self, retry: RetryPolicy) -> Self {
+        Namespace {
+            retry: Some(Arc::new(retry)),
+            ..self
+        }
+    }
+
+    /// The retry policy of this handle's calls.
+    pub(super) fn retry_policy(&self) -> &RetryPolicy {
+        self.retry
+            .as_deref()
+            .unwrap_or(&self.client.seam().policy().retry)
+    }
+
+    /// A call of this handle, under its retry policy.
+    pub(super) fn op(&self, operation: &'static str) -> Call<'_> {
+        super::op(operation).retry(self.retry.as_deref())
     }
 
     fn raw(&self) -> &raw::Client {
@@ -223,12 +248,8 @@ impl Namespace {
     /// ```
     pub async fn get(&self, key: &str) -> Result<Option<Value>, Error> {
         self.check_key(key).await?;
-        match seam::call(
-            Provider::Cloudflare,
-            self.raw().value_get(self.account(), &self.id, key),
-        )
-        .await
-        {
+        let get = || Some(self.raw().value_get(self.account(), &self.id, key));
+        match seam::call(self.client.seam(), self.op("value_get"), get).await {
             Ok(response) => {
                 let expiration = header_i64(response.headers(), "expiration")?;
                 Ok(Some(Value {
@@ -286,15 +307,19 @@ impl Namespace {
             .transpose()?;
         let reply = match metadata {
             None => {
-                let put = self.raw().value_put(
-                    self.account(),
-                    &self.id,
-                    key,
-                    options.expiration,
-                    ttl,
-                    value.into_reqwest(),
-                );
-                envelope::call(put).await?
+                let mut body = value.into_source();
+                let put = || {
+                    let body = body.next()?.into_reqwest();
+                    Some(self.raw().value_put(
+                        self.account(),
+                        &self.id,
+                        key,
+                        options.expiration,
+                        ttl,
+                        body,
+                    ))
+                };
+                envelope::call(self.raw(), self.op("value_put"), put).await?
             }
             Some(metadata) => {
                 self.put_multipart(key, value, metadata, options.expiration, ttl)
@@ -322,42 +347,43 @@ impl Namespace {
             encode_path(&self.id),
             encode_path(key)
         );
-        let value_part = match value.repr {
-            Repr::Bytes(bytes) => Part::stream_with_length(bytes.clone(), bytes.len() as u64),
-            Repr::Stream {
-                body,
-                len: Some(len),
-            } => Part::stream_with_length(body, len),
-            Repr::Stream { body, len: None } => Part::stream(body),
-        };
-        let form = Form::new()
-            .part("value", value_part)
-            .text("metadata", metadata);
         let mut query = Vec::new();
         query.extend(expiration.map(|e| ("expiration", e)));
         query.extend(expiration_ttl.map(|t| ("expiration_ttl", t)));
-        let request = raw
-            .client()
-            .put(url)
-            .query(&query)
-            .multipart(form)
-            .build()
-            .map_err(|e| InvalidInput::Unbuildable {
-                reason: e.to_string(),
-            })?;
-        let response = seam::send(raw, Provider::Cloudflare, "value_put", request).await?;
-        let (status, body) = seam::decode_json::<raw::types::EmptyResponse, raw::types::Failure>(
-            Provider::Cloudflare,
-            response,
-        )
-        .await?;
+        let mut value = value.into_source();
+        let request = || {
+            let value_part = match value.next()? {
+                Repr::Bytes(bytes) => Part::stream_with_length(bytes.clone(), bytes.len() as u64),
+                Repr::Stream {
+                    body,
+                    len: Some(len),
+                } => Part::stream_with_length(body, len),
+                Repr::Stream { body, len: None } => Part::stream(body),
+            };
+            let form = Form::new()
+                .part("value", value_part)
+                .text("metadata", metadata.clone());
+            let request = raw.client().put(&url).query(&query).multipart(form).build();
+            Some(request.map_err(|e| {
+                Error::from(InvalidInput::Unbuildable {
+                    reason: e.to_string(),
+                })
+            }))
+        };
+        let accept = |status: reqwest::StatusCode| status.is_success();
+        let response =
+            seam::send::<_, raw::types::Failure, _>(raw, self.op("value_put"), accept, request)
+                .await?;
+        let (status, body) =
+            seam::decode_json::<raw::types::EmptyResponse>(Provider::Cloudflare, response).await?;
         envelope::unwrap(status, body)
     }
 
     /// Deletes a key and its value.
     pub async fn delete(&self, key: &str) -> Result<Reply<()>, Error> {
         self.check_key(key).await?;
-        let reply = envelope::call(self.raw().value_delete(self.account(), &self.id, key)).await?;
+        let delete = || Some(self.raw().value_delete(self.account(), &self.id, key));
+        let reply = envelope::call(self.raw(), self.op("value_delete"), delete).await?;
         Ok(reply.map(drop))
     }
 
@@ -365,7 +391,8 @@ impl Namespace {
     /// has none.
     pub async fn metadata(&self, key: &str) -> Result<Option<serde_json::Value>, Error> {
         self.check_key(key).await?;
-        match envelope::call(self.raw().metadata_get(self.account(), &self.id, key)).await {
+        let get = || Some(self.raw().metadata_get(self.account(), &self.id, key));
+        match envelope::call(self.raw(), self.op("metadata_get"), get).await {
             Ok(reply) => Ok(Some(reply.into_inner().unwrap_or(serde_json::Value::Null))),
             Err(error) if is_missing_key(&error) => Ok(None),
             Err(error) => Err(error),
@@ -379,13 +406,13 @@ impl Namespace {
         };
         serde_json::from_value(metadata).map(Some).map_err(|e| {
             let reason = format!("the metadata is not the type asked for: {e}");
-            Error::BadResponse(crate::error::BadResponse {
-                provider: Provider::Cloudflare,
-                status: None,
+            Error::BadResponse(crate::error::BadResponse::new(
+                Provider::Cloudflare,
+                None,
                 reason,
-                excerpt: None,
-                source: Some(Box::new(e)),
-            })
+                None,
+                Some(Box::new(e)),
+            ))
         })
     }
 
@@ -431,14 +458,18 @@ impl Namespace {
                 if let Some(cursor) = &cursor {
                     guard.admit(Provider::Cloudflare, cursor)?;
                 }
-                let list = namespace.raw().keys_list(
-                    namespace.account(),
-                    &namespace.id,
-                    cursor.as_deref(),
-                    limit,
-                    prefix.as_deref(),
-                );
-                let response = seam::call(Provider::Cloudflare, list).await?;
+                let list = || {
+                    let (account, id) = (namespace.account(), &namespace.id);
+                    Some(namespace.raw().keys_list(
+                        account,
+                        id,
+                        cursor.as_deref(),
+                        limit,
+                        prefix.as_deref(),
+                    ))
+                };
+                let response =
+                    seam::call(namespace.client.seam(), namespace.op("keys_list"), list).await?;
                 let status = response.status();
                 let body = response.into_inner();
                 let next = paging::next_cursor(

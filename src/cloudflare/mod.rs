@@ -34,7 +34,8 @@ pub use handle::{Key, KeyPage, ListKeys, Namespace, PutOptions, Value};
 
 use crate::error::{Error, InvalidInput, Provider};
 use crate::paging;
-use crate::seam::{Credential, Seam};
+use crate::policy::RequestPolicy;
+use crate::seam::{Call, Credential, Seam};
 
 /// Where the API lives unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
@@ -67,9 +68,17 @@ pub struct ClientBuilder {
     account_id: String,
     base_url: String,
     http: Option<reqwest::Client>,
+    policy: RequestPolicy,
 }
 
 impl ClientBuilder {
+    /// Sends requests under `policy` (retries, timeouts, a client-side limit) instead of the
+    /// defaults; see [`crate::policy`].
+    pub fn policy(mut self, policy: RequestPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`] (an emulator, a proxy).
     pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
         self.base_url = base_url.into();
@@ -93,12 +102,14 @@ impl ClientBuilder {
             }
             .into());
         }
-        let seam = Seam::new(self.credential)?;
+        let seam = Seam::new(self.credential)?.with_policy(self.policy.clone());
         let http = match self.http {
             Some(http) => http,
-            None => crate::http::client_builder().build().map_err(|e| {
-                Error::transport(Provider::Cloudflare, "building the HTTP client failed", e)
-            })?,
+            None => crate::http::client_builder_with(&self.policy.timeouts)
+                .build()
+                .map_err(|e| {
+                    Error::transport(Provider::Cloudflare, "building the HTTP client failed", e)
+                })?,
         };
         let base_url = self.base_url.trim_end_matches('/');
         let raw = raw::Client::new_with_client(base_url, http, seam);
@@ -133,6 +144,7 @@ impl Client {
             account_id: account_id.into(),
             base_url: DEFAULT_BASE_URL.to_string(),
             http: None,
+            policy: RequestPolicy::default(),
         }
     }
 
@@ -149,6 +161,17 @@ impl Client {
     /// The account this client works in.
     pub fn account_id(&self) -> &str {
         &self.inner.account_id
+    }
+
+    pub(crate) fn seam(&self) -> &Seam {
+        use progenitor_client::ClientInfo as _;
+        self.inner.raw.inner()
+    }
+
+    /// What the service said about its rate limit on the latest answer that told (Cloudflare's
+    /// `Ratelimit` / `Ratelimit-Policy` and `X-RateLimit-*` headers).
+    pub fn rate_limit(&self) -> Option<crate::policy::RateLimit> {
+        self.seam().rate_limit()
     }
 
     /// The generated client underneath, for calls the facade does not cover. Outside the
@@ -170,15 +193,19 @@ impl Client {
         let body = raw::types::NamespaceTitle {
             title: title.into(),
         };
-        let reply = envelope::call(self.raw().namespace_create(self.account_id(), &body)).await?;
+        // Not retried after an answer may have been lost: a second create would fail as a duplicate.
+        let call = op("namespace_create").unsafe_if(true);
+        let reply = envelope::call(self.raw(), call, || {
+            Some(self.raw().namespace_create(self.account_id(), &body))
+        })
+        .await?;
         namespace_result(reply)
     }
 
     /// Gets a namespace's title and settings.
     pub async fn get_namespace(&self, namespace_id: &str) -> Result<Reply<NamespaceInfo>, Error> {
-        namespace_result(
-            envelope::call(self.raw().namespace_get(self.account_id(), namespace_id)).await?,
-        )
+        let get = || Some(self.raw().namespace_get(self.account_id(), namespace_id));
+        namespace_result(envelope::call(self.raw(), op("namespace_get"), get).await?)
     }
 
     /// Renames a namespace and returns it.
@@ -190,22 +217,21 @@ impl Client {
         let body = raw::types::NamespaceTitle {
             title: title.into(),
         };
-        namespace_result(
-            envelope::call(
+        let rename = || {
+            Some(
                 self.raw()
                     .namespace_rename(self.account_id(), namespace_id, &body),
             )
-            .await?,
-        )
+        };
+        namespace_result(envelope::call(self.raw(), op("namespace_rename"), rename).await?)
     }
 
     /// Deletes a namespace and everything in it.
     pub async fn delete_namespace(&self, namespace_id: &str) -> Result<Reply<()>, Error> {
-        Ok(
-            envelope::call(self.raw().namespace_delete(self.account_id(), namespace_id))
-                .await?
-                .map(drop),
-        )
+        let delete = || Some(self.raw().namespace_delete(self.account_id(), namespace_id));
+        Ok(envelope::call(self.raw(), op("namespace_delete"), delete)
+            .await?
+            .map(drop))
     }
 
     /// Every namespace of the account, fetched a page at a time (`per_page` 5 to 100, default
@@ -226,14 +252,17 @@ impl Client {
         let pages = paging::pages(0, 1u32, move |page: u32| {
             let client = client.clone();
             paging::boxed(async move {
-                let list = client.raw().namespace_list(
-                    client.account_id(),
-                    None,
-                    None,
-                    std::num::NonZeroU32::new(page),
-                    per_page,
-                );
-                let response = crate::seam::call(Provider::Cloudflare, list).await?;
+                let list = || {
+                    let page = std::num::NonZeroU32::new(page);
+                    Some(client.raw().namespace_list(
+                        client.account_id(),
+                        None,
+                        None,
+                        page,
+                        per_page,
+                    ))
+                };
+                let response = crate::seam::call(client.seam(), op("namespace_list"), list).await?;
                 let status = response.status();
                 let body = response.into_inner();
                 let info = body.result_info.clone();
@@ -282,6 +311,11 @@ impl From<raw::types::Namespace> for NamespaceInfo {
             supports_url_encoding: n.supports_url_encoding,
         }
     }
+}
+
+/// A call of this provider's `operation`.
+pub(crate) fn op(operation: &'static str) -> Call<'static> {
+    Call::new(Provider::Cloudflare, operation)
 }
 
 fn namespace_result(

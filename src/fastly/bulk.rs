@@ -259,21 +259,28 @@ impl Store {
                 raw.baseurl(),
                 encode_path(self.id())
             );
-            let request = raw
-                .client()
-                .put(url)
-                .header(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-ndjson"),
-                )
-                .body(body)
-                .build()
-                .map_err(|e| {
-                    Error::from(InvalidInput::Unbuildable {
-                        reason: e.to_string(),
-                    })
-                })?;
-            let response = seam::send(raw, Provider::Fastly, "kv_store_batch", request).await?;
+            // The chunk is a buffer, so a retry can send it again.
+            let request = || {
+                let request = raw
+                    .client()
+                    .put(&url)
+                    .header(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-ndjson"),
+                    )
+                    .body(body.clone())
+                    .build()
+                    .map_err(|e| {
+                        Error::from(InvalidInput::Unbuildable {
+                            reason: e.to_string(),
+                        })
+                    });
+                Some(request)
+            };
+            // Every answer but a retryable one is decoded here: line errors may come with a 4xx.
+            let accept = |status: reqwest::StatusCode| !crate::policy::is_retryable_status(status);
+            let call = self.op("kv_store_batch");
+            let response = seam::send::<_, (), _>(raw, call, accept, request).await?;
             let status = response.status();
             let answer = response.bytes().await.map_err(|e| {
                 Error::transport(Provider::Fastly, "reading the response body failed", e)

@@ -12,7 +12,8 @@ use crate::body::{Body, ValueStream};
 use crate::bulk::{BulkReport, FailedKey};
 use crate::error::{Error, InvalidInput, Provider};
 use crate::paging::{self, CursorGuard};
-use crate::seam;
+use crate::policy::RetryPolicy;
+use crate::seam::{self, Call};
 
 /// A handle on one store. Cheap to clone; makes no request until used.
 #[derive(Clone, Debug)]
@@ -22,6 +23,8 @@ pub struct Store {
     /// Set once any call has shown the store exists. Fastly answers 404 both for a missing item
     /// and a missing store; a 404 on `get` is "no such key" only once the store is known to exist.
     exists: Arc<AtomicBool>,
+    /// A retry policy for this handle's calls, instead of the client's.
+    retry: Option<Arc<RetryPolicy>>,
 }
 
 /// An item read from a store.
@@ -245,12 +248,27 @@ impl Store {
             client,
             id: id.into(),
             exists: Arc::new(AtomicBool::new(false)),
+            retry: None,
         }
     }
 
     /// The store ID.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The same store, its calls retried under `retry` instead of the client's policy (for
+    /// example [`RetryPolicy::disabled()`] for one call whose failure the caller handles).
+    pub fn with_retry(self, retry: RetryPolicy) -> Self {
+        Store {
+            retry: Some(Arc::new(retry)),
+            ..self
+        }
+    }
+
+    /// A call of this handle, under its retry policy.
+    pub(super) fn op(&self, operation: &'static str) -> Call<'_> {
+        super::op(operation).retry(self.retry.as_deref())
     }
 
     pub(super) fn raw(&self) -> &raw::Client {
@@ -264,7 +282,8 @@ impl Store {
     /// Whether the store exists: known from an earlier success, else asked once.
     async fn confirm_exists(&self) -> Result<(), Error> {
         if !self.exists.load(Ordering::Relaxed) {
-            seam::call(Provider::Fastly, self.raw().kv_store_get(&self.id)).await?;
+            let get = || Some(self.raw().kv_store_get(&self.id));
+            seam::call(self.client.seam(), self.op("kv_store_get"), get).await?;
             self.seen();
         }
         Ok(())
@@ -284,12 +303,8 @@ impl Store {
     /// ```
     pub async fn get(&self, key: &str) -> Result<Option<Item>, Error> {
         limits::check_key(key)?;
-        match seam::call(
-            Provider::Fastly,
-            self.raw().kv_store_get_item(&self.id, key),
-        )
-        .await
-        {
+        let get = || Some(self.raw().kv_store_get_item(&self.id, key));
+        match seam::call(self.client.seam(), self.op("kv_store_get_item"), get).await {
             Ok(response) => {
                 self.seen();
                 let headers = response.headers();
@@ -353,19 +368,32 @@ impl Store {
             limits::check_metadata(metadata)?;
         }
         let flag = |mode: WriteMode| (options.mode == mode).then_some(true);
-        let put = self.raw().kv_store_upsert_item(
-            &self.id,
-            key,
-            flag(WriteMode::Add),
-            flag(WriteMode::Append),
-            options.background_fetch.then_some(true),
-            flag(WriteMode::Prepend),
-            options.if_generation_match,
-            options.metadata.as_deref(),
-            options.ttl_seconds,
-            value.into_reqwest(),
-        );
-        seam::call(Provider::Fastly, put).await?;
+        let mut body = value.into_source();
+        let put = || {
+            let body = body.next()?.into_reqwest();
+            Some(self.raw().kv_store_upsert_item(
+                &self.id,
+                key,
+                flag(WriteMode::Add),
+                flag(WriteMode::Append),
+                options.background_fetch.then_some(true),
+                flag(WriteMode::Prepend),
+                options.if_generation_match,
+                options.metadata.as_deref(),
+                options.ttl_seconds,
+                body,
+            ))
+        };
+        // A lost answer makes a retry of these wrong: a second add or a conditional write would
+        // answer 412 for the first one's success, and a second append would append twice.
+        let is_unsafe =
+            options.mode != WriteMode::Overwrite || options.if_generation_match.is_some();
+        seam::call(
+            self.client.seam(),
+            self.op("kv_store_upsert_item").unsafe_if(is_unsafe),
+            put,
+        )
+        .await?;
         self.seen();
         Ok(())
     }
@@ -375,12 +403,22 @@ impl Store {
     pub async fn delete(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
         limits::check_key(key)?;
         let force = options.force.then_some(true);
-        seam::call(
-            Provider::Fastly,
-            self.raw()
-                .kv_store_delete_item(&self.id, key, force, options.if_generation_match),
-        )
-        .await?;
+        let delete = || {
+            Some(
+                self.raw()
+                    .kv_store_delete_item(&self.id, key, force, options.if_generation_match),
+            )
+        };
+        let call = self
+            .op("kv_store_delete_item")
+            .unsafe_if(options.if_generation_match.is_some());
+        match seam::call(self.client.seam(), call, delete).await {
+            Ok(_) => {}
+            // A retried delete whose first attempt may have succeeded: the item is gone either way.
+            Err(error) if error.status() == Some(StatusCode::NOT_FOUND) && error.attempts() > 1 => {
+            }
+            Err(error) => return Err(error),
+        }
         self.seen();
         Ok(())
     }
@@ -436,14 +474,23 @@ impl Store {
                     if let Some(cursor) = &cursor {
                         guard.admit(Provider::Fastly, cursor)?;
                     }
-                    let list = store.raw().kv_store_list_item_keys(
-                        &store.id,
-                        consistency,
-                        cursor.as_deref(),
-                        limit,
-                        prefix.as_deref(),
-                    );
-                    let page = seam::call(Provider::Fastly, list).await?.into_inner();
+                    let list = || {
+                        let (cursor, prefix) = (cursor.as_deref(), prefix.as_deref());
+                        Some(store.raw().kv_store_list_item_keys(
+                            &store.id,
+                            consistency,
+                            cursor,
+                            limit,
+                            prefix,
+                        ))
+                    };
+                    let page = seam::call(
+                        store.client.seam(),
+                        store.op("kv_store_list_item_keys"),
+                        list,
+                    )
+                    .await?
+                    .into_inner();
                     store.seen();
                     let next = paging::next_cursor(page.meta.next_cursor);
                     Ok((

@@ -35,7 +35,8 @@ pub use handle::{
 
 use crate::error::{Error, InvalidInput, Provider};
 use crate::paging::{self, CursorGuard};
-use crate::seam::{self, Credential, Seam};
+use crate::policy::RequestPolicy;
+use crate::seam::{self, Call, Credential, Seam};
 
 /// Where the API lives unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://api.fastly.com";
@@ -65,9 +66,17 @@ pub struct ClientBuilder {
     token: Credential,
     base_url: String,
     http: Option<reqwest::Client>,
+    policy: RequestPolicy,
 }
 
 impl ClientBuilder {
+    /// Sends requests under `policy` (retries, timeouts, a client-side limit) instead of the
+    /// defaults; see [`crate::policy`].
+    pub fn policy(mut self, policy: RequestPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`] (an emulator, a proxy).
     pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
         self.base_url = base_url.into();
@@ -83,18 +92,25 @@ impl ClientBuilder {
 
     /// Builds the client. Fails if the token cannot be sent as a header value.
     pub fn build(self) -> Result<Client, Error> {
-        let seam = Seam::new(self.token)?;
+        let seam = Seam::new(self.token)?.with_policy(self.policy.clone());
         let http = match self.http {
             Some(http) => http,
-            None => crate::http::client_builder().build().map_err(|e| {
-                Error::transport(Provider::Fastly, "building the HTTP client failed", e)
-            })?,
+            None => crate::http::client_builder_with(&self.policy.timeouts)
+                .build()
+                .map_err(|e| {
+                    Error::transport(Provider::Fastly, "building the HTTP client failed", e)
+                })?,
         };
         let raw = raw::Client::new_with_client(self.base_url.trim_end_matches('/'), http, seam);
         Ok(Client {
             inner: Arc::new(Inner { raw }),
         })
     }
+}
+
+/// A call of this provider's `operation`.
+pub(crate) fn op(operation: &'static str) -> Call<'static> {
+    Call::new(Provider::Fastly, operation)
 }
 
 /// Where a store's primary copy lives.
@@ -177,6 +193,7 @@ impl Client {
             token: Credential::FastlyToken(api_token.into()),
             base_url: DEFAULT_BASE_URL.to_string(),
             http: None,
+            policy: RequestPolicy::default(),
         }
     }
 
@@ -186,6 +203,17 @@ impl Client {
             what: "environment variable FASTLY_API_TOKEN".to_string(),
         })?;
         Self::new(token)
+    }
+
+    pub(crate) fn seam(&self) -> &Seam {
+        use progenitor_client::ClientInfo as _;
+        self.inner.raw.inner()
+    }
+
+    /// What the service said about its rate limit on the latest answer that told (Fastly's
+    /// `Fastly-RateLimit-Remaining` and `-Reset` headers).
+    pub fn rate_limit(&self) -> Option<crate::policy::RateLimit> {
+        self.seam().rate_limit()
     }
 
     /// The generated client underneath, for calls the facade does not cover. Outside the
@@ -206,35 +234,40 @@ impl Client {
         location: Option<Location>,
     ) -> Result<StoreInfo, Error> {
         let body = raw::types::KvStoreRequestCreateOrUpdate { name: name.into() };
-        let created = seam::call(
-            Provider::Fastly,
-            self.raw().kv_store_create(location.map(Into::into), &body),
-        )
-        .await?;
+        // Not retried after an answer may have been lost: a second create would make a twin.
+        let create = || Some(self.raw().kv_store_create(location.map(Into::into), &body));
+        let created =
+            seam::call(self.seam(), op("kv_store_create").unsafe_if(true), create).await?;
         Ok(created.into_inner().into())
     }
 
     /// Gets a store's details.
     pub async fn get_store(&self, store_id: &str) -> Result<StoreInfo, Error> {
-        Ok(
-            seam::call(Provider::Fastly, self.raw().kv_store_get(store_id))
-                .await?
-                .into_inner()
-                .into(),
-        )
+        Ok(seam::call(self.seam(), op("kv_store_get"), || {
+            Some(self.raw().kv_store_get(store_id))
+        })
+        .await?
+        .into_inner()
+        .into())
     }
 
     /// Renames a store.
     pub async fn rename_store(&self, store_id: &str, name: impl Into<String>) -> Result<(), Error> {
         let body = raw::types::KvStoreRequestCreateOrUpdate { name: name.into() };
-        seam::call(Provider::Fastly, self.raw().kv_store_put(store_id, &body)).await?;
+        seam::call(self.seam(), op("kv_store_put"), || {
+            Some(self.raw().kv_store_put(store_id, &body))
+        })
+        .await?;
         Ok(())
     }
 
     /// Deletes an empty store. A store that still holds items answers 409: the error's
     /// [`is_conflict()`](Error::is_conflict) is true; see [`delete_store_with_contents`](Self::delete_store_with_contents).
     pub async fn delete_store(&self, store_id: &str) -> Result<(), Error> {
-        seam::call(Provider::Fastly, self.raw().kv_store_delete(store_id)).await?;
+        seam::call(self.seam(), op("kv_store_delete"), || {
+            Some(self.raw().kv_store_delete(store_id))
+        })
+        .await?;
         Ok(())
     }
 
@@ -279,11 +312,16 @@ impl Client {
                     if let Some(cursor) = &cursor {
                         guard.admit(Provider::Fastly, cursor)?;
                     }
-                    let list =
-                        client
-                            .raw()
-                            .kv_store_list(cursor.as_deref(), limit, name.as_deref());
-                    let page = seam::call(Provider::Fastly, list).await?.into_inner();
+                    let list = || {
+                        Some(
+                            client
+                                .raw()
+                                .kv_store_list(cursor.as_deref(), limit, name.as_deref()),
+                        )
+                    };
+                    let page = seam::call(client.seam(), op("kv_store_list"), list)
+                        .await?
+                        .into_inner();
                     let next = paging::next_cursor(page.meta.next_cursor);
                     Ok((page.data, next.map(|next| (Some(next), guard))))
                 })

@@ -1,0 +1,429 @@
+//! How requests are sent: retries, timeouts, and rate limits, for both providers.
+//!
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | [`RetryPolicy::max_attempts`] | 3 | attempts per call, the first included (1: no retries) |
+//! | [`RetryPolicy::base_delay`] | 200 ms | backoff before retry *n* is a random wait in `0..=base × 2^(n-1)` ("full jitter") |
+//! | [`RetryPolicy::max_delay`] | 10 s | cap of one backoff wait |
+//! | [`RetryPolicy::max_retry_after`] | 60 s | longest `Retry-After` honoured; a longer one fails at once, saying how long to wait |
+//! | [`RetryPolicy::deadline`] | 120 s | total time for all attempts of one call |
+//! | [`RetryPolicy::retry_unsafe`] | false | also retry writes a lost answer could make wrong (see below) |
+//! | [`Timeouts::connect`] | 10 s | establishing a connection |
+//! | [`Timeouts::response_headers`] | 30 s | per attempt, until the response headers arrive |
+//! | [`Timeouts::idle_read`] | 30 s | longest silence while a response (or a value) streams in |
+//! | [`RequestPolicy::client_limit`] | none | optional cap on requests per window, to stay under a provider's budget |
+//!
+//! Retried: failures to connect, timeouts, and the statuses 408, 429, 500, 502, 503, 504 and
+//! Cloudflare's 520–527 and 530, honouring `Retry-After` (seconds or an HTTP date) and
+//! `retry-after-ms`. A call whose request body was streamed is never sent twice (its error says
+//! the body could not be replayed). Calls a lost answer could make wrong — creating a store or
+//! namespace, Fastly's add, append and prepend, and any write or delete with
+//! `if_generation_match` — are retried only after errors proving the request never reached the
+//! service (the connection was refused), unless [`RetryPolicy::retry_unsafe`] is set.
+//!
+//! Timeouts `connect` and `idle_read` apply to the `reqwest::Client` the crate builds; a client
+//! of your own keeps its own settings.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+/// When and how often a call is tried again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included; 1 turns retries off.
+    pub max_attempts: u32,
+    /// Scale of the exponential backoff.
+    pub base_delay: Duration,
+    /// Cap of one backoff wait.
+    pub max_delay: Duration,
+    /// Longest wait the service may ask for (`Retry-After`) that is honoured; a longer one fails
+    /// the call at once with [`Error::retry_after`](crate::Error::retry_after) set.
+    pub max_retry_after: Duration,
+    /// Total time for all attempts of one call (`None`: no limit).
+    pub deadline: Option<Duration>,
+    /// Also retry calls a lost answer could make wrong (see the module docs).
+    pub retry_unsafe: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(60),
+            deadline: Some(Duration::from_secs(120)),
+            retry_unsafe: false,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// One attempt per call.
+    pub fn disabled() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The backoff before attempt `next_attempt` (2 for the first retry): full jitter.
+    pub(crate) fn backoff(&self, next_attempt: u32) -> Duration {
+        let exponent = next_attempt.saturating_sub(2).min(20);
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1 << exponent)
+            .min(self.max_delay);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(fastrand::u64(0..=millis))
+    }
+}
+
+/// How long to wait for a connection, for response headers, and between chunks of a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Establishing a connection.
+    pub connect: Duration,
+    /// Per attempt, until the response headers arrive.
+    pub response_headers: Duration,
+    /// Longest silence while a response streams in (a 25 MiB value never trips a whole-request
+    /// timeout, only a stall does).
+    pub idle_read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            response_headers: Duration::from_secs(30),
+            idle_read: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A cap on requests per time window, enforced before each attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientLimit {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl ClientLimit {
+    /// Cloudflare's API budget: 1,200 requests per 5 minutes per user.
+    pub const CLOUDFLARE: ClientLimit = ClientLimit {
+        requests: 1200,
+        per: Duration::from_secs(300),
+    };
+    /// Fastly's budget for non-read requests: 1,000 per hour.
+    pub const FASTLY_WRITES: ClientLimit = ClientLimit {
+        requests: 1000,
+        per: Duration::from_secs(3600),
+    };
+}
+
+/// Everything that decides how a client's requests are sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestPolicy {
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// An optional client-side request budget.
+    pub client_limit: Option<ClientLimit>,
+}
+
+/// What the service said about its rate limit on its latest answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// Requests allowed in the current window, where told.
+    pub limit: Option<u64>,
+    /// Requests left in the current window, where told.
+    pub remaining: Option<u64>,
+    /// Time until the window resets, where told.
+    pub reset: Option<Duration>,
+    /// The policy as the service described it (`Ratelimit-Policy`), verbatim.
+    pub policy: Option<String>,
+}
+
+impl RateLimit {
+    /// Reads Cloudflare's `Ratelimit` / `Ratelimit-Policy` (IETF draft: `"name";r=50;t=30` or
+    /// `limit=100, remaining=50, reset=30`), `X-RateLimit-*`, and Fastly's
+    /// `Fastly-RateLimit-Remaining` / `-Reset` (a UNIX time). `None` when none is present.
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<RateLimit> {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let number = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+        let mut rate = RateLimit {
+            limit: number("x-ratelimit-limit"),
+            remaining: number("x-ratelimit-remaining")
+                .or_else(|| number("fastly-ratelimit-remaining")),
+            reset: number("x-ratelimit-reset").map(Duration::from_secs),
+            policy: text("ratelimit-policy").map(str::to_string),
+        };
+        if let Some(reset_at) = number("fastly-ratelimit-reset") {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            rate.reset = Some(Duration::from_secs(reset_at.saturating_sub(now)));
+        }
+        if let Some(field) = text("ratelimit") {
+            for (key, value) in field
+                .split([';', ','])
+                .filter_map(|part| part.trim().split_once('='))
+            {
+                let value = value.trim().trim_matches('"').parse::<u64>().ok();
+                match key.trim() {
+                    "r" | "remaining" => rate.remaining = value.or(rate.remaining),
+                    "t" | "reset" => rate.reset = value.map(Duration::from_secs).or(rate.reset),
+                    "limit" => rate.limit = value.or(rate.limit),
+                    _ => {}
+                }
+            }
+        }
+        (rate != RateLimit::default()).then_some(rate)
+    }
+}
+
+/// The wait the service asked for: `retry-after-ms`, else `Retry-After` in seconds or as an
+/// HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_millis(ms));
+    }
+    let value = text("retry-after")?;
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+/// Statuses worth another attempt.
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        408 | 429 | 500 | 502 | 503 | 504 | 520..=527 | 530
+    )
+}
+
+/// Attempts and time shared by every request of one bulk chunk (its first send, the retries of
+/// that send, and the resends of its unsuccessful keys), so the layers do not multiply.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    left: std::sync::atomic::AtomicU32,
+    deadline: Option<Instant>,
+}
+
+impl Budget {
+    pub(crate) fn new(retry: &RetryPolicy) -> Self {
+        Budget {
+            left: std::sync::atomic::AtomicU32::new(retry.max_attempts.max(1)),
+            deadline: retry.deadline.map(|d| Instant::now() + d),
+        }
+    }
+
+    /// Takes one attempt, if any is left and the deadline has not passed.
+    pub(crate) fn take(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Whether another attempt could start after waiting `wait`.
+    pub(crate) fn allows(&self, wait: Duration) -> bool {
+        let attempts_left = self.left.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        attempts_left && self.deadline.is_none_or(|d| Instant::now() + wait < d)
+    }
+}
+
+/// Whether a lost answer could make a retry wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Safety {
+    /// Sending it twice ends the same as once (reads, plain writes and deletes).
+    Idempotent,
+    /// Creates, Fastly add/append/prepend, anything conditional on a generation.
+    Unsafe,
+}
+
+/// A sliding-window request budget shared by every clone of a client.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    limit: ClientLimit,
+    sent: tokio::sync::Mutex<VecDeque<Instant>>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limit: ClientLimit) -> Self {
+        Limiter {
+            limit,
+            sent: tokio::sync::Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Waits until one more request fits in the window, and counts it.
+    pub(crate) async fn acquire(&self) {
+        let mut sent = self.sent.lock().await;
+        loop {
+            let now = Instant::now();
+            while sent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.limit.per)
+            {
+                sent.pop_front();
+            }
+            if sent.len() < self.limit.requests as usize {
+                sent.push_back(now);
+                return;
+            }
+            let oldest = *sent.front().expect("the window is full, so not empty");
+            tokio::time::sleep(self.limit.per.saturating_sub(now.duration_since(oldest))).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_milliseconds_and_dates() {
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "7")])),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "250"), ("retry-after", "7")])),
+            Some(Duration::from_millis(250))
+        );
+        let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(61));
+        let wait = retry_after(&headers(&[("retry-after", &in_a_minute)])).unwrap();
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(61),
+            "{wait:?}"
+        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);
+    }
+
+    #[test]
+    fn rate_limit_headers_of_both_providers_are_read() {
+        let cloudflare = RateLimit::from_headers(&headers(&[
+            ("ratelimit", "\"default\";r=50;t=30"),
+            ("ratelimit-policy", "\"default\";q=1200;w=300"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (cloudflare.remaining, cloudflare.reset),
+            (Some(50), Some(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            cloudflare.policy.as_deref(),
+            Some("\"default\";q=1200;w=300")
+        );
+        let draft = RateLimit::from_headers(&headers(&[(
+            "ratelimit",
+            "limit=100, remaining=5, reset=9",
+        )]))
+        .unwrap();
+        assert_eq!(
+            (draft.limit, draft.remaining, draft.reset),
+            (Some(100), Some(5), Some(Duration::from_secs(9)))
+        );
+        let legacy = RateLimit::from_headers(&headers(&[
+            ("x-ratelimit-limit", "1200"),
+            ("x-ratelimit-remaining", "3"),
+        ]))
+        .unwrap();
+        assert_eq!((legacy.limit, legacy.remaining), (Some(1200), Some(3)));
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let fastly = RateLimit::from_headers(&headers(&[
+            ("fastly-ratelimit-remaining", "999"),
+            ("fastly-ratelimit-reset", &(now + 100).to_string()),
+        ]))
+        .unwrap();
+        assert_eq!(fastly.remaining, Some(999));
+        assert!(fastly.reset.unwrap() <= Duration::from_secs(100));
+        assert_eq!(RateLimit::from_headers(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_under_an_exponential_cap() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(350),
+            ..RetryPolicy::default()
+        };
+        for _ in 0..100 {
+            assert!(policy.backoff(2) <= Duration::from_millis(100));
+            assert!(policy.backoff(3) <= Duration::from_millis(200));
+            assert!(policy.backoff(9) <= Duration::from_millis(350));
+        }
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for status in [408, 429, 500, 502, 503, 504, 520, 522, 527, 530] {
+            assert!(
+                is_retryable_status(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
+        }
+        for status in [400, 401, 403, 404, 409, 412, 501, 528] {
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_client_limit_waits_for_room_in_the_window() {
+        let limiter = Limiter::new(ClientLimit {
+            requests: 2,
+            per: Duration::from_secs(10),
+        });
+        let start = tokio::time::Instant::now();
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        limiter.acquire().await;
+        assert!(start.elapsed() >= Duration::from_secs(10));
+    }
+}
