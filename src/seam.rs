@@ -497,10 +497,18 @@ fn trace_attempt<T>(
             span.record("request_id", id);
         }
     }
+    // Statuses and codes only: an error's text can quote the service, which may echo a key.
     span.in_scope(|| match result {
         Ok(_) => tracing::debug!(latency_ms, "answered"),
-        // The error's text names statuses and codes, never a key, value or credential.
-        Err(error) => tracing::info!(latency_ms, %error, "failed"),
+        Err(error) => {
+            let stage = match error {
+                Error::InvalidInput(_) => "invalid input",
+                Error::Transport(e) => e.what,
+                Error::Api(_) => "api error",
+                Error::BadResponse(_) => "bad response",
+            };
+            tracing::info!(latency_ms, stage, codes = ?error.codes(), "failed");
+        }
     });
 }
 

@@ -2,6 +2,8 @@
 //! the recorded fixtures under `tests/fixtures/`.
 #![allow(dead_code)] // Each test crate uses part of it.
 
+pub mod faulty;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -152,11 +154,21 @@ pub fn cloudflare_go_body(test: &str, response: &str) -> serde_json::Value {
 pub const CF_ACCOUNT: &str = "023e105f4ecef8ad9ca31a8372d0c353";
 pub const CF_NAMESPACE: &str = "0f2ac74b498b48028cb68387c421e279";
 
-/// The Cloudflare facade pointed at the mock server.
+/// The default policy with retries that wait milliseconds, not seconds, so failure cases stay
+/// fast; the number of attempts is the default's.
+pub fn fast_policy() -> edgekv::policy::RequestPolicy {
+    let mut policy = edgekv::policy::RequestPolicy::default();
+    policy.retry.base_delay = std::time::Duration::from_millis(1);
+    policy.retry.max_delay = std::time::Duration::from_millis(5);
+    policy
+}
+
+/// The Cloudflare facade pointed at the mock server, under [`fast_policy`].
 pub fn cloudflare_client(server: &MockServer) -> edgekv::cloudflare::Client {
     let credential = Credential::CloudflareToken(CLOUDFLARE_TOKEN.to_string());
     edgekv::cloudflare::Client::builder(credential, CF_ACCOUNT)
         .base_url(server.base_url())
+        .policy(fast_policy())
         .build()
         .unwrap()
 }
@@ -173,10 +185,11 @@ pub fn cf_ok(result: serde_json::Value) -> serde_json::Value {
 
 pub const FASTLY_STORE: &str = "iaa48y0oxw13s12xpfdkk9";
 
-/// The Fastly facade pointed at the mock server.
+/// The Fastly facade pointed at the mock server, under [`fast_policy`].
 pub fn fastly_client(server: &MockServer) -> edgekv::fastly::Client {
     edgekv::fastly::Client::builder(FASTLY_TOKEN)
         .base_url(server.base_url())
+        .policy(fast_policy())
         .build()
         .unwrap()
 }
