@@ -5,7 +5,7 @@
 //! values, per request, rather than as default headers of the `reqwest::Client` (reqwest drops
 //! `Authorization` on a cross-host redirect but would forward a custom header like `Fastly-Key`);
 //! `post` records each answer's status and headers. The facades run every call, generated or
-//! hand-written, through [`call`] or [`send`], which make the attempts: retries, the
+//! hand-written, through `call` or `send`, which make the attempts: retries, the
 //! response-header timeout, the client-side limit, rate-limit state and a tracing span each.
 
 use std::cell::RefCell;

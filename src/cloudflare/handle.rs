@@ -269,6 +269,9 @@ impl Namespace {
     /// part still streamed). Limits are checked first: the key, `expiration_ttl` at least 60,
     /// metadata at most 1024 bytes and, when its length is known, a value of at most 25 MiB.
     ///
+    /// Retries: a value of bytes or a string is sent again after a retryable failure; a streamed
+    /// one is sent once (its error then says the body could not be replayed).
+    ///
     /// ```no_run
     /// # async fn demo(namespace: edgekv::cloudflare::Namespace) -> Result<(), Box<dyn std::error::Error>> {
     /// use edgekv::{Body, cloudflare::PutOptions};

@@ -186,6 +186,9 @@ impl Client {
     }
 
     /// Creates a namespace. A title the account already uses answers 400 with code 10014.
+    ///
+    /// Retries: only when the request provably never left, unless `retry_unsafe` is set: after
+    /// a lost answer a second create would fail as a duplicate.
     pub async fn create_namespace(
         &self,
         title: impl Into<String>,

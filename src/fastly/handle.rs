@@ -343,6 +343,11 @@ impl Store {
     /// 25,000,000 bytes. A generation mismatch, or [`WriteMode::Add`] on an existing key, is an
     /// error whose [`is_precondition_failed()`](Error::is_precondition_failed) is true.
     ///
+    /// Retries: a plain overwrite is retried (a value of bytes or a string is sent again; a
+    /// streamed one is sent once). Add, append, prepend and `if_generation_match` writes are
+    /// retried only when the request provably never left, unless `retry_unsafe` is set: after a
+    /// lost success a retry would answer 412 or apply twice.
+    ///
     /// ```no_run
     /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
     /// use edgekv::fastly::{PutOptions, WriteMode};
@@ -400,6 +405,9 @@ impl Store {
 
     /// Deletes an item. With [`DeleteOptions::if_generation_match`] a mismatch is an error whose
     /// [`is_precondition_failed()`](Error::is_precondition_failed) is true.
+    ///
+    /// Retries: a plain delete is retried, and one that then finds the item gone counts as done;
+    /// with `if_generation_match` only when the request provably never left.
     pub async fn delete(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
         limits::check_key(key)?;
         let force = options.force.then_some(true);

@@ -228,6 +228,9 @@ impl Client {
     }
 
     /// Creates a store (answered 201), optionally in a chosen location.
+    ///
+    /// Retries: only when the request provably never left, unless `retry_unsafe` is set: after
+    /// a lost answer a second create would make a second store.
     pub async fn create_store(
         &self,
         name: impl Into<String>,
