@@ -2,7 +2,10 @@
 //!
 //! For power users: this module is **outside the crate's semver promise**; it changes whenever
 //! the spec or progenitor does. Build a client with a [`Seam`](crate::seam::Seam), which adds
-//! the credential to every request:
+//! the credential to every request, over [`client_builder`](crate::http::client_builder)
+//! (progenitor's own `Client::new` builds a `reqwest::Client` that follows redirects to other
+//! hosts). Raw calls get the credential but not the request policy: they are not retried.
+//!
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
