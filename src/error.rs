@@ -60,8 +60,9 @@ impl Error {
         self.call().map_or(0, |c| c.attempts)
     }
 
-    /// How long the service asked to wait, when it asked for longer than the retry policy's
-    /// `max_retry_after` and the call failed at once instead of sleeping.
+    /// How long the service asked to wait before trying again (`Retry-After`), when the call
+    /// ended without waiting: the wait was longer than the retry policy's `max_retry_after`, or
+    /// no attempt was left.
     pub fn retry_after(&self) -> Option<Duration> {
         self.call().and_then(|c| c.retry_after)
     }

@@ -439,20 +439,23 @@ where
                 ..CallInfo::default()
             }),
         };
+        let asked = answer
+            .as_ref()
+            .and_then(|(_, headers)| policy::retry_after(headers));
+        // The caller learns the wait the service asked for whenever the call ends without it.
+        let end = |error: Error| match asked {
+            Some(wait) => error.with_retry_after(wait),
+            None => error,
+        };
         let attempts_left = match call.budget {
             Some(budget) => budget.allows(Duration::ZERO),
             None => attempt < retry.max_attempts,
         };
         if !should_retry(&error, call.safety, retry) || !attempts_left {
-            return Err(error);
+            return Err(end(error));
         }
-        let asked = answer
-            .as_ref()
-            .and_then(|(_, headers)| policy::retry_after(headers));
-        if let Some(wait) = asked
-            && wait > retry.max_retry_after
-        {
-            return Err(error.with_retry_after(wait));
+        if asked.is_some_and(|wait| wait > retry.max_retry_after) {
+            return Err(end(error));
         }
         let wait = asked.unwrap_or_else(|| retry.backoff(attempt + 1));
         let past_deadline = match call.budget {
