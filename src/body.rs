@@ -40,8 +40,8 @@ impl std::fmt::Debug for Body {
 }
 
 impl Body {
-    /// A body read from a stream of chunks as it is sent. `len`, when given, is checked against
-    /// the provider's limit before sending and sent as `Content-Length`.
+    /// A body read from a stream of chunks as it is sent (chunked transfer encoding). `len`, when
+    /// given, is checked against the provider's limit before anything is sent.
     pub fn from_stream<S, B, E>(stream: S, len: Option<u64>) -> Self
     where
         S: Stream<Item = Result<B, E>> + Send + 'static,
