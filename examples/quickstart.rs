@@ -1,150 +1,154 @@
-//! A tour of both generated clients against a local server this example starts itself.
+//! A tour of both providers through the facade, against an emulator this example starts itself:
+//! no credentials, no network. With `-- --live` it talks to the real services instead, using
+//! FASTLY_API_TOKEN, CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID (it creates, then deletes,
+//! a scratch store and namespace).
 //!
-//! The server answers with responses recorded from the real services (Fastly's come from
-//! go-fastly's live recordings), so what prints is what the clients decode from real shapes.
-//! Until the emulator exists, the server is a mock: it does not store what is written.
-//!
-//! Run: `cargo run --example quickstart`
+//! Run: `cargo run --example quickstart --features emulator`
 
-use edgekv::cloudflare::raw as cf;
-use edgekv::fastly::raw as fastly;
-use edgekv::seam::{Credential, Seam};
-use futures_util::TryStreamExt as _;
-use httpmock::MockServer;
-use serde_json::json;
-
-const STORE: &str = "iaa48y0oxw13s12xpfdkk9";
-const ACCOUNT: &str = "023e105f4ecef8ad9ca31a8372d0c353";
-const NAMESPACE: &str = "0f2ac74b498b48028cb68387c421e279";
+use edgekv::Body;
+use edgekv::emulator::{DEFAULT_ACCOUNT, DEFAULT_TOKEN, Emulator, EmulatorConfig};
+use edgekv::{cloudflare, fastly};
+use futures_util::{StreamExt as _, TryStreamExt as _};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = MockServer::start_async().await;
-    serve_recorded_responses(&server).await;
-    println!("local server at {}", server.base_url());
-
-    let http = edgekv::http::client_builder().build()?;
-    let fastly = fastly::Client::new_with_client(
-        &server.base_url(),
-        http.clone(),
-        Seam::new(Credential::FastlyToken("local-token".into()))?,
-    );
-    let store = fastly
-        .kv_store_create(
+    let live = std::env::args().any(|a| a == "--live");
+    let (emulator, fastly, cloudflare) = if live {
+        println!("talking to the real services");
+        (
             None,
-            &fastly::types::KvStoreRequestCreateOrUpdate {
-                name: "kv-store-test-store".into(),
-            },
+            fastly::Client::from_env()?,
+            cloudflare::Client::from_env()?,
         )
-        .await?;
-    println!("fastly: created store {:?} ({})", store.id, store.status());
-    fastly
-        .kv_store_upsert_item(
-            STORE, "apple", None, None, None, None, None, None, None, "apple0",
-        )
-        .await?;
-    let item = fastly.kv_store_get_item(STORE, "apple").await?;
-    let generation = item.headers()["generation"].to_str()?.to_owned();
-    let value: Vec<u8> = item
-        .into_inner()
-        .into_inner()
-        .map_ok(|b| b.to_vec())
-        .try_concat()
-        .await?;
-    println!(
-        "fastly: apple = {:?} at generation {generation}",
-        String::from_utf8_lossy(&value)
-    );
-    let keys = fastly
-        .kv_store_list_item_keys(STORE, None, None, Some(4.try_into()?), None)
-        .await?
-        .into_inner();
-    println!(
-        "fastly: first page {:?}, next cursor {:?}",
-        keys.data, keys.meta.next_cursor
-    );
-
-    let cloudflare = cf::Client::new_with_client(
-        &server.base_url(),
-        http,
-        Seam::new(Credential::CloudflareToken("local-token".into()))?,
-    );
-    let namespace = cloudflare
-        .namespace_create(
-            ACCOUNT,
-            &cf::types::NamespaceTitle {
-                title: "My Own Namespace".into(),
-            },
-        )
-        .await?;
-    println!(
-        "cloudflare: created namespace {:?}",
-        namespace.into_inner().result.map(|n| n.id)
-    );
-    cloudflare
-        .value_put(ACCOUNT, NAMESPACE, "My-Key", None, Some(300), "Some Value")
-        .await?;
-    let keys = cloudflare
-        .keys_list(ACCOUNT, NAMESPACE, None, None, None)
-        .await?
-        .into_inner();
-    let names: Vec<&str> = keys.result.iter().map(|k| k.name.as_str()).collect();
-    println!("cloudflare: keys {names:?}");
+    } else {
+        let emulator = Emulator::start(EmulatorConfig::default()).await?;
+        println!("emulator at {}", emulator.fastly_url());
+        let fastly = fastly::Client::builder(DEFAULT_TOKEN)
+            .base_url(emulator.fastly_url())
+            .build()?;
+        let credential = edgekv::Credential::CloudflareToken(DEFAULT_TOKEN.into());
+        let cloudflare = cloudflare::Client::builder(credential, DEFAULT_ACCOUNT)
+            .base_url(emulator.cloudflare_url())
+            .build()?;
+        (Some(emulator), fastly, cloudflare)
+    };
+    fastly_tour(&fastly).await?;
+    cloudflare_tour(&cloudflare).await?;
+    if let Some(emulator) = emulator {
+        emulator.stop().await;
+    }
     Ok(())
 }
 
-async fn serve_recorded_responses(server: &MockServer) {
-    let ns = format!("/accounts/{ACCOUNT}/storage/kv/namespaces");
-    let store_json = r#"{"id":"iaa48y0oxw13s12xpfdkk9","name":"kv-store-test-store","created_at":"2025-06-23 19:41:15","updated_at":"2025-06-23 19:41:15"}"#;
-    server
-        .mock_async(|when, then| {
-            when.method("POST").path("/resources/stores/kv");
-            then.status(201)
-                .header("content-type", "application/json")
-                .body(store_json);
-        })
-        .await;
-    server
-        .mock_async(|when, then| {
-            when.method("PUT")
-                .path(format!("/resources/stores/kv/{STORE}/keys/apple"));
-            then.status(200);
-        })
-        .await;
-    server
-        .mock_async(|when, then| {
-            when.method("GET")
-                .path(format!("/resources/stores/kv/{STORE}/keys/apple"));
-            then.status(200)
-                .header("generation", "1750707676353461")
-                .header("metadata", "")
-                .body("apple0");
-        })
-        .await;
-    server.mock_async(|when, then| {
-        when.method("GET").path(format!("/resources/stores/kv/{STORE}/keys"));
-        then.status(200).header("content-type", "application/json")
-            .body(r#"{"data":["apple","banana","batch-1","batch-2"],"meta":{"limit":4,"next_cursor":"CgdiYXRjaC0y"}}"#);
-    }).await;
-    let envelope = |result: serde_json::Value| json!({"success": true, "errors": [], "messages": [], "result": result});
-    server.mock_async(|when, then| {
-        when.method("POST").path(ns.clone());
-        then.status(200).json_body(envelope(json!({"id": NAMESPACE, "title": "My Own Namespace", "supports_url_encoding": true})));
-    }).await;
-    server
-        .mock_async(|when, then| {
-            when.method("PUT")
-                .path(format!("{ns}/{NAMESPACE}/values/My-Key"));
-            then.status(200).json_body(envelope(json!(null)));
-        })
-        .await;
-    server
-        .mock_async(|when, then| {
-            when.method("GET").path(format!("{ns}/{NAMESPACE}/keys"));
-            then.status(200)
-                .json_body(json!({"success": true, "errors": [], "messages": [],
-            "result": [{"name": "My-Key", "expiration": 1577836800, "metadata": {}}],
-            "result_info": {"count": 1, "cursor": ""}}));
-        })
-        .await;
+/// 256 KiB sent from a stream of 16 KiB chunks, never held whole by the client.
+fn streamed_value() -> Body {
+    let chunks = futures_util::stream::iter(0..16u8)
+        .map(|i| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a' + i; 16 * 1024])));
+    Body::from_stream(chunks, Some(256 * 1024))
+}
+
+async fn fastly_tour(client: &fastly::Client) -> Result<(), edgekv::Error> {
+    println!("\n== Fastly KV Store");
+    let info = client.create_store("edgekv-quickstart", None).await?;
+    println!("created store {} ({})", info.name, info.id);
+    let store = client.store(&info.id);
+
+    store
+        .put("big", streamed_value(), fastly::PutOptions::new())
+        .await?;
+    let item = store.get("big").await?.expect("just written");
+    let generation = item.generation();
+    let mut received = 0;
+    let mut body = item.into_body();
+    while let Some(chunk) = body.next().await {
+        received += chunk?.len();
+    }
+    println!(
+        "streamed 256 KiB up and {} KiB back down, generation {generation}",
+        received / 1024
+    );
+
+    let stale = fastly::PutOptions::new().if_generation_match(generation - 1);
+    match store.put("big", "conflict", stale).await {
+        Err(e) if e.is_precondition_failed() => {
+            println!("a write with a stale generation was refused: {e}")
+        }
+        other => println!("unexpected: {other:?}"),
+    }
+
+    let entries = (0..2_500)
+        .map(|i| fastly::BulkEntry::new(format!("user/{i:04}"), format!("{{\"n\":{i}}}")));
+    let report = store
+        .bulk_write(entries, &fastly::BulkOptions::default())
+        .await?;
+    println!(
+        "batch: {} written, {} failed of {}",
+        report.written,
+        report.failed.len(),
+        report.submitted()
+    );
+
+    let mut pages = store.key_pages(fastly::ListKeys::new().prefix("user/").limit(1000));
+    while let Some(page) = pages.try_next().await? {
+        println!(
+            "listed a page of {} keys, next cursor {:?}",
+            page.keys.len(),
+            page.cursor
+        );
+    }
+
+    let cleared = client.delete_store_with_contents(&info.id, 16).await?;
+    println!("deleted {} items and the store", cleared.written);
+    Ok(())
+}
+
+async fn cloudflare_tour(client: &cloudflare::Client) -> Result<(), edgekv::Error> {
+    println!("\n== Cloudflare Workers KV");
+    let info = client.create_namespace("edgekv-quickstart").await?;
+    println!("created namespace {} ({})", info.title, info.id);
+    let namespace = client.namespace(&info.id);
+
+    let options = cloudflare::PutOptions::new()
+        .expiration_ttl(3600)
+        .metadata(serde_json::json!({"kind": "demo"}));
+    namespace.put("big", streamed_value(), options).await?;
+    let value = namespace.get("big").await?.expect("just written");
+    let expiration = value.expiration();
+    println!(
+        "streamed 256 KiB up and {} KiB back down, expires at {expiration:?}",
+        value.bytes().await?.len() / 1024
+    );
+    println!(
+        "its metadata: {}",
+        namespace.metadata("big").await?.unwrap_or_default()
+    );
+
+    let entries = (0..2_500)
+        .map(|i| cloudflare::BulkEntry::text(format!("user/{i:04}"), format!("{{\"n\":{i}}}")));
+    let report = namespace
+        .bulk_write(entries, &cloudflare::BulkOptions::default())
+        .await?;
+    println!(
+        "bulk: {} written, {} failed of {}",
+        report.written,
+        report.failed.len(),
+        report.submitted()
+    );
+
+    let mut pages = namespace.key_pages(cloudflare::ListKeys::new().prefix("user/").limit(1000));
+    while let Some(page) = pages.try_next().await? {
+        println!(
+            "listed a page of {} keys, next cursor {}",
+            page.keys.len(),
+            if page.cursor.is_some() {
+                "given"
+            } else {
+                "none"
+            }
+        );
+    }
+
+    client.delete_namespace(&info.id).await?;
+    println!("deleted the namespace");
+    Ok(())
 }

@@ -3,6 +3,8 @@
 pub mod body;
 mod bulk;
 pub mod cloudflare;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod error;
 pub mod fastly;
 pub mod http;

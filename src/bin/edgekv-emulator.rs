@@ -1,0 +1,106 @@
+//! The emulator of both APIs as a standalone server, for other services' tests.
+//!
+//! `cargo run --features emulator --bin edgekv-emulator -- --port 8787` prints the base URLs of
+//! both APIs and serves until interrupted (SIGINT or SIGTERM), then stops cleanly.
+
+use std::time::Duration;
+
+use edgekv::emulator::{Emulator, EmulatorConfig};
+
+const USAGE: &str = "usage: edgekv-emulator [--port N] [--token T]... [--account ID] \
+[--latency-ms N] [--rate-limited FRACTION] [--server-errors FRACTION] [--seed N]";
+
+fn main() -> std::process::ExitCode {
+    let config = match parse(std::env::args().skip(1)) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}\n{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let emulator = match Emulator::start(config.clone()).await {
+            Ok(emulator) => emulator,
+            Err(e) => {
+                eprintln!("cannot listen on 127.0.0.1:{}: {e}", config.port);
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        println!("fastly: {}", emulator.fastly_url());
+        println!("cloudflare: {}", emulator.cloudflare_url());
+        println!("cloudflare account: {}", config.cloudflare_account);
+        println!("token: {}", config.fastly_tokens.join(","));
+        wait_for_stop().await;
+        emulator.stop().await;
+        println!("stopped");
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<EmulatorConfig, String> {
+    let mut config = EmulatorConfig::default();
+    let mut tokens = Vec::new();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--port" => {
+                config.port = value()?
+                    .parse()
+                    .map_err(|_| "--port: not a port".to_string())?
+            }
+            "--token" => tokens.push(value()?),
+            "--account" => config.cloudflare_account = value()?,
+            "--latency-ms" => {
+                config.faults.latency = Duration::from_millis(number(value()?)? as u64)
+            }
+            "--rate-limited" => config.faults.rate_limited = number(value()?)?,
+            "--server-errors" => config.faults.server_errors = number(value()?)?,
+            "--seed" => config.faults.seed = number(value()?)? as u64,
+            "--help" | "-h" => {
+                return Err(
+                    "the emulator of the Fastly KV Store and Cloudflare Workers KV APIs".into(),
+                );
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if !tokens.is_empty() {
+        config.fastly_tokens = tokens.clone();
+        config.cloudflare_tokens = tokens;
+    }
+    Ok(config)
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        let Ok(mut terminate) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,616 @@
+//! The Cloudflare Workers KV API, emulated: `specs/cloudflare-kv.yaml` with the live service's
+//! envelopes, error codes and limits.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{Method, Response, StatusCode};
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::{Request, Shared, json, respond, unix_now};
+use crate::cloudflare::limits;
+
+#[derive(Default)]
+pub(crate) struct State {
+    namespaces: BTreeMap<String, Namespace>,
+}
+
+struct Namespace {
+    title: String,
+    supports_url_encoding: bool,
+    keys: BTreeMap<String, Entry>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    value: Bytes,
+    /// UNIX seconds at which the key expires.
+    expiration: Option<i64>,
+    metadata: Option<Value>,
+}
+
+impl Entry {
+    fn live(&self, now: i64) -> bool {
+        self.expiration.is_none_or(|at| now < at)
+    }
+}
+
+/// A value write's parts, once the body (raw or multipart) is read.
+struct Write {
+    value: Bytes,
+    metadata: Option<String>,
+}
+
+/// A failure envelope yet to be sent: status, Cloudflare code, message.
+struct Fail(StatusCode, i64, String);
+
+impl Fail {
+    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
+        Fail(status, code, message.into())
+    }
+
+    fn respond(self) -> Response<Body> {
+        fail(self.0, self.1, self.2)
+    }
+}
+
+fn ok(result: Value) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        json!({"success": true, "errors": [], "messages": [], "result": result}),
+    )
+}
+
+fn fail(status: StatusCode, code: i64, message: impl Into<String>) -> Response<Body> {
+    let message = message.into();
+    json(
+        status,
+        json!({"success": false, "errors": [{"code": code, "message": message}], "messages": [], "result": null}),
+    )
+}
+
+fn namespace_json(id: &str, ns: &Namespace) -> Value {
+    json!({"id": id, "title": ns.title, "supports_url_encoding": ns.supports_url_encoding})
+}
+
+pub(crate) async fn serve(shared: &Shared, request: Request) -> Response<Body> {
+    let bearer = request
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "));
+    let global_key = request
+        .header("x-auth-email")
+        .and(request.header("x-auth-key"));
+    let tokens = &shared.config.cloudflare_tokens;
+    if !bearer
+        .or(global_key)
+        .is_some_and(|t| tokens.iter().any(|k| k == t))
+    {
+        return fail(StatusCode::FORBIDDEN, 10000, "Authentication error");
+    }
+    // Segments: client, v4, accounts, {account}, storage, kv, namespaces, {ns}, ...
+    let parts: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    if parts.get(3) != Some(&shared.config.cloudflare_account.as_str())
+        || parts.get(4..7) != Some(&["storage", "kv", "namespaces"][..])
+    {
+        return fail(
+            StatusCode::NOT_FOUND,
+            7003,
+            "Could not route to the URI, perhaps your object identifier is invalid?",
+        );
+    }
+    // A multipart value write is read before taking the lock (reading it is asynchronous).
+    let write = match (&request.method, parts.get(8)) {
+        (&Method::PUT, Some(&"values")) => match read_write(&request).await {
+            Ok(write) => Some(write),
+            Err(response) => return response.respond(),
+        },
+        _ => None,
+    };
+    let mut state = shared.cloudflare.lock().unwrap_or_else(|e| e.into_inner());
+    match (&request.method, &parts[7.min(parts.len())..]) {
+        (&Method::GET, []) => list_namespaces(&state, &request),
+        (&Method::POST, []) => create_namespace(shared, &mut state, &request),
+        (&Method::GET, [id]) => match state.namespaces.get(*id) {
+            Some(ns) => ok(namespace_json(id, ns)),
+            None => namespace_not_found(),
+        },
+        (&Method::PUT, [id]) => rename_namespace(&mut state, id, &request),
+        (&Method::DELETE, [id]) => match state.namespaces.remove(*id) {
+            Some(_) => ok(Value::Null),
+            None => namespace_not_found(),
+        },
+        (method, [id, rest @ ..]) => {
+            let Some(ns) = state.namespaces.get_mut(*id) else {
+                return namespace_not_found();
+            };
+            match (method, rest) {
+                (&Method::GET, ["keys"]) => list_keys(ns, &request),
+                (&Method::GET, ["values", _]) => with_key(ns, &request, get_value),
+                (&Method::PUT, ["values", _]) => match write {
+                    Some(write) => put_value(ns, &request, write),
+                    None => fail(StatusCode::BAD_REQUEST, 10001, "no value"),
+                },
+                (&Method::DELETE, ["values", _]) => with_key(ns, &request, |ns, key, _| {
+                    ns.keys.remove(key);
+                    ok(Value::Null)
+                }),
+                (&Method::GET, ["metadata", _]) => with_key(ns, &request, get_metadata),
+                (&Method::PUT, ["bulk"]) => bulk_write(ns, &request),
+                (&Method::POST, ["bulk", "delete"]) => bulk_delete(ns, &request),
+                (&Method::POST, ["bulk", "get"]) => bulk_get(ns, &request),
+                _ => fail(StatusCode::NOT_FOUND, 7003, "No route for the URI"),
+            }
+        }
+        _ => fail(StatusCode::NOT_FOUND, 7003, "No route for the URI"),
+    }
+}
+
+fn namespace_not_found() -> Response<Body> {
+    fail(StatusCode::NOT_FOUND, 10013, "namespace not found")
+}
+
+fn key_not_found() -> Response<Body> {
+    fail(StatusCode::NOT_FOUND, 10009, "get: 'key not found'")
+}
+
+/// The key of a `/values/{key}` or `/metadata/{key}` path: decoded, unless the namespace
+/// stores keys as written on the URL.
+fn with_key(
+    ns: &mut Namespace,
+    request: &Request,
+    f: impl FnOnce(&mut Namespace, &str, &Request) -> Response<Body>,
+) -> Response<Body> {
+    let key = if ns.supports_url_encoding {
+        request.decoded(9)
+    } else {
+        request.segments.get(9).cloned()
+    };
+    let key = key.unwrap_or_default();
+    if let Err(response) = check_key(&key) {
+        return response.respond();
+    }
+    f(ns, &key, request)
+}
+
+fn check_key(key: &str) -> Result<(), Fail> {
+    if key.is_empty() {
+        return Err(Fail::new(
+            StatusCode::BAD_REQUEST,
+            10019,
+            "key name is empty",
+        ));
+    }
+    if key.len() > limits::MAX_KEY_BYTES {
+        return Err(Fail::new(
+            StatusCode::URI_TOO_LONG,
+            10033,
+            format!("key name is longer than {} bytes", limits::MAX_KEY_BYTES),
+        ));
+    }
+    Ok(())
+}
+
+fn list_namespaces(state: &State, request: &Request) -> Response<Body> {
+    let page = request
+        .query("page")
+        .map_or(Some(1), |p| p.parse::<usize>().ok())
+        .filter(|p| *p >= 1);
+    let per_page = request
+        .query("per_page")
+        .map_or(Some(20), |p| p.parse::<usize>().ok())
+        .filter(|p| (5..=100).contains(p));
+    let (Some(page), Some(per_page)) = (page, per_page) else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            10001,
+            "page must be at least 1 and per_page 5 to 100",
+        );
+    };
+    let mut all: Vec<(&String, &Namespace)> = state.namespaces.iter().collect();
+    if request.query("order") == Some("title") {
+        all.sort_by(|a, b| a.1.title.cmp(&b.1.title));
+    }
+    if request.query("direction") == Some("desc") {
+        all.reverse();
+    }
+    let result: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|(id, ns)| namespace_json(id, ns))
+        .collect();
+    let total = all.len();
+    json(
+        StatusCode::OK,
+        json!({"success": true, "errors": [], "messages": [], "result": result, "result_info": {
+            "page": page, "per_page": per_page, "count": result.len(), "total_count": total,
+            "total_pages": total.div_ceil(per_page),
+        }}),
+    )
+}
+
+fn title_of(request: &Request) -> Result<String, Fail> {
+    serde_json::from_slice::<Value>(&request.body)
+        .ok()
+        .and_then(|b| b.get("title").and_then(Value::as_str).map(str::to_string))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, 10019, "title is required"))
+}
+
+fn create_namespace(shared: &Shared, state: &mut State, request: &Request) -> Response<Body> {
+    let title = match title_of(request) {
+        Ok(title) => title,
+        Err(response) => return response.respond(),
+    };
+    if state.namespaces.values().any(|ns| ns.title == title) {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            10014,
+            "a namespace with this account ID and title already exists",
+        );
+    }
+    let id = super::random_id(shared, 32, b"0123456789abcdef");
+    let ns = Namespace {
+        title,
+        supports_url_encoding: true,
+        keys: BTreeMap::new(),
+    };
+    let body = namespace_json(&id, &ns);
+    state.namespaces.insert(id, ns);
+    ok(body)
+}
+
+fn rename_namespace(state: &mut State, id: &str, request: &Request) -> Response<Body> {
+    let title = match title_of(request) {
+        Ok(title) => title,
+        Err(response) => return response.respond(),
+    };
+    if state
+        .namespaces
+        .iter()
+        .any(|(other, ns)| other != id && ns.title == title)
+    {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            10014,
+            "a namespace with this account ID and title already exists",
+        );
+    }
+    match state.namespaces.get_mut(id) {
+        Some(ns) => {
+            ns.title = title;
+            ok(namespace_json(id, ns))
+        }
+        None => namespace_not_found(),
+    }
+}
+
+fn list_keys(ns: &Namespace, request: &Request) -> Response<Body> {
+    let limit = request
+        .query("limit")
+        .map_or(Some(1000), |l| l.parse::<usize>().ok())
+        .filter(|l| (10..=1000).contains(l));
+    let Some(limit) = limit else {
+        return fail(StatusCode::BAD_REQUEST, 10001, "limit must be 10 to 1000");
+    };
+    let prefix = request.query("prefix").unwrap_or_default();
+    let after = match request.query("cursor").filter(|c| !c.is_empty()) {
+        Some(cursor) => match decode_cursor(cursor) {
+            Some(after) => Some(after),
+            None => return fail(StatusCode::BAD_REQUEST, 10001, "invalid cursor"),
+        },
+        None => None,
+    };
+    let now = unix_now();
+    let mut keys = ns.keys.iter().filter(|(k, e)| {
+        k.starts_with(prefix) && e.live(now) && after.as_ref().is_none_or(|a| *k > a)
+    });
+    let page: Vec<(&String, &Entry)> = keys.by_ref().take(limit).collect();
+    let cursor = match (keys.next(), page.last()) {
+        (Some(_), Some((last, _))) => encode_cursor(last),
+        _ => String::new(),
+    };
+    let result: Vec<Value> = page
+        .iter()
+        .map(|(name, entry)| {
+            let mut key = json!({"name": name});
+            if let Some(expiration) = entry.expiration {
+                key["expiration"] = json!(expiration);
+            }
+            if let Some(metadata) = &entry.metadata {
+                key["metadata"] = metadata.clone();
+            }
+            key
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        json!({"success": true, "errors": [], "messages": [], "result": result,
+            "result_info": {"count": result.len(), "cursor": cursor}}),
+    )
+}
+
+fn get_value(ns: &mut Namespace, key: &str, _: &Request) -> Response<Body> {
+    match ns.keys.get(key).filter(|e| e.live(unix_now())) {
+        Some(entry) => {
+            let mut headers = vec![("content-type", "application/octet-stream".to_string())];
+            if let Some(expiration) = entry.expiration {
+                headers.push(("expiration", expiration.to_string()));
+            }
+            respond(StatusCode::OK, &headers, entry.value.clone())
+        }
+        None => key_not_found(),
+    }
+}
+
+fn get_metadata(ns: &mut Namespace, key: &str, _: &Request) -> Response<Body> {
+    match ns.keys.get(key).filter(|e| e.live(unix_now())) {
+        Some(entry) => ok(entry.metadata.clone().unwrap_or(Value::Null)),
+        None => key_not_found(),
+    }
+}
+
+/// Reads a value write's body: raw, or the multipart form with `value` and `metadata`.
+async fn read_write(request: &Request) -> Result<Write, Fail> {
+    let content_type = request.header("content-type").unwrap_or_default();
+    if !content_type.starts_with("multipart/form-data") {
+        return Ok(Write {
+            value: request.body.clone(),
+            metadata: None,
+        });
+    }
+    let bad = |e: multer::Error| {
+        Fail::new(
+            StatusCode::BAD_REQUEST,
+            10001,
+            format!("invalid multipart body: {e}"),
+        )
+    };
+    let boundary = multer::parse_boundary(content_type).map_err(bad)?;
+    let body = request.body.clone();
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut write = Write {
+        value: Bytes::new(),
+        metadata: None,
+    };
+    let mut has_value = false;
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("value") => {
+                write.value = field.bytes().await.map_err(bad)?;
+                has_value = true;
+            }
+            Some("metadata") => write.metadata = Some(field.text().await.map_err(bad)?),
+            _ => {}
+        }
+    }
+    if !has_value {
+        return Err(Fail::new(
+            StatusCode::BAD_REQUEST,
+            10001,
+            "the form has no value part",
+        ));
+    }
+    Ok(write)
+}
+
+/// Checks and resolves a write's expiration: `expiration_ttl` wins over `expiration`.
+fn expiration_of(ttl: Option<&str>, at: Option<&str>) -> Result<Option<i64>, Fail> {
+    let now = unix_now();
+    if let Some(ttl) = ttl {
+        return match ttl.parse::<i64>() {
+            Ok(ttl) if ttl >= limits::MIN_EXPIRATION_TTL as i64 => Ok(Some(now + ttl)),
+            _ => Err(Fail::new(
+                StatusCode::BAD_REQUEST,
+                10020,
+                format!("Invalid expiration_ttl of {ttl}. Expiration TTL must be at least 60."),
+            )),
+        };
+    }
+    match at.map(str::parse::<i64>) {
+        None => Ok(None),
+        Some(Ok(at)) if at >= now + limits::MIN_EXPIRATION_TTL as i64 => Ok(Some(at)),
+        Some(_) => Err(Fail::new(
+            StatusCode::BAD_REQUEST,
+            10021,
+            "Invalid expiration. Please specify integer greater than the current number of seconds since the UNIX epoch plus 60.",
+        )),
+    }
+}
+
+fn metadata_of(metadata: Option<&str>) -> Result<Option<Value>, Fail> {
+    let Some(metadata) = metadata else {
+        return Ok(None);
+    };
+    if metadata.len() > limits::MAX_METADATA_BYTES {
+        return Err(Fail::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            10023,
+            "metadata is larger than 1024 bytes",
+        ));
+    }
+    serde_json::from_str(metadata)
+        .map(Some)
+        .map_err(|_| Fail::new(StatusCode::BAD_REQUEST, 10026, "metadata is not valid JSON"))
+}
+
+fn put_value(ns: &mut Namespace, request: &Request, write: Write) -> Response<Body> {
+    with_key(ns, request, |ns, key, request| {
+        if write.value.len() as u64 > limits::MAX_VALUE_BYTES {
+            return fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                10024,
+                "value is larger than 25 MiB",
+            );
+        }
+        let entry = expiration_of(request.query("expiration_ttl"), request.query("expiration"))
+            .and_then(|expiration| {
+                Ok(Entry {
+                    value: write.value,
+                    expiration,
+                    metadata: metadata_of(write.metadata.as_deref())?,
+                })
+            });
+        match entry {
+            Ok(entry) => {
+                ns.keys.insert(key.to_string(), entry);
+                ok(Value::Null)
+            }
+            Err(response) => response.respond(),
+        }
+    })
+}
+
+fn bulk_write(ns: &mut Namespace, request: &Request) -> Response<Body> {
+    if request.body.len() > limits::BULK_WRITE_MAX_BYTES {
+        return fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            10024,
+            "the request is larger than 100 MB",
+        );
+    }
+    let Ok(items) =
+        serde_json::from_slice::<Vec<crate::cloudflare::raw::types::BulkWriteItem>>(&request.body)
+    else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            10001,
+            "the body is not an array of key-value pairs",
+        );
+    };
+    if items.len() > limits::BULK_WRITE_MAX_PAIRS {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            10001,
+            "at most 10,000 pairs per request",
+        );
+    }
+    let mut entries = Vec::with_capacity(items.len());
+    for item in items {
+        if let Err(response) = check_key(&item.key) {
+            return response.respond();
+        }
+        let value = if item.base64 == Some(true) {
+            match base64::engine::general_purpose::STANDARD.decode(&item.value) {
+                Ok(value) => Bytes::from(value),
+                Err(_) => {
+                    return fail(
+                        StatusCode::BAD_REQUEST,
+                        10001,
+                        "a value is not valid base64",
+                    );
+                }
+            }
+        } else {
+            Bytes::from(item.value)
+        };
+        let ttl = item.expiration_ttl.map(|t| t.to_string());
+        let at = item.expiration.map(|e| e.to_string());
+        let expiration = match expiration_of(ttl.as_deref(), at.as_deref()) {
+            Ok(expiration) => expiration,
+            Err(response) => return response.respond(),
+        };
+        let metadata = item.metadata.map(|m| m.to_string());
+        let metadata = match metadata_of(metadata.as_deref()) {
+            Ok(metadata) => metadata,
+            Err(response) => return response.respond(),
+        };
+        entries.push((
+            item.key,
+            Entry {
+                value,
+                expiration,
+                metadata,
+            },
+        ));
+    }
+    let count = entries.len();
+    ns.keys.extend(entries);
+    ok(json!({"successful_key_count": count, "unsuccessful_keys": []}))
+}
+
+fn bulk_delete(ns: &mut Namespace, request: &Request) -> Response<Body> {
+    let Ok(keys) = serde_json::from_slice::<Vec<String>>(&request.body) else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            10001,
+            "the body is not an array of keys",
+        );
+    };
+    if keys.len() > limits::BULK_DELETE_MAX_KEYS {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            10001,
+            "at most 10,000 keys per request",
+        );
+    }
+    for key in &keys {
+        ns.keys.remove(key);
+    }
+    ok(json!({"successful_key_count": keys.len(), "unsuccessful_keys": []}))
+}
+
+fn bulk_get(ns: &mut Namespace, request: &Request) -> Response<Body> {
+    let Ok(body) =
+        serde_json::from_slice::<crate::cloudflare::raw::types::BulkGetRequest>(&request.body)
+    else {
+        return fail(StatusCode::BAD_REQUEST, 10001, "the body must hold `keys`");
+    };
+    if body.keys.len() > limits::BULK_GET_MAX_KEYS {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            10001,
+            "at most 100 keys per request",
+        );
+    }
+    let as_json = body.type_ == Some(crate::cloudflare::raw::types::BulkGetType::Json);
+    let with_metadata = body.with_metadata == Some(true);
+    let now = unix_now();
+    let mut values = serde_json::Map::new();
+    for key in body.keys {
+        let Some(entry) = ns.keys.get(&key).filter(|e| e.live(now)) else {
+            values.insert(key, Value::Null);
+            continue;
+        };
+        let value = if as_json {
+            match serde_json::from_slice::<Value>(&entry.value) {
+                Ok(value) => value,
+                Err(_) => {
+                    return fail(
+                        StatusCode::BAD_REQUEST,
+                        10001,
+                        format!("the value of {key:?} is not JSON"),
+                    );
+                }
+            }
+        } else {
+            Value::String(String::from_utf8_lossy(&entry.value).into_owned())
+        };
+        let value = if with_metadata {
+            let mut with =
+                json!({"value": value, "metadata": entry.metadata.clone().unwrap_or(Value::Null)});
+            if let Some(expiration) = entry.expiration {
+                with["expiration"] = json!(expiration);
+            }
+            with
+        } else {
+            value
+        };
+        values.insert(key, value);
+    }
+    ok(json!({"values": values}))
+}
+
+fn encode_cursor(last: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last)
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
