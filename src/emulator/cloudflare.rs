@@ -140,10 +140,14 @@ pub(crate) async fn serve(shared: &Shared, request: Request) -> Response<Body> {
                 (&Method::PUT, ["bulk"]) => bulk_write(ns, &request),
                 (&Method::POST, ["bulk", "delete"]) => bulk_delete(ns, &request),
                 (&Method::POST, ["bulk", "get"]) => bulk_get(ns, &request),
+                (_, [] | ["values", _]) => super::method_not_allowed("GET, PUT, DELETE"),
+                (_, ["keys"] | ["metadata", _]) => super::method_not_allowed("GET"),
+                (_, ["bulk"]) => super::method_not_allowed("PUT"),
+                (_, ["bulk", "delete" | "get"]) => super::method_not_allowed("POST"),
                 _ => fail(StatusCode::NOT_FOUND, 7003, "No route for the URI"),
             }
         }
-        _ => fail(StatusCode::NOT_FOUND, 7003, "No route for the URI"),
+        (_, []) => super::method_not_allowed("GET, POST"),
     }
 }
 

@@ -75,6 +75,10 @@ pub(crate) fn serve(shared: &Shared, request: Request) -> Response<Body> {
         (&Method::PUT, [_, "keys", _]) => put_item(&mut state, &request),
         (&Method::DELETE, [_, "keys", _]) => delete_item(&mut state, &request),
         (&Method::PUT, [_, "batch"]) => batch(&mut state, &request),
+        (_, []) => super::method_not_allowed("GET, POST"),
+        (_, [_] | [_, "keys", _]) => super::method_not_allowed("GET, PUT, DELETE"),
+        (_, [_, "keys"]) => super::method_not_allowed("GET"),
+        (_, [_, "batch"]) => super::method_not_allowed("PUT"),
         _ => json(StatusCode::NOT_FOUND, json!({"msg": "Record not found"})),
     }
 }

@@ -292,6 +292,15 @@ pub(crate) fn respond(
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
+/// A known path asked with a method it does not have; `allow` lists those it has.
+fn method_not_allowed(allow: &str) -> Response<Body> {
+    respond(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &[("allow", allow.to_string())],
+        Bytes::from_static(b"method not allowed"),
+    )
+}
+
 /// A JSON response.
 pub(crate) fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     respond(
