@@ -2,6 +2,7 @@
 //! the recorded fixtures under `tests/fixtures/`.
 #![allow(dead_code)] // Each test crate uses part of it.
 
+pub mod backend;
 pub mod faulty;
 
 use std::collections::BTreeMap;
