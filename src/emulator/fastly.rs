@@ -99,6 +99,15 @@ fn with_store(
     }
 }
 
+/// The non-empty `name` of a create or rename body.
+fn name_of(request: &Request) -> Option<String> {
+    let body = serde_json::from_slice::<serde_json::Value>(&request.body).ok()?;
+    body.get("name")
+        .and_then(|n| n.as_str())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+}
+
 fn list_stores(state: &State, request: &Request) -> Response<Body> {
     let limit = request
         .query("limit")
@@ -129,10 +138,7 @@ fn list_stores(state: &State, request: &Request) -> Response<Body> {
 }
 
 fn create_store(shared: &Shared, state: &mut State, request: &Request) -> Response<Body> {
-    let name = serde_json::from_slice::<serde_json::Value>(&request.body)
-        .ok()
-        .and_then(|b| b.get("name").and_then(|n| n.as_str()).map(str::to_string));
-    let Some(name) = name.filter(|n| !n.is_empty()) else {
+    let Some(name) = name_of(request) else {
         return json(
             StatusCode::BAD_REQUEST,
             json!({"msg": "Bad request", "detail": "name is required"}),
@@ -165,10 +171,7 @@ fn create_store(shared: &Shared, state: &mut State, request: &Request) -> Respon
 
 fn rename_store(state: &mut State, request: &Request) -> Response<Body> {
     let id = request.decoded(3).unwrap_or_default();
-    let name = serde_json::from_slice::<serde_json::Value>(&request.body)
-        .ok()
-        .and_then(|b| b.get("name").and_then(|n| n.as_str()).map(str::to_string));
-    let Some(name) = name.filter(|n| !n.is_empty()) else {
+    let Some(name) = name_of(request) else {
         return json(
             StatusCode::BAD_REQUEST,
             json!({"msg": "Bad request", "detail": "name is required"}),
