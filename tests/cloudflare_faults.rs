@@ -1,5 +1,6 @@
 //! What a Cloudflare caller gets when the network or the service misbehaves, and how many
 //! attempts the server saw each time.
+#![cfg(feature = "emulator")]
 
 mod support;
 

@@ -706,3 +706,31 @@ fn the_standalone_binary_serves_both_apis_and_stops_cleanly() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(rest.last().map(String::as_str), Some("stopped"), "{rest:?}");
 }
+
+#[tokio::test]
+async fn injected_429s_carry_retry_after_and_latency_is_added() {
+    let mut config = EmulatorConfig::default();
+    config.faults.rate_limited = 1.0;
+    let emulator = Emulator::start(config).await.unwrap();
+    let mut policy = support::fast_policy();
+    policy.retry = edgekv::policy::RetryPolicy::disabled();
+    let client = fastly::Client::builder(DEFAULT_TOKEN)
+        .base_url(emulator.fastly_url())
+        .policy(policy)
+        .build()
+        .unwrap();
+    let error = client.get_store("any").await.unwrap_err();
+    assert!(error.is_rate_limited(), "{error:?}");
+    assert_eq!(error.retry_after(), Some(std::time::Duration::from_secs(1)));
+
+    let mut config = EmulatorConfig::default();
+    config.faults.latency = std::time::Duration::from_millis(150);
+    let slow = Emulator::start(config).await.unwrap();
+    let client = fastly::Client::builder(DEFAULT_TOKEN)
+        .base_url(slow.fastly_url())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    client.create_store("slow", None).await.unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+}

@@ -21,6 +21,7 @@
 
 mod cloudflare;
 mod fastly;
+pub mod faults;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -94,16 +95,23 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Shared::new(config));
-        let app = axum::Router::new().fallback(move |method, uri, headers, body| {
+        let app = axum::Router::new().fallback({
             let state = state.clone();
-            async move { serve(state, method, uri, headers, body).await }
+            move |method, uri, headers, body| {
+                let state = state.clone();
+                async move { serve(state, method, uri, headers, body).await }
+            }
         });
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (shutdown, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            let _ = server.await;
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = &mut stopped => return,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                tokio::spawn(connection(state.clone(), app.clone(), stream));
+            }
         });
         Ok(Emulator {
             addr,
@@ -198,6 +206,43 @@ impl Request {
     }
 }
 
+/// Serves one connection: with faults configured, one request per connection, each first given
+/// the chance of an injected fault, played by the same code as the fault tests' server.
+async fn connection(state: Arc<Shared>, app: axum::Router, stream: tokio::net::TcpStream) {
+    let faults = &state.config.faults;
+    let inject = faults.rate_limited > 0.0 || faults.server_errors > 0.0;
+    if inject {
+        let fault = {
+            let mut rng = state.rng.lock().unwrap_or_else(|e| e.into_inner());
+            let (throttle, fail) = (
+                rng.f64() < faults.rate_limited,
+                rng.f64() < faults.server_errors,
+            );
+            if throttle {
+                Some(faults::Reply::status(429).header("retry-after", "1"))
+            } else if fail {
+                Some(faults::Reply::body(503, "text/plain", "injected fault"))
+            } else {
+                None
+            }
+        };
+        if let Some(reply) = fault {
+            let mut stream = tokio::io::BufReader::new(stream);
+            if faults::read_request(&mut stream).await.is_some() {
+                faults::play(stream.into_inner(), reply).await;
+            }
+            return;
+        }
+    }
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let io = hyper_util::rt::TokioIo::new(stream);
+    // Without keep-alive each request gets its own fault decision.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(!inject)
+        .serve_connection(io, service)
+        .await;
+}
+
 async fn serve(
     state: Arc<Shared>,
     method: Method,
@@ -208,27 +253,6 @@ async fn serve(
     let faults = state.config.faults.clone();
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
-    }
-    let (throttle, fail) = {
-        let mut rng = state.rng.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            rng.f64() < faults.rate_limited,
-            rng.f64() < faults.server_errors,
-        )
-    };
-    if throttle {
-        return respond(
-            StatusCode::TOO_MANY_REQUESTS,
-            &[("retry-after", "1".into())],
-            Bytes::new(),
-        );
-    }
-    if fail {
-        return respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &[],
-            Bytes::from_static(b"injected fault"),
-        );
     }
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test crate uses part of it.
 
 pub mod backend;
+#[cfg(feature = "emulator")]
 pub mod faulty;
 
 use std::collections::BTreeMap;
