@@ -36,15 +36,25 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        println!("fastly: {}", emulator.fastly_url());
-        println!("cloudflare: {}", emulator.cloudflare_url());
-        println!("cloudflare account: {}", config.cloudflare_account);
-        println!("token: {}", config.fastly_tokens.join(","));
+        say(&format!("fastly: {}", emulator.fastly_url()));
+        say(&format!("cloudflare: {}", emulator.cloudflare_url()));
+        say(&format!(
+            "cloudflare account: {}",
+            config.cloudflare_account
+        ));
+        say(&format!("token: {}", config.fastly_tokens.join(",")));
         wait_for_stop().await;
         emulator.stop().await;
-        println!("stopped");
+        say("stopped");
         std::process::ExitCode::SUCCESS
     })
+}
+
+/// Prints a line; a reader that went away (a closed pipe) must not stop the server.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<EmulatorConfig, String> {

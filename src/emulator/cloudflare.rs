@@ -308,9 +308,16 @@ fn list_keys(ns: &Namespace, request: &Request) -> Response<Body> {
         None => None,
     };
     let now = unix_now();
-    let mut keys = ns.keys.iter().filter(|(k, e)| {
-        k.starts_with(prefix) && e.live(now) && after.as_ref().is_none_or(|a| *k > a)
-    });
+    // From whichever is later, the cursor (exclusive) or the prefix, while keys share the prefix.
+    let start = match &after {
+        Some(after) if after.as_str() >= prefix => std::ops::Bound::Excluded(after.clone()),
+        _ => std::ops::Bound::Included(prefix.to_string()),
+    };
+    let mut keys = ns
+        .keys
+        .range((start, std::ops::Bound::Unbounded))
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .filter(|(_, e)| e.live(now));
     let page: Vec<(&String, &Entry)> = keys.by_ref().take(limit).collect();
     let cursor = match (keys.next(), page.last()) {
         (Some(_), Some((last, _))) => encode_cursor(last),

@@ -211,12 +211,16 @@ fn list_keys(store: &Store, request: &Request) -> Response<Body> {
     let prefix = request.query("prefix").unwrap_or_default();
     let after = request.query("cursor").and_then(decode_cursor);
     let now = unix_now();
+    // From whichever is later, the cursor (exclusive) or the prefix, while keys share the prefix.
+    let start = match &after {
+        Some(after) if after.as_str() >= prefix => std::ops::Bound::Excluded(after.clone()),
+        _ => std::ops::Bound::Included(prefix.to_string()),
+    };
     let mut keys = store
         .items
-        .iter()
-        .filter(|(k, item)| {
-            k.starts_with(prefix) && item.live(now) && after.as_ref().is_none_or(|a| *k > a)
-        })
+        .range((start, std::ops::Bound::Unbounded))
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .filter(|(_, item)| item.live(now))
         .map(|(k, _)| k.clone());
     let page: Vec<String> = keys.by_ref().take(limit).collect();
     let mut meta = json!({"limit": limit});
