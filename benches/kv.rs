@@ -15,6 +15,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 struct Server {
     child: Child,
     fastly: String,
+    cloudflare: String,
 }
 
 impl Server {
@@ -35,9 +36,21 @@ impl Server {
             .strip_prefix("fastly: ")
             .expect("the Fastly URL comes first")
             .to_string();
+        let second = lines
+            .next()
+            .and_then(Result::ok)
+            .expect("the emulator prints its URLs");
+        let cloudflare = second
+            .strip_prefix("cloudflare: ")
+            .expect("then the Cloudflare URL")
+            .to_string();
         // Keep draining the emulator's output so it never writes to a closed pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Server { child, fastly }
+        Server {
+            child,
+            fastly,
+            cloudflare,
+        }
     }
 
     fn fastly(&self) -> fastly::Client {
@@ -46,6 +59,16 @@ impl Server {
         fastly::Client::builder(DEFAULT_TOKEN)
             .base_url(&self.fastly)
             .policy(policy)
+            .build()
+            .expect("a client")
+    }
+}
+
+impl Server {
+    fn cloudflare(&self) -> edgekv::cloudflare::Client {
+        let credential = edgekv::Credential::CloudflareToken(DEFAULT_TOKEN.into());
+        edgekv::cloudflare::Client::builder(credential, edgekv::emulator::DEFAULT_ACCOUNT)
+            .base_url(&self.cloudflare)
             .build()
             .expect("a client")
     }
@@ -193,7 +216,227 @@ async fn listing(report: &mut Vec<String>) {
     ));
 }
 
+/// Benchmark 4, bulk writes: 100,000 entries of 100-byte values per provider, at zero latency
+/// and with 50 ms per request; the bound is requests × latency ÷ concurrency plus the time the
+/// same job took at zero latency.
+async fn bulk(report: &mut Vec<String>) {
+    const ENTRIES: usize = 100_000;
+    const CONCURRENCY: usize = 4;
+    let value = "v".repeat(100);
+    report.push("| 4. bulk write 100,000 entries | requests | zero latency | 50 ms latency | bound | ratio to bound | target |".into());
+    report.push("|---|---|---|---|---|---|---|".into());
+    let mut times = Vec::new();
+    for latency in ["0", "50"] {
+        let server = Server::start(&["--latency-ms", latency]);
+        let cloudflare = server.cloudflare();
+        let namespace = cloudflare.namespace(
+            cloudflare
+                .create_namespace("bulk")
+                .await
+                .expect("a namespace")
+                .id
+                .clone(),
+        );
+        let mut options = edgekv::cloudflare::BulkOptions::default();
+        options.concurrency = CONCURRENCY;
+        let started = Instant::now();
+        let entries = (0..ENTRIES)
+            .map(|i| edgekv::cloudflare::BulkEntry::text(format!("key/{i:06}"), value.clone()));
+        let report = namespace
+            .bulk_write(entries, &options)
+            .await
+            .expect("a bulk write");
+        assert_eq!(report.written, ENTRIES as u64);
+        let cloudflare_time = started.elapsed();
+
+        let fastly = server.fastly();
+        let store = fastly.store(fastly.create_store("bulk", None).await.expect("a store").id);
+        let mut options = fastly::BulkOptions::default();
+        options.concurrency = CONCURRENCY;
+        let started = Instant::now();
+        let entries =
+            (0..ENTRIES).map(|i| fastly::BulkEntry::new(format!("key/{i:06}"), value.clone()));
+        let report = store.bulk_write(entries, &options).await.expect("a batch");
+        assert_eq!(report.written, ENTRIES as u64);
+        times.push((cloudflare_time, started.elapsed()));
+    }
+    // Both providers' jobs take 10 requests here: 10,000 pairs (or lines) per request.
+    let requests = ENTRIES.div_ceil(10_000);
+    let waits = Duration::from_millis(50) * requests.div_ceil(CONCURRENCY) as u32;
+    for (name, zero, slow) in [
+        ("Cloudflare bulk", times[0].0, times[1].0),
+        ("Fastly batch", times[0].1, times[1].1),
+    ] {
+        let bound = zero + waits;
+        report.push(format!(
+            "| {name} | {requests} | {:.2} s | {:.2} s | {:.2} s | {:.2} | ≤ 1.3 |",
+            zero.as_secs_f64(),
+            slow.as_secs_f64(),
+            bound.as_secs_f64(),
+            slow.as_secs_f64() / bound.as_secs_f64()
+        ));
+    }
+}
+
+const VALUES: usize = 16;
+const VALUE_BYTES: usize = 20 * 1024 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+/// A 20 MiB value produced 64 KiB at a time, never whole.
+fn value_stream()
+-> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::iter(0..VALUE_BYTES / CHUNK)
+        .map(|i| Ok(bytes::Bytes::from(vec![(i % 251) as u8; CHUNK])))
+}
+
+/// Kilobytes of a `/proc/self/status` field (VmRSS now, VmHWM the peak).
+fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_default();
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Benchmark 2, in a child process: 16 concurrent 20 MiB values put then got, one `variant` of
+/// the client; prints the peak RSS growth and the time.
+async fn streaming_child(variant: &str, fastly_url: &str) {
+    let client = fastly::Client::builder(DEFAULT_TOKEN)
+        .base_url(fastly_url)
+        .build()
+        .expect("a client");
+    let store = client.store(
+        client
+            .create_store(&format!("stream-{variant}"), None)
+            .await
+            .expect("a store")
+            .id,
+    );
+    let bare = edgekv::http::client_builder().build().expect("a client");
+    let before = status_kb("VmRSS:");
+    let started = Instant::now();
+    let jobs = (0..VALUES).map(|i| {
+        let (store, bare) = (store.clone(), bare.clone());
+        let url = format!("{fastly_url}/resources/stores/kv/{}/keys/v{i}", store.id());
+        async move {
+            match variant {
+                "facade" => {
+                    let body = edgekv::Body::from_stream(value_stream(), Some(VALUE_BYTES as u64));
+                    store
+                        .put(&format!("v{i}"), body, fastly::PutOptions::new())
+                        .await
+                        .expect("put");
+                    let mut got = store
+                        .get(&format!("v{i}"))
+                        .await
+                        .expect("get")
+                        .expect("found")
+                        .into_body();
+                    let mut len = 0;
+                    while let Some(chunk) = got.next().await {
+                        len += chunk.expect("a chunk").len();
+                    }
+                    assert_eq!(len, VALUE_BYTES);
+                }
+                "buffered" => {
+                    let whole: Vec<u8> = value_stream()
+                        .map(|c| c.expect("a chunk").to_vec())
+                        .concat()
+                        .await;
+                    store
+                        .put(&format!("v{i}"), whole, fastly::PutOptions::new())
+                        .await
+                        .expect("put");
+                    let got = store
+                        .get(&format!("v{i}"))
+                        .await
+                        .expect("get")
+                        .expect("found")
+                        .bytes()
+                        .await
+                        .expect("body");
+                    assert_eq!(got.len(), VALUE_BYTES);
+                }
+                _ => {
+                    let put = bare
+                        .put(&url)
+                        .header("fastly-key", DEFAULT_TOKEN)
+                        .body(reqwest::Body::wrap_stream(value_stream()));
+                    assert!(put.send().await.expect("put").status().is_success());
+                    let response = bare
+                        .get(&url)
+                        .header("fastly-key", DEFAULT_TOKEN)
+                        .send()
+                        .await
+                        .expect("get");
+                    let mut chunks = response.bytes_stream();
+                    let mut len = 0;
+                    while let Some(chunk) = chunks.next().await {
+                        len += chunk.expect("a chunk").len();
+                    }
+                    assert_eq!(len, VALUE_BYTES);
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(jobs).await;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "growth_kb={} secs={secs}",
+        status_kb("VmHWM:").saturating_sub(before)
+    );
+}
+
+/// Benchmark 2, the parent: each variant in its own process against one out-of-process emulator.
+async fn streaming(report: &mut Vec<String>) {
+    let server = Server::start(&[]);
+    let mut results = Vec::new();
+    for variant in ["facade", "bare", "buffered"] {
+        let output = Command::new(std::env::current_exe().expect("this binary"))
+            .args(["--child", variant, &server.fastly])
+            .output()
+            .expect("the child runs");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let field = |name: &str| -> f64 {
+            text.split_whitespace()
+                .find_map(|f| f.strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+                .expect("a child figure")
+        };
+        results.push((variant, field("growth_kb=") / 1024.0, field("secs=")));
+    }
+    let megabytes = (2 * VALUES * VALUE_BYTES) as f64 / (1024.0 * 1024.0);
+    report.push(
+        "| 2. 16 × 20 MiB put then got | peak RSS growth | MiB/s (up + down) | target |".into(),
+    );
+    report.push("|---|---|---|---|".into());
+    for (variant, growth, secs) in &results {
+        report.push(format!(
+            "| {variant} | {growth:.0} MiB | {:.0} | |",
+            megabytes / secs
+        ));
+    }
+    let (facade, bare) = (results[0].2, results[1].2);
+    report.push(format!(
+        "| facade throughput ÷ bare reqwest | | {:.3} | ≥ 0.9; growth < 64 MiB |",
+        bare / facade
+    ));
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--child") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(streaming_child(&args[at + 1], &args[at + 2]));
+        return;
+    }
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -209,8 +452,16 @@ fn main() {
             overhead(&mut report).await;
             report.push(String::new());
         }
+        if wanted("2") {
+            streaming(&mut report).await;
+            report.push(String::new());
+        }
         if wanted("3") {
             listing(&mut report).await;
+            report.push(String::new());
+        }
+        if wanted("4") {
+            bulk(&mut report).await;
             report.push(String::new());
         }
     });
