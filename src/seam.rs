@@ -198,11 +198,33 @@ async fn observe<T>(attempt: impl Future<Output = T>) -> (T, Option<(StatusCode,
         .await
 }
 
+/// The answer headers the attempt loop reads: waits, rate limits, request ids.
+const KEPT_HEADERS: [&str; 12] = [
+    "retry-after",
+    "retry-after-ms",
+    "ratelimit",
+    "ratelimit-policy",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "fastly-ratelimit-remaining",
+    "fastly-ratelimit-reset",
+    "cf-ray",
+    "x-request-id",
+    "fastly-request-id",
+];
+
 fn record_answer(result: &reqwest::Result<reqwest::Response>) {
     if let Ok(response) = result {
+        // Only the headers the loop reads: cloning every answer's whole map costs each call.
+        let mut kept = HeaderMap::new();
+        for name in KEPT_HEADERS {
+            if let Some(value) = response.headers().get(name) {
+                kept.insert(name, value.clone());
+            }
+        }
         // Outside an attempt (a raw client used directly) there is nothing to record.
-        let _ = OBSERVED
-            .try_with(|o| *o.borrow_mut() = Some((response.status(), response.headers().clone())));
+        let _ = OBSERVED.try_with(|o| *o.borrow_mut() = Some((response.status(), kept)));
     }
 }
 
