@@ -2,6 +2,7 @@
 # Benchmark 5: the build cost edgekv puts on a dependent, against the official-ish clients of the
 # two APIs, in one run. Each variant is a tiny crate built clean with `cargo build --release` in
 # its own target directory, one after the other (2 cores: run nothing else meanwhile).
+# Each tiny crate reads one value on a current-thread tokio runtime.
 # Needs the registry once for `cargo fetch`; then offline. About 15 minutes.
 #
 #   bash benches/build_cost.sh
@@ -10,10 +11,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-variant() { # name, dependency line, a type the program names
+variant() { # name, dependency line, the body of an async block making one call
   mkdir -p "$work/$1/src"
-  printf '[package]\nname = "%s"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\n%s\n' "$1" "$2" > "$work/$1/Cargo.toml"
-  printf 'fn main() {\n    println!("{}", std::any::type_name::<%s>());\n}\n' "$3" > "$work/$1/src/main.rs"
+  printf '[package]\nname = "%s"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\n%s\ntokio = { version = "1", features = ["rt"] }\n' "$1" "$2" > "$work/$1/Cargo.toml"
+  cat > "$work/$1/src/main.rs" <<RUST
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answered = runtime.block_on(async { $3 });
+    println!("{answered}");
+}
+RUST
   (cd "$work/$1" && cargo fetch --quiet)
 }
 
@@ -25,13 +32,24 @@ seconds() { # builds one variant clean, prints the seconds
   echo "$end - $start" | bc
 }
 
+# Every variant reads one value, so the code a dependent instantiates is compiled too.
 edgekv="edgekv = { path = \"$root\""
-variant edgekv-codegen "$edgekv }" "edgekv::fastly::Client"
-variant edgekv-snapshot "$edgekv, default-features = false, features = [\"rustls\"] }" "edgekv::fastly::Client"
-variant edgekv-native-codegen "$edgekv, default-features = false, features = [\"codegen\", \"native-tls\"] }" "edgekv::fastly::Client"
-variant edgekv-native-snapshot "$edgekv, default-features = false, features = [\"native-tls\"] }" "edgekv::fastly::Client"
-variant anchor-fastly-api 'fastly-api = "15"' "fastly_api::apis::configuration::Configuration"
-variant anchor-cloudflare 'cloudflare = "0.14"' "cloudflare::framework::Environment"
+edgekv_call='let client = edgekv::cloudflare::Client::new("token", "account").unwrap();
+        client.namespace("namespace").get("key").await.is_ok()'
+variant edgekv-codegen "$edgekv }" "$edgekv_call"
+variant edgekv-snapshot "$edgekv, default-features = false, features = [\"rustls\"] }" "$edgekv_call"
+variant edgekv-native-codegen "$edgekv, default-features = false, features = [\"codegen\", \"native-tls\"] }" "$edgekv_call"
+variant edgekv-native-snapshot "$edgekv, default-features = false, features = [\"native-tls\"] }" "$edgekv_call"
+variant anchor-fastly-api 'fastly-api = "15"' 'use fastly_api::apis::{configuration::Configuration, kv_store_item_api as item};
+        let mut configuration = Configuration::default();
+        let params = item::KvStoreGetItemParams { store_id: "store".into(), key: "key".into() };
+        item::kv_store_get_item(&mut configuration, params).await.is_ok()'
+variant anchor-cloudflare 'cloudflare = "0.14"' 'use cloudflare::endpoints::workerskv::read_key::ReadKey;
+        use cloudflare::framework::{auth::Credentials, client::{async_api::Client, ClientConfig}, Environment};
+        let credentials = Credentials::UserAuthToken { token: "token".into() };
+        let client = Client::new(credentials, ClientConfig::default(), Environment::Production).unwrap();
+        let read = ReadKey { account_identifier: "account", namespace_identifier: "namespace", key: "key" };
+        client.request(&read).await.is_ok()'
 
 declare -A took
 for name in anchor-cloudflare anchor-fastly-api edgekv-snapshot edgekv-codegen edgekv-native-snapshot edgekv-native-codegen; do
