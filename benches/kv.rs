@@ -101,73 +101,209 @@ fn median(mut samples: Vec<f64>) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// Benchmark 1, per-request overhead: small `get` and `put` through the facade against the same
-/// requests made with a bare `reqwest::Client`, at concurrency 1 and 32. Rounds alternate.
-async fn overhead(report: &mut Vec<String>) {
-    let server = Server::start(&[]);
-    let client = server.fastly();
-    let store_id = client
-        .create_store("bench", None)
-        .await
-        .expect("a store")
-        .id;
+/// Benchmark 1's store: one small value in a new store of `client`'s; returns the store.
+async fn small_value_store(client: &fastly::Client, name: &str) -> fastly::Store {
+    let store_id = client.create_store(name, None).await.expect("a store").id;
     let store = client.store(&store_id);
     store
-        .put("small", "0123456789abcdef", fastly::PutOptions::new())
+        .put("small", SMALL_VALUE, fastly::PutOptions::new())
         .await
         .expect("a value");
+    store
+}
+
+const SMALL_VALUE: &str = "0123456789abcdef";
+
+/// One call of benchmark 1 through the facade.
+async fn facade_call(store: &fastly::Store, op: &str) {
+    if op == "get" {
+        store
+            .get("small")
+            .await
+            .expect("get")
+            .expect("found")
+            .bytes()
+            .await
+            .expect("body");
+    } else {
+        store
+            .put("small", SMALL_VALUE, fastly::PutOptions::new())
+            .await
+            .expect("put");
+    }
+}
+
+/// The same call made with the generated client alone (no retries, timeouts or tracing), to
+/// tell the generated code's cost from the facade's.
+async fn generated_call(client: &fastly::Client, store_id: &str, op: &str) {
+    let raw = client.raw();
+    if op == "get" {
+        let mut body = raw
+            .kv_store_get_item(store_id, "small")
+            .await
+            .expect("get")
+            .into_inner();
+        while let Some(chunk) = body.next().await {
+            chunk.expect("body");
+        }
+    } else {
+        raw.kv_store_upsert_item(
+            store_id,
+            "small",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            SMALL_VALUE,
+        )
+        .await
+        .expect("put");
+    }
+}
+
+/// The same call made with the bare `reqwest::Client` (built as the facade builds its own).
+async fn bare_call(bare: &reqwest::Client, url: &str, op: &str) {
+    let request = if op == "get" {
+        bare.get(url)
+    } else {
+        bare.put(url).body(SMALL_VALUE)
+    };
+    let response = request
+        .header("fastly-key", DEFAULT_TOKEN)
+        .send()
+        .await
+        .expect("send");
+    assert!(response.status().is_success());
+    response.bytes().await.expect("body");
+}
+
+/// Benchmark 1, per-request overhead: small `get` and `put` through the facade against the same
+/// requests made with a bare `reqwest::Client`, at concurrency 1 and 32. Each round measures
+/// both back to back, in alternating order, and gives one ratio; the median ratio is reported,
+/// so drift in the shared machine's speed between rounds cancels.
+async fn overhead(report: &mut Vec<String>) {
+    const ROUNDS: usize = 15;
+    let server = Server::start(&[]);
+    let client = server.fastly();
+    let store = small_value_store(&client, "bench").await;
     let bare = edgekv::http::client_builder().build().expect("a client");
     let url = format!(
-        "{}/resources/stores/kv/{store_id}/keys/small",
-        server.fastly
+        "{}/resources/stores/kv/{}/keys/small",
+        server.fastly,
+        store.id()
     );
-    report.push("| 1. overhead | facade ops/s | bare reqwest ops/s | ratio | target |".into());
+    report.push(
+        "| 1. overhead | facade ops/s | bare reqwest ops/s | median ratio of 15 rounds (range) | target |"
+            .into(),
+    );
     report.push("|---|---|---|---|---|".into());
     for concurrency in [1usize, 32] {
-        let calls = if concurrency == 1 { 2_000 } else { 8_000 };
+        let calls = if concurrency == 1 { 500 } else { 2_000 };
         for op in ["get", "put"] {
-            let (mut facade, mut baseline) = (Vec::new(), Vec::new());
-            for _ in 0..5 {
-                let through_facade = throughput(calls, concurrency, |_| async {
-                    if op == "get" {
-                        store
-                            .get("small")
-                            .await
-                            .expect("get")
-                            .expect("found")
-                            .bytes()
-                            .await
-                            .expect("body");
-                    } else {
-                        store
-                            .put("small", "0123456789abcdef", fastly::PutOptions::new())
-                            .await
-                            .expect("put");
-                    }
-                });
-                facade.push(through_facade.await);
-                let through_reqwest = throughput(calls, concurrency, |_| async {
-                    let request = if op == "get" {
-                        bare.get(&url)
-                    } else {
-                        bare.put(&url).body("0123456789abcdef")
-                    };
-                    let response = request
-                        .header("fastly-key", DEFAULT_TOKEN)
-                        .send()
-                        .await
-                        .expect("send");
-                    assert!(response.status().is_success());
-                    response.bytes().await.expect("body");
-                });
-                baseline.push(through_reqwest.await);
+            let facade = || throughput(calls, concurrency, |_| facade_call(&store, op));
+            let baseline = || throughput(calls, concurrency, |_| bare_call(&bare, &url, op));
+            // Warm both connection pools and the server's paths first.
+            facade().await;
+            baseline().await;
+            let (mut rates, mut bare_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                let (f, b) = if round % 2 == 0 {
+                    let f = facade().await;
+                    (f, baseline().await)
+                } else {
+                    let b = baseline().await;
+                    (facade().await, b)
+                };
+                rates.push(f);
+                bare_rates.push(b);
+                ratios.push(f / b);
             }
-            let (f, b) = (median(facade), median(baseline));
+            let (low, high) = (
+                ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                ratios.iter().copied().fold(0.0, f64::max),
+            );
             report.push(format!(
-                "| {op} at concurrency {concurrency} | {f:.0} | {b:.0} | {:.3} | ≥ 0.95 |",
-                f / b
+                "| {op} at concurrency {concurrency} | {:.0} | {:.0} | {:.3} ({low:.2}–{high:.2}) | ≥ 0.95 |",
+                median(rates),
+                median(bare_rates),
+                median(ratios),
             ));
         }
+    }
+    instructions(report, &server).await;
+}
+
+/// Benchmark 1's profile, in a child process (run under callgrind by the parent): `calls` calls
+/// of `op` at concurrency 1 through `variant`, after the same setup either way.
+async fn profile_child(variant: &str, op: &str, calls: usize, fastly_url: &str) {
+    let client = fastly::Client::builder(DEFAULT_TOKEN)
+        .base_url(fastly_url)
+        .build()
+        .expect("a client");
+    let store = small_value_store(&client, &format!("profile-{}", std::process::id())).await;
+    let bare = edgekv::http::client_builder().build().expect("a client");
+    let url = format!("{fastly_url}/resources/stores/kv/{}/keys/small", store.id());
+    for _ in 0..calls {
+        match variant {
+            "facade" => facade_call(&store, op).await,
+            "generated" => generated_call(&client, store.id(), op).await,
+            _ => bare_call(&bare, &url, op).await,
+        }
+    }
+}
+
+/// Instructions the client process executes per call (`valgrind --tool=callgrind`), facade
+/// against bare reqwest: unlike wall-clock rates these repeat exactly on a shared machine.
+/// Each figure is the difference between runs of 1,200 and 200 calls, so the setup cancels.
+async fn instructions(report: &mut Vec<String>, server: &Server) {
+    let has_valgrind = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_valgrind {
+        report.push(String::new());
+        report.push("(valgrind not found: no instruction counts)".into());
+        return;
+    }
+    let count = |variant: &str, op: &str, calls: usize| -> f64 {
+        let out =
+            std::env::temp_dir().join(format!("edgekv-bench-{}.callgrind", std::process::id()));
+        let status = Command::new("valgrind")
+            .args(["--tool=callgrind", "--quiet"])
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(std::env::current_exe().expect("this binary"))
+            .args(["--profile", variant, op, &calls.to_string(), &server.fastly])
+            .stdout(Stdio::null())
+            .status()
+            .expect("valgrind runs");
+        assert!(status.success(), "the profiled child failed");
+        let text = std::fs::read_to_string(&out).expect("a callgrind file");
+        let _ = std::fs::remove_file(&out);
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("totals: ")
+                    .or_else(|| l.strip_prefix("summary: "))
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .expect("a callgrind total")
+    };
+    report.push(String::new());
+    report.push(
+        "| 1. client instructions per call (callgrind) | facade | bare reqwest | bare ÷ facade |"
+            .into(),
+    );
+    report.push("|---|---|---|---|".into());
+    for op in ["get", "put"] {
+        let per_call =
+            |variant: &str| (count(variant, op, 1_200) - count(variant, op, 200)) / 1_000.0;
+        let (facade, bare) = (per_call("facade"), per_call("bare"));
+        report.push(format!(
+            "| {op} | {facade:.0} | {bare:.0} | {:.3} |",
+            bare / facade
+        ));
     }
 }
 
@@ -391,24 +527,43 @@ async fn streaming_child(variant: &str, fastly_url: &str) {
     );
 }
 
-/// Benchmark 2, the parent: each variant in its own process against one out-of-process emulator.
+/// Benchmark 2, the parent: each variant in its own process, against an emulator started for it
+/// alone (so none pays for another's stored values), in two rounds of opposite order; a variant's
+/// figures are the mean of its two runs (growth: the larger).
 async fn streaming(report: &mut Vec<String>) {
-    let server = Server::start(&[]);
-    let mut results = Vec::new();
-    for variant in ["facade", "bare", "buffered"] {
-        let output = Command::new(std::env::current_exe().expect("this binary"))
-            .args(["--child", variant, &server.fastly])
-            .output()
-            .expect("the child runs");
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        let field = |name: &str| -> f64 {
-            text.split_whitespace()
-                .find_map(|f| f.strip_prefix(name))
-                .and_then(|v| v.parse().ok())
-                .expect("a child figure")
-        };
-        results.push((variant, field("growth_kb=") / 1024.0, field("secs=")));
+    const VARIANTS: [&str; 3] = ["facade", "bare", "buffered"];
+    let mut runs: Vec<(usize, f64, f64)> = Vec::new();
+    for round in 0..2 {
+        let mut order: Vec<usize> = (0..VARIANTS.len()).collect();
+        if round == 1 {
+            order.reverse();
+        }
+        for index in order {
+            let server = Server::start(&[]);
+            let output = Command::new(std::env::current_exe().expect("this binary"))
+                .args(["--child", VARIANTS[index], &server.fastly])
+                .output()
+                .expect("the child runs");
+            let text = String::from_utf8_lossy(&output.stdout).to_string();
+            let field = |name: &str| -> f64 {
+                text.split_whitespace()
+                    .find_map(|f| f.strip_prefix(name))
+                    .and_then(|v| v.parse().ok())
+                    .expect("a child figure")
+            };
+            runs.push((index, field("growth_kb=") / 1024.0, field("secs=")));
+        }
     }
+    let results: Vec<(&str, f64, f64)> = VARIANTS
+        .iter()
+        .enumerate()
+        .map(|(index, variant)| {
+            let mine = runs.iter().filter(|run| run.0 == index);
+            let growth = mine.clone().map(|run| run.1).fold(0.0, f64::max);
+            let secs = mine.clone().map(|run| run.2).sum::<f64>() / mine.count() as f64;
+            (*variant, growth, secs)
+        })
+        .collect();
     let megabytes = (2 * VALUES * VALUE_BYTES) as f64 / (1024.0 * 1024.0);
     report.push(
         "| 2. 16 × 20 MiB put then got | peak RSS growth | MiB/s (up + down) | target |".into(),
@@ -435,6 +590,20 @@ fn main() {
             .build()
             .expect("a runtime");
         runtime.block_on(streaming_child(&args[at + 1], &args[at + 2]));
+        return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--profile") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let calls = args[at + 3].parse().expect("a number of calls");
+        runtime.block_on(profile_child(
+            &args[at + 1],
+            &args[at + 2],
+            calls,
+            &args[at + 4],
+        ));
         return;
     }
     let only: Vec<String> = std::env::args()

@@ -173,15 +173,19 @@ impl ValueStream {
 
     /// Reads the whole value into memory.
     pub async fn bytes(mut self) -> Result<Bytes, Error> {
-        let mut chunks = Vec::new();
+        // Most values arrive in one chunk, which is returned as it is, without a copy.
+        let Some(first) = self.next().await.transpose()? else {
+            return Ok(Bytes::new());
+        };
+        let Some(second) = self.next().await.transpose()? else {
+            return Ok(first);
+        };
+        let mut whole = bytes::BytesMut::from(&first[..]);
+        whole.extend_from_slice(&second);
         while let Some(chunk) = self.next().await {
-            chunks.push(chunk?);
+            whole.extend_from_slice(&chunk?);
         }
-        Ok(match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().unwrap_or_default(),
-            _ => chunks.concat().into(),
-        })
+        Ok(whole.freeze())
     }
 }
 

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiMessage, CallInfo, Error, InvalidInput, Provider
 use crate::policy::{self, Budget, Limiter, RateLimit, RequestPolicy, RetryPolicy, Safety};
 
 /// The header progenitor adds to every request with the spec's version; neither API uses it.
-const API_VERSION_HEADER: &str = "api-version";
+const API_VERSION_HEADER: HeaderName = HeaderName::from_static("api-version");
 
 /// A credential for one of the two APIs. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -175,7 +175,7 @@ impl Seam {
     /// credential.
     pub(crate) fn prepare(&self, request: &mut reqwest::Request) {
         let headers = request.headers_mut();
-        headers.remove(API_VERSION_HEADER);
+        headers.remove(&API_VERSION_HEADER);
         for (name, value) in self.credential_headers.iter() {
             headers.insert(name.clone(), value.clone());
         }
@@ -216,11 +216,13 @@ const KEPT_HEADERS: [&str; 12] = [
 
 fn record_answer(result: &reqwest::Result<reqwest::Response>) {
     if let Ok(response) = result {
-        // Only the headers the loop reads: cloning every answer's whole map costs each call.
+        // Only the headers the loop reads, found in one pass over the answer's few headers:
+        // cloning the whole map, or a lookup per name, costs every call more than the rest of
+        // the seam.
         let mut kept = HeaderMap::new();
-        for name in KEPT_HEADERS {
-            if let Some(value) = response.headers().get(name) {
-                kept.insert(name, value.clone());
+        for (name, value) in response.headers() {
+            if KEPT_HEADERS.contains(&name.as_str()) {
+                kept.append(name.clone(), value.clone());
             }
         }
         // Outside an attempt (a raw client used directly) there is nothing to record.
@@ -434,7 +436,8 @@ where
             request_id = tracing::field::Empty,
         );
         let attempt_started = tokio::time::Instant::now();
-        let timed = tokio::time::timeout(policy.timeouts.response_headers, future);
+        // Boxed once here, the attempt is not copied again by each wrapper around it.
+        let timed = tokio::time::timeout(policy.timeouts.response_headers, Box::pin(future));
         let (outcome, answer) = observe(timed).instrument(span.clone()).await;
         let result = outcome.unwrap_or_else(|_| {
             Err(Error::transport(
@@ -445,13 +448,19 @@ where
         });
         let rate_limit = answer
             .as_ref()
+            .filter(|(_, headers)| !headers.is_empty())
             .and_then(|(_, headers)| RateLimit::from_headers(headers));
         if let Some(rate_limit) = &rate_limit
             && let Ok(mut latest) = seam.shared.rate_limit.lock()
         {
             *latest = Some(rate_limit.clone());
         }
-        trace_attempt(&span, answer.as_ref(), attempt_started.elapsed(), &result);
+        trace_attempt(
+            &span,
+            answer.as_ref(),
+            attempt_started.elapsed(),
+            result.as_ref().err(),
+        );
 
         let error = match result {
             Ok(value) => return Ok(value),
@@ -505,11 +514,11 @@ fn should_retry(error: &Error, safety: Safety, retry: &RetryPolicy) -> bool {
     }
 }
 
-fn trace_attempt<T>(
+fn trace_attempt(
     span: &tracing::Span,
     answer: Option<&(StatusCode, HeaderMap)>,
     latency: Duration,
-    result: &Result<T, Error>,
+    error: Option<&Error>,
 ) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     span.record("latency_ms", latency_ms);
@@ -517,15 +526,16 @@ fn trace_attempt<T>(
         span.record("status", status.as_u16());
         let id = ["cf-ray", "x-request-id", "fastly-request-id"]
             .iter()
+            .filter(|_| !headers.is_empty())
             .find_map(|name| headers.get(*name));
         if let Some(id) = id.and_then(|v| v.to_str().ok()) {
             span.record("request_id", id);
         }
     }
     // Statuses and codes only: an error's text can quote the service, which may echo a key.
-    span.in_scope(|| match result {
-        Ok(_) => tracing::debug!(latency_ms, "answered"),
-        Err(error) => {
+    span.in_scope(|| match error {
+        None => tracing::debug!(latency_ms, "answered"),
+        Some(error) => {
             let stage = match error {
                 Error::InvalidInput(_) => "invalid input",
                 Error::Transport(e) => e.what,

@@ -40,6 +40,48 @@ async fn get_returns_the_raw_value_its_u64_generation_and_metadata() {
 }
 
 #[tokio::test]
+async fn bytes_joins_a_value_that_arrives_in_many_chunks_and_an_empty_one_is_empty() {
+    // 3 MiB of a repeating pattern: more than one read of the connection.
+    let value: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let server = MockServer::start_async().await;
+    let big = server
+        .mock_async(|when, then| {
+            exact(when, "GET", &fastly_path("/keys/big"));
+            then.status(200)
+                .header("generation", "1")
+                .body(value.clone());
+        })
+        .await;
+    let empty = server
+        .mock_async(|when, then| {
+            exact(when, "GET", &fastly_path("/keys/empty"));
+            then.status(200).header("generation", "2").body("");
+        })
+        .await;
+    let store = fastly_client(&server).store(FASTLY_STORE);
+    let got = store
+        .get("big")
+        .await
+        .unwrap()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got == value, "the joined bytes differ from the value");
+    let got = store
+        .get("empty")
+        .await
+        .unwrap()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got.is_empty());
+    big.assert_async().await;
+    empty.assert_async().await;
+}
+
+#[tokio::test]
 async fn an_empty_metadata_header_is_none() {
     let server = MockServer::start_async().await;
     server

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 use reqwest::StatusCode;
+use reqwest::header::HeaderName;
 
 use super::{Client, limits, raw};
 use crate::body::{Body, ValueStream};
@@ -14,6 +15,10 @@ use crate::error::{Error, InvalidInput, Provider};
 use crate::paging::{self, CursorGuard};
 use crate::policy::RetryPolicy;
 use crate::seam::{self, Call};
+
+/// An item's answer headers, named once rather than parsed from text on every read.
+const GENERATION: HeaderName = HeaderName::from_static("generation");
+const METADATA: HeaderName = HeaderName::from_static("metadata");
 
 /// A handle on one store. Cheap to clone; makes no request until used.
 #[derive(Clone, Debug)]
@@ -309,7 +314,7 @@ impl Store {
                 self.seen();
                 let headers = response.headers();
                 let generation = headers
-                    .get("generation")
+                    .get(&GENERATION)
                     .and_then(|g| g.to_str().ok())
                     .and_then(|g| g.trim().parse::<u64>().ok())
                     .ok_or_else(|| {
@@ -320,7 +325,7 @@ impl Store {
                         )
                     })?;
                 let metadata = headers
-                    .get("metadata")
+                    .get(&METADATA)
                     .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
                     .filter(|m| !m.is_empty());
                 Ok(Some(Item {
