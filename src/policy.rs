@@ -91,7 +91,9 @@ impl RetryPolicy {
 pub struct Timeouts {
     /// Establishing a connection.
     pub connect: Duration,
-    /// Per attempt, until the response headers arrive.
+    /// Per attempt, until the response headers arrive. With the `reqwest::Client` the crate
+    /// builds, whose `idle_read` timer also runs while the headers are awaited, a separate timer
+    /// is armed only when this one is shorter.
     pub response_headers: Duration,
     /// Longest silence while a response streams in (a 25 MiB value never trips a whole-request
     /// timeout, only a stall does).

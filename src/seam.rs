@@ -102,12 +102,20 @@ struct Shared {
     policy: RequestPolicy,
     limiter: Option<Limiter>,
     rate_limit: Mutex<Option<RateLimit>>,
+    /// The per-attempt timer for the response headers; `None` when the `reqwest::Client`'s own
+    /// read timeout already ends the wait as soon.
+    header_timer: Option<Duration>,
 }
 
 impl Shared {
-    fn new(policy: RequestPolicy) -> Arc<Self> {
+    fn new(policy: RequestPolicy, client_read_timeout: Option<Duration>) -> Arc<Self> {
         let limiter = policy.client_limit.map(Limiter::new);
+        let headers = policy.timeouts.response_headers;
         Arc::new(Shared {
+            header_timer: match client_read_timeout {
+                Some(read) if read <= headers => None,
+                _ => Some(headers),
+            },
             policy,
             limiter,
             rate_limit: Mutex::new(None),
@@ -136,7 +144,7 @@ impl Seam {
         crate::http::install_crypto_provider();
         Ok(Seam {
             credential_headers: credential.headers()?.into(),
-            shared: Shared::new(RequestPolicy::default()),
+            shared: Shared::new(RequestPolicy::default(), None),
         })
     }
 
@@ -145,7 +153,7 @@ impl Seam {
         crate::http::install_crypto_provider();
         Seam {
             credential_headers: Arc::new([]),
-            shared: Shared::new(RequestPolicy::default()),
+            shared: Shared::new(RequestPolicy::default(), None),
         }
     }
 
@@ -153,7 +161,21 @@ impl Seam {
     pub fn with_policy(self, policy: RequestPolicy) -> Self {
         Seam {
             credential_headers: self.credential_headers,
-            shared: Shared::new(policy),
+            shared: Shared::new(policy, None),
+        }
+    }
+
+    /// The same seam, told that its `reqwest::Client` was built with the policy's idle-read
+    /// timeout ([`crate::http::client_builder_with`]). reqwest runs that timer from the moment a
+    /// request is sent, so it bounds the wait for the response headers too; the seam then arms
+    /// its own per-attempt timer only when `response_headers` is shorter, sparing each call a
+    /// second timer.
+    pub(crate) fn with_client_read_timeout(self) -> Self {
+        let policy = self.shared.policy.clone();
+        let read = policy.timeouts.idle_read;
+        Seam {
+            credential_headers: self.credential_headers,
+            shared: Shared::new(policy, Some(read)),
         }
     }
 
@@ -437,9 +459,16 @@ where
         );
         let attempt_started = tokio::time::Instant::now();
         // Boxed once here, the attempt is not copied again by each wrapper around it.
-        let timed = tokio::time::timeout(policy.timeouts.response_headers, Box::pin(future));
+        let future = Box::pin(future);
+        let header_timer = seam.shared.header_timer;
+        let timed = async move {
+            match header_timer {
+                Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+                None => Some(future.await),
+            }
+        };
         let (outcome, answer) = observe(timed).instrument(span.clone()).await;
-        let result = outcome.unwrap_or_else(|_| {
+        let result = outcome.unwrap_or_else(|| {
             Err(Error::transport(
                 call.provider,
                 "no response headers in time",
@@ -455,12 +484,15 @@ where
         {
             *latest = Some(rate_limit.clone());
         }
-        trace_attempt(
-            &span,
-            answer.as_ref(),
-            attempt_started.elapsed(),
-            result.as_ref().err(),
-        );
+        // Nothing listens when the span is disabled: skip the fields and events.
+        if !span.is_disabled() {
+            trace_attempt(
+                &span,
+                answer.as_ref(),
+                attempt_started.elapsed(),
+                result.as_ref().err(),
+            );
+        }
 
         let error = match result {
             Ok(value) => return Ok(value),
