@@ -337,3 +337,50 @@ async fn requests_carry_the_crate_user_agent() {
     let agent = server.seen()[0].header("user-agent").unwrap().to_string();
     assert_eq!(agent, format!("edgekv/{}", env!("CARGO_PKG_VERSION")));
 }
+
+#[tokio::test]
+async fn with_equal_timeouts_the_client_read_timeout_ends_a_wait_for_headers() {
+    // The seam arms no timer of its own here: the client it built times the wait.
+    let server = FaultyServer::start(vec![Reply::StallHead]).await;
+    let mut policy = fast_policy();
+    policy.timeouts.response_headers = Duration::from_millis(200);
+    policy.timeouts.idle_read = Duration::from_millis(200);
+    let started = Instant::now();
+    let error = client(&server, policy)
+        .get_namespace(CF_NAMESPACE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Transport(_))
+            && error.to_string().contains("timed out")
+            && !error.to_string().contains("no response headers in time"),
+        "{error}"
+    );
+    assert_eq!((error.attempts(), server.attempts()), (3, 3));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_client_of_your_own_still_gets_the_header_timeout() {
+    // A reqwest client without a read timeout: the seam's own timer ends the wait.
+    let server = FaultyServer::start(vec![Reply::StallHead]).await;
+    let mut policy = fast_policy();
+    policy.timeouts.response_headers = Duration::from_millis(200);
+    let error = Client::builder(
+        edgekv::Credential::CloudflareToken(CLOUDFLARE_TOKEN.into()),
+        CF_ACCOUNT,
+    )
+    .base_url(server.url())
+    .policy(policy)
+    .http_client(reqwest::Client::new())
+    .build()
+    .unwrap()
+    .get_namespace(CF_NAMESPACE)
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("no response headers in time"),
+        "{error}"
+    );
+    assert_eq!((error.attempts(), server.attempts()), (3, 3));
+}
