@@ -63,7 +63,7 @@ start=$(date +%s.%N)
 (cd "$work/edgekv-codegen" && cargo build --release --quiet)
 rebuild=$(echo "$(date +%s.%N) - $start" | bc)
 
-ratio() { echo "scale=2; $1 / ${took[anchor-cloudflare]}" | bc; }
+ratio() { printf "%.2f" "$(echo "scale=4; $1 / ${took[anchor-cloudflare]}" | bc)"; }
 echo "| variant | clean release build | ÷ cloudflare crate |"
 echo "|---|---|---|"
 for name in anchor-cloudflare anchor-fastly-api edgekv-snapshot edgekv-codegen edgekv-native-snapshot edgekv-native-codegen; do
