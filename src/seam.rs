@@ -204,6 +204,24 @@ impl Seam {
     }
 }
 
+/// The seam and `reqwest::Client` a facade's builder ends with: the caller's own client as it
+/// is, or one built with the policy's timeouts, whose read timer the seam then relies on.
+pub(crate) fn with_http_client(
+    seam: Seam,
+    http: Option<reqwest::Client>,
+    provider: Provider,
+) -> Result<(Seam, reqwest::Client), Error> {
+    match http {
+        Some(http) => Ok((seam, http)),
+        None => {
+            let http = crate::http::client_builder_with(&seam.policy().timeouts)
+                .build()
+                .map_err(|e| Error::transport(provider, "building the HTTP client failed", e))?;
+            Ok((seam.with_client_read_timeout(), http))
+        }
+    }
+}
+
 tokio::task_local! {
     /// The status and headers of the answer to the current attempt.
     static OBSERVED: RefCell<Option<(StatusCode, HeaderMap)>>;

@@ -103,17 +103,7 @@ impl ClientBuilder {
             .into());
         }
         let seam = Seam::new(self.credential)?.with_policy(self.policy.clone());
-        let (seam, http) = match self.http {
-            Some(http) => (seam, http),
-            None => {
-                let http = crate::http::client_builder_with(&self.policy.timeouts)
-                    .build()
-                    .map_err(|e| {
-                        Error::transport(Provider::Cloudflare, "building the HTTP client failed", e)
-                    })?;
-                (seam.with_client_read_timeout(), http)
-            }
-        };
+        let (seam, http) = crate::seam::with_http_client(seam, self.http, Provider::Cloudflare)?;
         let base_url = self.base_url.trim_end_matches('/');
         let raw = raw::Client::new_with_client(base_url, http, seam);
         Ok(Client {

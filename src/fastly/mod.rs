@@ -93,17 +93,7 @@ impl ClientBuilder {
     /// Builds the client. Fails if the token cannot be sent as a header value.
     pub fn build(self) -> Result<Client, Error> {
         let seam = Seam::new(self.token)?.with_policy(self.policy.clone());
-        let (seam, http) = match self.http {
-            Some(http) => (seam, http),
-            None => {
-                let http = crate::http::client_builder_with(&self.policy.timeouts)
-                    .build()
-                    .map_err(|e| {
-                        Error::transport(Provider::Fastly, "building the HTTP client failed", e)
-                    })?;
-                (seam.with_client_read_timeout(), http)
-            }
-        };
+        let (seam, http) = crate::seam::with_http_client(seam, self.http, Provider::Fastly)?;
         let raw = raw::Client::new_with_client(self.base_url.trim_end_matches('/'), http, seam);
         Ok(Client {
             inner: Arc::new(Inner { raw }),
