@@ -10,6 +10,12 @@
 //! - T2: `multipart/form-data` is dropped from a request body that offers another media type
 //!   (Cloudflare's value write); the facade sends the multipart form by hand.
 //!
+//! After generation, [`use_crate_segment_encoder`] (T3) makes every path parameter go through the
+//! crate's own encoder, `crate::transport::segment::encode`, instead of
+//! `progenitor_client::encode_path`, which leaves `\` as is (the URL parser reads it as `/`, so
+//! a key could reach another endpoint). Rewriting the generated calls, rather than patching or
+//! forking progenitor, keeps the fix in what dependents compile.
+//!
 //! progenitor panics on several spec shapes instead of returning an error; [`generate`] catches
 //! that and names the spec file and the operations that cause it.
 
@@ -50,6 +56,7 @@ pub fn generate(spec_path: &Path) -> Result<String, String> {
             ));
         }
     };
+    let tokens = use_crate_segment_encoder(tokens);
     let tokens = with_operations_table(spec_path, tokens)?;
     let file: syn::File = syn::parse2(tokens).map_err(|e| {
         format!(
@@ -66,6 +73,40 @@ pub fn generate(spec_path: &Path) -> Result<String, String> {
          // `cargo xtask regen`.\n\n{}",
         prettyplease::unparse(&file)
     ))
+}
+
+/// T3: every `encode_path(…)` call becomes `crate::transport::segment::encode(…)`, and
+/// `encode_path` leaves the generated `use progenitor_client::{…}`.
+pub fn use_crate_segment_encoder(tokens: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    use proc_macro2::{Delimiter, Group, TokenTree};
+    let mut out = Vec::new();
+    let mut tokens = tokens.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            TokenTree::Ident(ident) if ident == "encode_path" => {
+                let is_call = matches!(
+                    tokens.peek(),
+                    Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Parenthesis
+                );
+                if is_call {
+                    let path: proc_macro2::TokenStream =
+                        quote_path("crate::transport::segment::encode");
+                    out.extend(path);
+                } else if matches!(tokens.peek(), Some(TokenTree::Punct(p)) if p.as_char() == ',') {
+                    // The name in a `use` list: drop it and its comma.
+                    tokens.next();
+                }
+            }
+            TokenTree::Group(group) => {
+                let mut rewritten =
+                    Group::new(group.delimiter(), use_crate_segment_encoder(group.stream()));
+                rewritten.set_span(group.span());
+                out.push(TokenTree::Group(rewritten));
+            }
+            other => out.push(other),
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Appends `OPERATIONS`: every operation's id, method and path template, hand-written ones

@@ -41,7 +41,9 @@ impl std::fmt::Debug for Body {
 
 impl Body {
     /// A body read from a stream of chunks as it is sent (chunked transfer encoding). `len`, when
-    /// given, is checked against the provider's limit before anything is sent.
+    /// given, is checked against the provider's limit before anything is sent, and against what
+    /// the stream yields while it is sent: a stream longer or shorter than `len` fails the
+    /// request, so a value is never stored cut or padded.
     pub fn from_stream<S, B, E>(stream: S, len: Option<u64>) -> Self
     where
         S: Stream<Item = Result<B, E>> + Send + 'static,
@@ -51,11 +53,16 @@ impl Body {
         let chunks = stream
             .map_ok(Into::<Bytes>::into)
             .map_err(Into::<BoxError>::into);
+        let body = match len {
+            Some(len) => reqwest::Body::wrap_stream(ExactLength {
+                chunks: Box::pin(chunks),
+                declared: len,
+                seen: 0,
+            }),
+            None => reqwest::Body::wrap_stream(chunks),
+        };
         Body {
-            repr: Repr::Stream {
-                body: reqwest::Body::wrap_stream(chunks),
-                len,
-            },
+            repr: Repr::Stream { body, len },
         }
     }
 
@@ -78,6 +85,14 @@ impl Body {
     /// Whether the length is known to be zero.
     pub fn is_empty(&self) -> bool {
         self.len() == Some(0)
+    }
+
+    /// The bytes of a body that is not streamed (a cheap clone).
+    pub(crate) fn as_bytes(&self) -> Option<Bytes> {
+        match &self.repr {
+            Repr::Bytes(bytes) => Some(bytes.clone()),
+            Repr::Stream { .. } => None,
+        }
     }
 
     /// Whether the body is read from a stream (and so cannot be sent twice).
@@ -123,6 +138,75 @@ impl From<&'static [u8]> for Body {
     }
 }
 
+/// A streamed body held to the length its caller declared.
+struct ExactLength {
+    chunks: Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>,
+    declared: u64,
+    seen: u64,
+}
+
+/// A streamed body yielded more or fewer bytes than declared.
+#[derive(Debug)]
+struct LengthMismatch {
+    declared: u64,
+    seen: u64,
+    longer: bool,
+}
+
+impl std::fmt::Display for LengthMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.longer {
+            write!(
+                f,
+                "the body yielded more than the {} bytes declared",
+                self.declared
+            )
+        } else {
+            write!(
+                f,
+                "the body ended after {} of the {} bytes declared",
+                self.seen, self.declared
+            )
+        }
+    }
+}
+
+impl std::error::Error for LengthMismatch {}
+
+impl Stream for ExactLength {
+    type Item = Result<Bytes, BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.chunks.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let seen = this.seen.saturating_add(chunk.len() as u64);
+                if seen > this.declared {
+                    let (declared, longer) = (this.declared, true);
+                    return Poll::Ready(Some(Err(Box::new(LengthMismatch {
+                        declared,
+                        seen,
+                        longer,
+                    }))));
+                }
+                this.seen = seen;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) if this.seen != this.declared => {
+                let (declared, seen) = (this.declared, this.seen);
+                this.seen = this.declared;
+                let mismatch = LengthMismatch {
+                    declared,
+                    seen,
+                    longer: false,
+                };
+                Poll::Ready(Some(Err(Box::new(mismatch))))
+            }
+            other => other,
+        }
+    }
+}
+
 /// Hands out a request body per attempt; see [`Body::into_source`].
 pub(crate) struct BodySource(Option<Repr>);
 
@@ -150,43 +234,114 @@ impl Repr {
 
 /// A value being downloaded: a stream of chunks. A connection cut before the end is an error,
 /// never a short value.
+///
+/// Read as a stream, a value is bounded by the idle-read timeout only (a large value on a slow
+/// link may take long); [`ValueStream::with_deadline`] bounds its total time.
+/// [`ValueStream::bytes`] is bounded by the call's deadline and by
+/// [`ReadLimits::value_bytes`](crate::policy::ReadLimits::value_bytes).
 pub struct ValueStream {
     provider: Provider,
     chunks: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send + Sync>>,
+    /// The most bytes [`ValueStream::bytes`] collects.
+    max_bytes: u64,
+    /// When [`ValueStream::bytes`] gives up (the call's deadline).
+    bytes_deadline: Option<tokio::time::Instant>,
+    /// When the stream itself gives up ([`ValueStream::with_deadline`]).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    timed_out: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for ValueStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ValueStream")
             .field("provider", &self.provider)
+            .field("max_bytes", &self.max_bytes)
             .finish_non_exhaustive()
     }
 }
 
 impl ValueStream {
-    pub(crate) fn new(provider: Provider, stream: progenitor_client::ByteStream) -> Self {
+    pub(crate) fn new(
+        provider: Provider,
+        stream: progenitor_client::ByteStream,
+        max_bytes: u64,
+        bytes_deadline: Option<tokio::time::Instant>,
+    ) -> Self {
         ValueStream {
             provider,
             chunks: stream.into_inner(),
+            max_bytes,
+            bytes_deadline,
+            deadline: None,
+            timed_out: None,
         }
     }
 
-    /// Reads the whole value into memory.
-    pub async fn bytes(mut self) -> Result<Bytes, Error> {
-        // Most values arrive in one chunk, which is returned as it is, without a copy.
-        let Some(first) = self.next().await.transpose()? else {
-            return Ok(Bytes::new());
-        };
-        let Some(second) = self.next().await.transpose()? else {
-            return Ok(first);
-        };
-        let mut whole = bytes::BytesMut::from(&first[..]);
-        whole.extend_from_slice(&second);
-        while let Some(chunk) = self.next().await {
-            whole.extend_from_slice(&chunk?);
-        }
-        Ok(whole.freeze())
+    /// The same stream, failing with a timeout error ([`Error::is_timeout`]) if it has not ended
+    /// `within` from now: a bound on a streamed value's total time, where the idle-read timeout
+    /// only bounds each silence.
+    pub fn with_deadline(mut self, within: std::time::Duration) -> Self {
+        self.deadline = Some(Box::pin(tokio::time::sleep(within)));
+        self.timed_out = Some(within);
+        self
     }
+
+    /// Reads the whole value into memory: at most
+    /// [`ReadLimits::value_bytes`](crate::policy::ReadLimits::value_bytes) (by default the
+    /// provider's value maximum; past it, [`Error::is_answer_too_large`]) and within the call's
+    /// deadline ([`Error::is_timeout`] after it).
+    pub async fn bytes(mut self) -> Result<Bytes, Error> {
+        let provider = self.provider;
+        let max = self.max_bytes;
+        let deadline = self.bytes_deadline;
+        let collect = async move {
+            // Most values arrive in one chunk, which is returned as it is, without a copy.
+            let Some(first) = self.next().await.transpose()? else {
+                return Ok(Bytes::new());
+            };
+            check_collected(provider, first.len() as u64, max)?;
+            let Some(second) = self.next().await.transpose()? else {
+                return Ok(first);
+            };
+            let mut whole = bytes::BytesMut::from(&first[..]);
+            whole.extend_from_slice(&second);
+            check_collected(provider, whole.len() as u64, max)?;
+            while let Some(chunk) = self.next().await {
+                let chunk = chunk?;
+                check_collected(provider, (whole.len() + chunk.len()) as u64, max)?;
+                whole.extend_from_slice(&chunk);
+            }
+            Ok(whole.freeze())
+        };
+        match deadline {
+            None => collect.await,
+            Some(at) => match tokio::time::timeout_at(at, collect).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::transport(
+                    provider,
+                    "timed out",
+                    crate::error::TimedOut {
+                        what: "the call's deadline, reading the value",
+                        after: at.saturating_duration_since(tokio::time::Instant::now()),
+                    },
+                )),
+            },
+        }
+    }
+}
+
+/// The most bytes [`ValueStream::bytes`] collects: the configured limit, else the provider's
+/// value maximum.
+pub(crate) fn value_bytes_limit(limits: &crate::policy::ReadLimits, provider_max: u64) -> u64 {
+    limits.value_bytes.unwrap_or(provider_max)
+}
+
+fn check_collected(provider: Provider, len: u64, max: u64) -> Result<(), Error> {
+    if len <= max {
+        return Ok(());
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    Err(Error::answer_too_large(provider, limit, "value_bytes"))
 }
 
 impl Stream for ValueStream {
@@ -194,6 +349,23 @@ impl Stream for ValueStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let provider = self.provider;
+        if let Some(deadline) = self.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            self.deadline = None;
+            let after = self.timed_out.take().unwrap_or_default();
+            // Nothing more is read after the deadline.
+            self.chunks = Box::pin(futures_util::stream::empty());
+            let timed_out = crate::error::TimedOut {
+                what: "the value's deadline",
+                after,
+            };
+            return Poll::Ready(Some(Err(Error::transport(
+                provider,
+                "timed out",
+                timed_out,
+            ))));
+        }
         self.chunks.as_mut().poll_next(cx).map(|chunk| {
             chunk.map(|r| r.map_err(|e| Error::transport(provider, "reading the value failed", e)))
         })
@@ -205,5 +377,25 @@ pub(crate) fn check_len(len: Option<u64>, max: u64) -> Result<(), InvalidInput> 
     match len {
         Some(len) if len > max => Err(InvalidInput::ValueTooLarge { len, max }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ReadLimits;
+
+    #[test]
+    fn bytes_collects_at_most_the_providers_value_maximum_by_default() {
+        let defaults = ReadLimits::default();
+        let cloudflare = crate::cloudflare::limits::MAX_VALUE_BYTES;
+        let fastly = crate::fastly::limits::MAX_VALUE_BYTES;
+        assert_eq!(value_bytes_limit(&defaults, cloudflare), 25 * 1024 * 1024);
+        assert_eq!(value_bytes_limit(&defaults, fastly), 25_000_000);
+        let configured = ReadLimits {
+            value_bytes: Some(1024),
+            ..ReadLimits::default()
+        };
+        assert_eq!(value_bytes_limit(&configured, cloudflare), 1024);
     }
 }

@@ -54,6 +54,23 @@ impl BulkReport {
     }
 }
 
+/// The most bytes of a reason a report keeps from the service's text: one reason can be copied
+/// to every line of a chunk, so its size is multiplied by up to 10,000.
+pub(crate) const MAX_REASON_BYTES: usize = 512;
+
+/// `reason` cut to [`MAX_REASON_BYTES`] at a character boundary, marked when cut.
+pub(crate) fn clip(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
+}
+
 /// A chunk's wire body and, in the same order, each item's index in the caller's input.
 pub(crate) struct Chunk<B> {
     pub(crate) body: B,
@@ -134,4 +151,20 @@ where
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_REASON_BYTES, clip};
+
+    #[test]
+    fn a_short_reason_is_kept_and_a_long_one_cut_at_a_character() {
+        assert_eq!(clip("bad line".into()), "bad line");
+        let exact = "x".repeat(MAX_REASON_BYTES);
+        assert_eq!(clip(exact.clone()), exact);
+        // A 3-byte character straddling the limit is dropped whole.
+        let straddling = format!("{}€€", "x".repeat(MAX_REASON_BYTES - 1));
+        let clipped = clip(straddling);
+        assert_eq!(clipped, format!("{}…", "x".repeat(MAX_REASON_BYTES - 1)));
+    }
 }

@@ -120,10 +120,11 @@ impl Error {
     }
 
     /// The thing asked for does not exist (HTTP 404, or Cloudflare code 10009 key not found or
-    /// 10013 namespace not found).
+    /// 10013 namespace not found on an answer that is not a server error).
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(StatusCode::NOT_FOUND)
-            || self.codes().iter().any(|c| matches!(c, 10009 | 10013))
+            || (self.status().is_some_and(|s| !s.is_server_error())
+                && self.codes().iter().any(|c| matches!(c, 10009 | 10013)))
     }
 
     /// The service refused the call for exceeding a rate limit (HTTP 429, or Cloudflare's code
@@ -142,6 +143,20 @@ impl Error {
     /// that still holds items.
     pub fn is_conflict(&self) -> bool {
         self.status() == Some(StatusCode::CONFLICT)
+    }
+
+    /// The call ran out of time: an attempt, the idle-read timer, or the call's deadline.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Transport(e) => e.timed_out,
+            _ => false,
+        }
+    }
+
+    /// The answer was larger than the [`ReadLimits`](crate::policy::ReadLimits) allow for it, so
+    /// it was not read further.
+    pub fn is_answer_too_large(&self) -> bool {
+        matches!(self, Error::BadResponse(e) if e.over_limit.is_some())
     }
 }
 
@@ -201,15 +216,18 @@ impl std::error::Error for Error {
 pub enum InvalidInput {
     /// The key is empty, `.` or `..`: no URL path segment can carry it.
     UnaddressableKey {
-        /// The key.
-        key: String,
+        /// The key's length in bytes (0, 1 or 2).
+        len: usize,
     },
+    /// An id (store, namespace, account) or key is empty, `.` or `..`, or the request's path
+    /// would not be its operation's template with one segment per parameter.
+    UnaddressableId,
     /// The provider does not accept this key (a reserved prefix, a control character).
     KeyNotAllowed {
-        /// The key.
-        key: String,
         /// The rule it breaks.
         rule: &'static str,
+        /// Where in the key, in bytes, the offending part starts.
+        position: usize,
     },
     /// The key is longer than the provider allows, in bytes of UTF-8.
     KeyTooLong {
@@ -221,8 +239,8 @@ pub enum InvalidInput {
     /// The namespace stores keys written on the URL literally (`supports_url_encoding` is
     /// false), and this key would need percent-encoding, so it would be stored under another name.
     KeyNeedsUrlEncoding {
-        /// The key.
-        key: String,
+        /// Where in the key, in bytes, the first byte that needs encoding is.
+        position: usize,
     },
     /// The value is larger than the provider allows.
     ValueTooLarge {
@@ -279,19 +297,24 @@ pub enum InvalidInput {
 impl fmt::Display for InvalidInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InvalidInput::UnaddressableKey { key } => {
+            InvalidInput::UnaddressableKey { len } => {
                 write!(
                     f,
-                    "key {key:?} cannot be sent: empty, `.` and `..` are not addressable in a URL"
+                    "the key ({len} bytes) cannot be sent: empty, `.` and `..` are not addressable in a URL"
                 )
             }
-            InvalidInput::KeyNotAllowed { key, rule } => write!(f, "key {key:?} is not allowed: {rule}"),
+            InvalidInput::UnaddressableId => f.write_str(
+                "an id or key is empty, `.` or `..`, or would not stay one URL path segment",
+            ),
+            InvalidInput::KeyNotAllowed { rule, position } => {
+                write!(f, "the key is not allowed (at byte {position}): {rule}")
+            }
             InvalidInput::KeyTooLong { len, max } => {
                 write!(f, "key is {len} bytes, over the limit of {max}")
             }
-            InvalidInput::KeyNeedsUrlEncoding { key } => write!(
+            InvalidInput::KeyNeedsUrlEncoding { position } => write!(
                 f,
-                "key {key:?} needs URL encoding, and this namespace stores encoded keys literally"
+                "the key needs URL encoding (at byte {position}), and this namespace stores encoded keys literally"
             ),
             InvalidInput::ValueTooLarge { len, max } => {
                 write!(f, "value is {len} bytes, over the limit of {max}")
@@ -338,6 +361,8 @@ pub struct TransportError {
     pub(crate) never_sent: bool,
     /// Worth another attempt if sending twice is safe (not, say, an invalid URL).
     pub(crate) retryable: bool,
+    /// A timer ended it.
+    pub(crate) timed_out: bool,
     pub(crate) call: Box<CallInfo>,
 }
 
@@ -423,6 +448,8 @@ pub struct BadResponse {
     /// The start of the body, when there was one.
     pub excerpt: Option<String>,
     pub(crate) source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The read limit the answer went past, in bytes.
+    pub(crate) over_limit: Option<usize>,
     pub(crate) call: Box<CallInfo>,
 }
 
@@ -440,6 +467,7 @@ impl BadResponse {
             reason,
             excerpt,
             source,
+            over_limit: None,
             call: Box::default(),
         }
     }
@@ -477,10 +505,15 @@ impl Error {
         what: &'static str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        let source = source.into();
+        // reqwest's error carries the request URL, which holds the key: drop it.
+        let source = match source.into().downcast::<reqwest::Error>() {
+            Ok(e) => Box::new(e.without_url()) as Box<dyn std::error::Error + Send + Sync>,
+            Err(other) => other,
+        };
         let reqwest_error = source.downcast_ref::<reqwest::Error>();
         let never_sent = reqwest_error.is_some_and(reqwest::Error::is_connect);
         let retryable = reqwest_error.is_none_or(|e| !e.is_builder() && !e.is_redirect());
+        let timed_out = source.is::<TimedOut>() || reqwest_error.is_some_and(is_reqwest_timeout);
         let call = Box::default();
         Error::Transport(TransportError {
             provider,
@@ -488,8 +521,19 @@ impl Error {
             source,
             never_sent,
             retryable,
+            timed_out,
             call,
         })
+    }
+
+    /// An answer past the read limit `setting` of [`ReadLimits`](crate::policy::ReadLimits).
+    pub(crate) fn answer_too_large(provider: Provider, limit: usize, setting: &str) -> Self {
+        let reason = format!(
+            "the answer is larger than its read limit of {limit} bytes (`ReadLimits::{setting}`)"
+        );
+        let mut bad = BadResponse::new(provider, None, reason, None, None);
+        bad.over_limit = Some(limit);
+        Error::BadResponse(bad)
     }
 
     pub(crate) fn bad_response(
@@ -510,5 +554,262 @@ impl Error {
 impl From<InvalidInput> for Error {
     fn from(e: InvalidInput) -> Self {
         Error::InvalidInput(e)
+    }
+}
+
+/// A timer of the crate's ended the call.
+#[derive(Debug)]
+pub(crate) struct TimedOut {
+    /// Which timer.
+    pub(crate) what: &'static str,
+    pub(crate) after: Duration,
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} passed after {:?}", self.what, self.after)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// Whether reqwest gave up on a timer, its own or one of ours inside a body.
+fn is_reqwest_timeout(error: &reqwest::Error) -> bool {
+    if error.is_timeout() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if e.is::<TimedOut>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// What of the caller's own an error must not carry, with the placeholder that replaces it in
+/// text that came from the server: the key, the value, metadata, a listing's prefix or cursor,
+/// the credential. Keys come from end users and errors end up in logs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Secrets<'a> {
+    items: Vec<(&'a [u8], &'static str)>,
+}
+
+impl<'a> Secrets<'a> {
+    pub(crate) fn new() -> Self {
+        Secrets { items: Vec::new() }
+    }
+
+    /// Adds `secret`, replaced by `placeholder` (empty secrets are nothing to hide).
+    pub(crate) fn with(mut self, secret: &'a [u8], placeholder: &'static str) -> Self {
+        if !secret.is_empty() {
+            self.items.push((secret, placeholder));
+        }
+        self
+    }
+
+    pub(crate) fn key(key: &'a str) -> Self {
+        Secrets::new().with(key.as_bytes(), "<key>")
+    }
+
+    pub(crate) fn with_opt(self, secret: Option<&'a str>, placeholder: &'static str) -> Self {
+        match secret {
+            Some(secret) => self.with(secret.as_bytes(), placeholder),
+            None => self,
+        }
+    }
+
+    /// `text` with every spelling of every secret replaced: as is, percent-encoded as a path
+    /// segment or a query value, and escaped as a JSON string.
+    fn scrub(&self, text: &str) -> Option<String> {
+        let mut out: Option<String> = None;
+        for (secret, placeholder) in &self.items {
+            let Ok(secret) = std::str::from_utf8(secret) else {
+                continue;
+            };
+            for spelling in spellings(secret) {
+                let current = out.as_deref().unwrap_or(text);
+                if spelling.len() <= current.len() && current.contains(spelling.as_str()) {
+                    out = Some(current.replace(spelling.as_str(), placeholder));
+                }
+            }
+        }
+        out
+    }
+
+    fn scrub_in_place(&self, text: &mut String) {
+        if let Some(clean) = self.scrub(text) {
+            *text = clean;
+        }
+    }
+
+    /// An excerpt cut at a fixed length can end inside a secret: that start is dropped too.
+    fn scrub_excerpt(&self, excerpt: &mut String) {
+        self.scrub_in_place(excerpt);
+        let Some(body) = excerpt.strip_suffix('…') else {
+            return;
+        };
+        for (secret, placeholder) in &self.items {
+            let Ok(secret) = std::str::from_utf8(secret) else {
+                continue;
+            };
+            for spelling in spellings(secret) {
+                let longest = (1..spelling.len().min(body.len() + 1))
+                    .rev()
+                    .filter(|n| spelling.is_char_boundary(*n))
+                    .find(|n| body.ends_with(&spelling[..*n]));
+                if let Some(n) = longest {
+                    let kept = body.len() - n;
+                    *excerpt = format!("{}{placeholder}…", &body[..kept]);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The ways a secret can appear in a server's text.
+fn spellings(secret: &str) -> Vec<String> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    const FORM: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'*')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_');
+    let mut all = vec![
+        secret.to_string(),
+        secret.replace(' ', "+"),
+        crate::transport::segment::encode(secret),
+        utf8_percent_encode(secret, FORM)
+            .to_string()
+            .replace("%20", "+"),
+        utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
+    ];
+    if let Ok(json) = serde_json::to_string(secret) {
+        all.push(json[1..json.len() - 1].to_string());
+    }
+    // The longest first, so that a shorter spelling does not break up a longer one.
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    all.dedup();
+    all
+}
+
+/// An error's text, kept after redaction in place of the original (which could not be edited).
+#[derive(Debug)]
+struct Redacted(String);
+
+impl fmt::Display for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Redacted {}
+
+/// `source` as it is when nothing in its chain shows a secret, else its whole chain as redacted
+/// text.
+fn scrub_source(
+    source: Box<dyn std::error::Error + Send + Sync>,
+    secrets: &Secrets<'_>,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    let mut chain = String::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(e) = current {
+        if !chain.is_empty() {
+            chain.push_str(": ");
+        }
+        chain.push_str(&e.to_string());
+        // Debug too: some errors show more there than in Display.
+        chain.push_str(&format!(" {e:?}"));
+        current = e.source();
+    }
+    match secrets.scrub(&chain) {
+        None => source,
+        Some(_) => {
+            let mut text = String::new();
+            let mut current: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+            while let Some(e) = current {
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                text.push_str(&e.to_string());
+                current = e.source();
+            }
+            let text = secrets.scrub(&text).unwrap_or(text);
+            Box::new(Redacted(text))
+        }
+    }
+}
+
+impl Error {
+    /// The same error with every secret of `secrets` replaced in the text that came from the
+    /// server (messages, excerpts, reasons, the rate-limit policy) and in its cause.
+    pub(crate) fn redact(mut self, secrets: &Secrets<'_>) -> Self {
+        if secrets.items.is_empty() {
+            return self;
+        }
+        if let Some(call) = self.call_mut()
+            && let Some(rate_limit) = call.rate_limit.as_mut()
+            && let Some(policy) = rate_limit.policy.as_mut()
+        {
+            secrets.scrub_in_place(policy);
+        }
+        match &mut self {
+            Error::InvalidInput(_) => {}
+            Error::Transport(e) => {
+                let source = std::mem::replace(&mut e.source, Box::new(Redacted(String::new())));
+                e.source = scrub_source(source, secrets);
+            }
+            Error::Api(e) => {
+                for message in e.errors.iter_mut().chain(e.messages.iter_mut()) {
+                    secrets.scrub_in_place(&mut message.message);
+                }
+                if let Some(excerpt) = e.excerpt.as_mut() {
+                    secrets.scrub_excerpt(excerpt);
+                }
+            }
+            Error::BadResponse(e) => {
+                secrets.scrub_in_place(&mut e.reason);
+                if let Some(excerpt) = e.excerpt.as_mut() {
+                    secrets.scrub_excerpt(excerpt);
+                }
+                if let Some(source) = e.source.take() {
+                    e.source = Some(scrub_source(source, secrets));
+                }
+            }
+        }
+        self
+    }
+}
+
+/// Runs a facade call, redacting `secrets` from its error.
+pub(crate) async fn redacting<T>(
+    secrets: Secrets<'_>,
+    call: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    call.await.map_err(|e| e.redact(&secrets))
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_a_secret_is_replaced() {
+        let key = "ü x/\"y";
+        let secrets = Secrets::key(key);
+        let text = format!(
+            "a {key} b {} c {} d {}",
+            crate::transport::segment::encode(key),
+            "%C3%BC+x%2F%22y",
+            r#"ü x/\"y"#
+        );
+        let clean = secrets.scrub(&text).unwrap();
+        assert_eq!(clean, "a <key> b <key> c <key> d <key>");
+        assert_eq!(secrets.scrub("nothing here"), None);
+        let mut excerpt = "a long body ending in ü x/\\\"…".to_string();
+        secrets.scrub_excerpt(&mut excerpt);
+        assert_eq!(excerpt, "a long body ending in <key>…");
     }
 }

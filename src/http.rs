@@ -32,14 +32,17 @@ pub fn client_builder_with(timeouts: &Timeouts) -> reqwest::ClientBuilder {
         .redirect(same_origin_redirects())
 }
 
-/// Follows up to 5 redirects, and none that leaves the origin of the first request.
+/// Follows up to 5 redirects that keep the method and body (307, 308), and none that leaves
+/// the origin of the first request. A 301, 302 or 303 would turn a write into a `GET` whose
+/// success reads as the write's: it comes back as an undocumented status instead.
 fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let leaves_origin = attempt
             .previous()
             .first()
             .is_some_and(|first| first.origin() != attempt.url().origin());
-        if leaves_origin || attempt.previous().len() > 5 {
+        let keeps_method = matches!(attempt.status().as_u16(), 307 | 308);
+        if leaves_origin || !keeps_method || attempt.previous().len() > 5 {
             attempt.stop()
         } else {
             attempt.follow()

@@ -12,6 +12,7 @@ mod keys;
 mod paging;
 pub mod policy;
 pub mod seam;
+mod transport;
 
 pub use body::{Body, ValueStream};
 pub use error::{Error, Provider};

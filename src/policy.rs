@@ -9,8 +9,9 @@
 //! | [`RetryPolicy::deadline`] | 120 s | total time for all attempts of one call |
 //! | [`RetryPolicy::retry_unsafe`] | false | also retry writes a lost answer could make wrong (see below) |
 //! | [`Timeouts::connect`] | 10 s | establishing a connection |
-//! | [`Timeouts::response_headers`] | 30 s | per attempt, until the response headers arrive |
+//! | [`Timeouts::attempt`] | 30 s | per attempt: until the response headers arrive and any body the call buffers (JSON, errors) is read |
 //! | [`Timeouts::idle_read`] | 30 s | longest silence while a response (or a value) streams in |
+//! | [`ReadLimits`] | see its docs | the most bytes read from an answer that is buffered (JSON, error bodies, `bytes()`) |
 //! | [`RequestPolicy::client_limit`] | none | optional cap on requests per window, to stay under a provider's budget |
 //!
 //! Retried: failures to connect, timeouts, and the statuses 408, 429, 500, 502, 503, 504 and
@@ -21,8 +22,20 @@
 //! `if_generation_match` — are retried only after errors proving the request never reached the
 //! service (the connection was refused), unless [`RetryPolicy::retry_unsafe`] is set.
 //!
-//! Timeouts `connect` and `idle_read` apply to the `reqwest::Client` the crate builds; a client
-//! of your own keeps its own settings.
+//! The timeout model, the same for every call of both providers:
+//! - `connect` ([`Timeouts::connect`]): establishing a connection.
+//! - per attempt ([`Timeouts::attempt`]): from sending until the headers and any buffered body
+//!   (JSON answers, error bodies) are in; a streamed value's body is not part of it.
+//! - idle read ([`Timeouts::idle_read`]): the longest silence while a body streams in.
+//! - total per call ([`RetryPolicy::deadline`]): all attempts and the waits between them; it is
+//!   enforced while an attempt runs, not only between attempts, and also bounds
+//!   [`ValueStream::bytes`](crate::ValueStream::bytes). A value read as a stream is bounded by
+//!   `idle_read` only; [`ValueStream::with_deadline`](crate::ValueStream::with_deadline) bounds its
+//!   total time.
+//!
+//! `connect` and `idle_read` apply to the `reqwest::Client` the crate builds; a client of your own
+//! keeps its own settings. Durations too large to add to the clock (`Duration::MAX`, say) are
+//! treated as "no limit", never as an overflow.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
@@ -91,10 +104,9 @@ impl RetryPolicy {
 pub struct Timeouts {
     /// Establishing a connection.
     pub connect: Duration,
-    /// Per attempt, until the response headers arrive. With the `reqwest::Client` the crate
-    /// builds, whose `idle_read` timer also runs while the headers are awaited, a separate timer
-    /// is armed only when this one is shorter.
-    pub response_headers: Duration,
+    /// Per attempt: until the response headers arrive and any body the call buffers (a JSON
+    /// answer, an error body) has been read. Not the streamed body of a value.
+    pub attempt: Duration,
     /// Longest silence while a response streams in (a 25 MiB value never trips a whole-request
     /// timeout, only a stall does).
     pub idle_read: Duration,
@@ -104,8 +116,47 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(10),
-            response_headers: Duration::from_secs(30),
+            attempt: Duration::from_secs(30),
             idle_read: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The most bytes read from an answer the crate buffers, so that no answer, however large,
+/// endless or slow, can exhaust memory. Past a limit the call fails with a
+/// [`BadResponse`](crate::error::BadResponse) naming it
+/// ([`Error::is_answer_too_large`](crate::Error::is_answer_too_large)); error bodies are cut
+/// instead (only their start is kept for the message). Values read as a stream are not limited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadLimits {
+    /// An error answer (4xx, 5xx) of a call that is not a bulk or batch call: read up to this,
+    /// for the provider's error codes and an excerpt, then the connection is dropped.
+    /// Default 16 KiB.
+    pub error_body: usize,
+    /// A JSON answer of a single call (a namespace or store, metadata, a write's envelope).
+    /// Default 1 MiB.
+    pub json: usize,
+    /// One page of a listing (up to 1,000 keys with their metadata). Default 16 MiB.
+    pub page: usize,
+    /// The answer of a bulk or batch call, whatever its status (a Fastly batch can name 10,000
+    /// refused lines; a Cloudflare bulk get returns up to 100 values). A bulk get whose answer
+    /// is larger is split in halves, down to single keys, rather than failing keys.
+    /// Default 64 MiB.
+    pub bulk: usize,
+    /// [`ValueStream::bytes`](crate::ValueStream::bytes): `None` means the provider's value
+    /// maximum (Cloudflare 25 MiB, Fastly 25 MB).
+    pub value_bytes: Option<u64>,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            error_body: 16 * 1024,
+            json: 1024 * 1024,
+            page: 16 * 1024 * 1024,
+            bulk: 64 * 1024 * 1024,
+            value_bytes: None,
         }
     }
 }
@@ -140,6 +191,8 @@ pub struct RequestPolicy {
     pub retry: RetryPolicy,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// Caps on buffered answers.
+    pub read_limits: ReadLimits,
     /// An optional client-side request budget.
     pub client_limit: Option<ClientLimit>,
 }
@@ -242,8 +295,13 @@ impl Budget {
     pub(crate) fn new(retry: &RetryPolicy) -> Self {
         Budget {
             left: std::sync::atomic::AtomicU32::new(retry.max_attempts.max(1)),
-            deadline: retry.deadline.map(|d| Instant::now() + d),
+            deadline: retry.deadline.and_then(|d| Instant::now().checked_add(d)),
         }
+    }
+
+    /// When the chunk's time is up (`None`: no limit).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// Takes one attempt, if any is left and the deadline has not passed.
@@ -260,7 +318,10 @@ impl Budget {
     /// Whether another attempt could start after waiting `wait`.
     pub(crate) fn allows(&self, wait: Duration) -> bool {
         let attempts_left = self.left.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        attempts_left && self.deadline.is_none_or(|d| Instant::now() + wait < d)
+        attempts_left
+            && self
+                .deadline
+                .is_none_or(|d| Instant::now().checked_add(wait).is_some_and(|at| at < d))
     }
 }
 

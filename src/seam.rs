@@ -17,8 +17,11 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use tracing::Instrument as _;
 
+use crate::error::TimedOut;
 use crate::error::{ApiError, ApiMessage, CallInfo, Error, InvalidInput, Provider, excerpt};
 use crate::policy::{self, Budget, Limiter, RateLimit, RequestPolicy, RetryPolicy, Safety};
+use crate::transport::capped::{AnswerTooLarge, find};
+use crate::transport::segment;
 
 /// The header progenitor adds to every request with the spec's version; neither API uses it.
 const API_VERSION_HEADER: HeaderName = HeaderName::from_static("api-version");
@@ -54,6 +57,16 @@ impl fmt::Debug for Credential {
 }
 
 impl Credential {
+    /// The secret parts, as they could be echoed.
+    fn secrets(&self) -> Vec<String> {
+        match self {
+            Credential::FastlyToken(token) | Credential::CloudflareToken(token) => {
+                vec![token.clone()]
+            }
+            Credential::CloudflareGlobalKey { email, key } => vec![email.clone(), key.clone()],
+        }
+    }
+
     /// The headers that carry this credential, marked sensitive (kept out of logs and HPACK
     /// tables).
     fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, InvalidInput> {
@@ -95,6 +108,8 @@ impl Credential {
 #[derive(Clone)]
 pub struct Seam {
     credential_headers: Arc<[(HeaderName, HeaderValue)]>,
+    /// The credential's secrets, to redact from errors should a server echo them.
+    credential_secrets: Arc<[String]>,
     shared: Arc<Shared>,
 }
 
@@ -102,20 +117,12 @@ struct Shared {
     policy: RequestPolicy,
     limiter: Option<Limiter>,
     rate_limit: Mutex<Option<RateLimit>>,
-    /// The per-attempt timer for the response headers; `None` when the `reqwest::Client`'s own
-    /// read timeout already ends the wait as soon.
-    header_timer: Option<Duration>,
 }
 
 impl Shared {
-    fn new(policy: RequestPolicy, client_read_timeout: Option<Duration>) -> Arc<Self> {
+    fn new(policy: RequestPolicy) -> Arc<Self> {
         let limiter = policy.client_limit.map(Limiter::new);
-        let headers = policy.timeouts.response_headers;
         Arc::new(Shared {
-            header_timer: match client_read_timeout {
-                Some(read) if read <= headers => None,
-                _ => Some(headers),
-            },
             policy,
             limiter,
             rate_limit: Mutex::new(None),
@@ -144,7 +151,8 @@ impl Seam {
         crate::http::install_crypto_provider();
         Ok(Seam {
             credential_headers: credential.headers()?.into(),
-            shared: Shared::new(RequestPolicy::default(), None),
+            credential_secrets: credential.secrets().into(),
+            shared: Shared::new(RequestPolicy::default()),
         })
     }
 
@@ -153,7 +161,8 @@ impl Seam {
         crate::http::install_crypto_provider();
         Seam {
             credential_headers: Arc::new([]),
-            shared: Shared::new(RequestPolicy::default(), None),
+            credential_secrets: Arc::new([]),
+            shared: Shared::new(RequestPolicy::default()),
         }
     }
 
@@ -161,22 +170,20 @@ impl Seam {
     pub fn with_policy(self, policy: RequestPolicy) -> Self {
         Seam {
             credential_headers: self.credential_headers,
-            shared: Shared::new(policy, None),
+            credential_secrets: self.credential_secrets,
+            shared: Shared::new(policy),
         }
     }
 
-    /// The same seam, told that its `reqwest::Client` was built with the policy's idle-read
-    /// timeout ([`crate::http::client_builder_with`]). reqwest runs that timer from the moment a
-    /// request is sent, so it bounds the wait for the response headers too; the seam then arms
-    /// its own per-attempt timer only when `response_headers` is shorter, sparing each call a
-    /// second timer.
-    pub(crate) fn with_client_read_timeout(self) -> Self {
-        let policy = self.shared.policy.clone();
-        let read = policy.timeouts.idle_read;
-        Seam {
-            credential_headers: self.credential_headers,
-            shared: Shared::new(policy, Some(read)),
-        }
+    /// `error` without the credential in anything a server said.
+    pub(crate) fn redact_credential(&self, error: Error) -> Error {
+        let secrets = self
+            .credential_secrets
+            .iter()
+            .fold(crate::error::Secrets::new(), |secrets, secret| {
+                secrets.with(secret.as_bytes(), "<credential>")
+            });
+        error.redact(&secrets)
     }
 
     /// The policy requests are sent under.
@@ -217,7 +224,7 @@ pub(crate) fn with_http_client(
             let http = crate::http::client_builder_with(&seam.policy().timeouts)
                 .build()
                 .map_err(|e| Error::transport(provider, "building the HTTP client failed", e))?;
-            Ok((seam.with_client_read_timeout(), http))
+            Ok((seam, http))
         }
     }
 }
@@ -254,7 +261,7 @@ const KEPT_HEADERS: [&str; 12] = [
     "fastly-request-id",
 ];
 
-fn record_answer(result: &reqwest::Result<reqwest::Response>) {
+pub(crate) fn record_answer(result: &reqwest::Result<reqwest::Response>) {
     if let Ok(response) = result {
         // Only the headers the loop reads, found in one pass over the answer's few headers:
         // cloning the whole map, or a lookup per name, costs every call more than the rest of
@@ -270,18 +277,36 @@ fn record_answer(result: &reqwest::Result<reqwest::Response>) {
     }
 }
 
-/// Routes a generated client's hooks to its [`Seam`].
+/// Routes a generated client's hooks to its [`Seam`]: `pre` checks that the request's path is
+/// its operation's template and adds the credential, `exec` puts the operation's read limit on
+/// the answer, `post` records the answer's status and headers. Invoked by each provider's
+/// `raw.rs` with its operation table and what each operation answers.
 macro_rules! hooks_through_seam {
-    ($client:ty) => {
-        impl progenitor_client::ClientHooks<Seam> for $client {
+    ($client:ty, $operations:expr, $answer:path) => {
+        impl progenitor_client::ClientHooks<$crate::seam::Seam> for $client {
             async fn pre<E>(
                 &self,
                 request: &mut reqwest::Request,
-                _info: &progenitor_client::OperationInfo,
+                info: &progenitor_client::OperationInfo,
             ) -> Result<(), progenitor_client::Error<E>> {
                 use progenitor_client::ClientInfo as _;
+                $crate::seam::check_request(request, self.baseurl(), $operations, info).map_err(
+                    |reason| progenitor_client::Error::InvalidRequest(reason.to_string()),
+                )?;
                 self.inner().prepare(request);
                 Ok(())
+            }
+
+            async fn exec(
+                &self,
+                request: reqwest::Request,
+                info: &progenitor_client::OperationInfo,
+            ) -> reqwest::Result<reqwest::Response> {
+                use progenitor_client::ClientInfo as _;
+                let response = self.client().execute(request).await?;
+                let limits = &self.inner().policy().read_limits;
+                let answer = $answer(info.operation_id);
+                Ok($crate::transport::capped::limit(response, answer, limits))
             }
 
             async fn post<E>(
@@ -289,15 +314,33 @@ macro_rules! hooks_through_seam {
                 result: &reqwest::Result<reqwest::Response>,
                 _info: &progenitor_client::OperationInfo,
             ) -> Result<(), progenitor_client::Error<E>> {
-                record_answer(result);
+                $crate::seam::record_answer(result);
                 Ok(())
             }
         }
     };
 }
+pub(crate) use hooks_through_seam;
 
-hooks_through_seam!(crate::fastly::raw::Client);
-hooks_through_seam!(crate::cloudflare::raw::Client);
+/// Refuses a request whose parsed path is not its operation's template with one segment per
+/// parameter (see [`crate::transport::segment::check_path`]); nothing is sent.
+pub(crate) fn check_request(
+    request: &reqwest::Request,
+    base_url: &str,
+    operations: &[(&str, &str, &str)],
+    info: &progenitor_client::OperationInfo,
+) -> Result<(), &'static str> {
+    let template = operations
+        .iter()
+        .find(|(id, ..)| *id == info.operation_id)
+        .map(|(_, _, path)| *path)
+        .ok_or("an operation outside the spec")?;
+    let url = request.url();
+    if url.fragment().is_some() {
+        return Err(segment::REFUSED);
+    }
+    segment::check_path(url.path(), base_url, template)
+}
 
 /// How a provider's error body becomes an [`ApiError`].
 pub(crate) trait ErrorBody {
@@ -305,6 +348,11 @@ pub(crate) trait ErrorBody {
     fn into_messages(self) -> (Vec<ApiMessage>, Vec<ApiMessage>);
     /// A body progenitor did not decode (an unlisted status), if it has the provider's shape.
     fn decode(body: &[u8]) -> Option<(Vec<ApiMessage>, Vec<ApiMessage>)>;
+    /// A 2xx body that did not decode as the success type but says the call failed (Cloudflare:
+    /// `success: false` with `result: null`).
+    fn unsuccessful(_body: &[u8]) -> Option<(Vec<ApiMessage>, Vec<ApiMessage>)> {
+        None
+    }
 }
 
 impl ErrorBody for () {
@@ -389,17 +437,19 @@ where
         })
     })
     .await
+    .map_err(|e| seam.redact_credential(e))
 }
 
 /// Sends a hand-written request (one progenitor cannot express) through the same hooks and
-/// attempts as the generated calls. An answer whose status `accept` takes comes back as it is
-/// (for the caller to decode); others become errors, retried where the policy says.
+/// attempts as the generated calls. An answer whose status `accept` takes comes back with its
+/// body, read within the attempt (so under its timer and read limit), for the caller to decode;
+/// others become errors, retried where the policy says.
 pub(crate) async fn send<C, E, F>(
     client: &C,
     call: Call<'_>,
     accept: fn(StatusCode) -> bool,
     mut make: F,
-) -> Result<reqwest::Response, Error>
+) -> Result<(StatusCode, bytes::Bytes), Error>
 where
     C: progenitor_client::ClientHooks<Seam> + progenitor_client::ClientInfo<Seam>,
     E: ErrorBody,
@@ -419,17 +469,28 @@ where
             };
             let response = hooks.await.map_err(|e| match e {
                 progenitor_client::Error::CommunicationError(e) => transport(provider, e),
+                progenitor_client::Error::InvalidRequest(reason) => invalid_request(reason),
                 other => Error::transport(provider, "a request hook failed", other.to_string()),
             })?;
             let status = response.status();
-            if accept(status) {
-                return Ok(response);
-            }
             let body = response.bytes().await.map_err(|e| transport(provider, e))?;
+            if accept(status) {
+                return Ok((status, body));
+            }
             Err(from_undecoded_body::<E>(provider, status, &body, None))
         })
     })
     .await
+    .map_err(|e| client.inner().redact_credential(e))
+}
+
+/// A request the pre-send check refused: one of its path parameters cannot be a segment.
+fn invalid_request(reason: String) -> Error {
+    if reason == segment::REFUSED {
+        Error::InvalidInput(InvalidInput::UnaddressableId)
+    } else {
+        Error::InvalidInput(InvalidInput::Unbuildable { reason })
+    }
 }
 
 /// The attempt loop: the one place requests are retried, timed and traced.
@@ -476,21 +537,40 @@ where
             request_id = tracing::field::Empty,
         );
         let attempt_started = tokio::time::Instant::now();
+        // One timer per attempt: the attempt's own limit or the call's deadline, the sooner.
+        let attempt_end = attempt_started
+            .checked_add(policy.timeouts.attempt)
+            .map(|end| (end, "the attempt timeout", policy.timeouts.attempt));
+        let call_end = match call.budget {
+            Some(budget) => budget.deadline(),
+            None => retry.deadline.and_then(|d| started.checked_add(d)),
+        }
+        .map(|end| {
+            (
+                end,
+                "the call's deadline",
+                end.saturating_duration_since(started),
+            )
+        });
+        let timer = match (attempt_end, call_end) {
+            (Some(a), Some(c)) => Some(if c.0 < a.0 { c } else { a }),
+            (a, c) => a.or(c),
+        };
         // Boxed once here, the attempt is not copied again by each wrapper around it.
         let future = Box::pin(future);
-        let header_timer = seam.shared.header_timer;
         let timed = async move {
-            match header_timer {
-                Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+            match timer {
+                Some((end, _, _)) => tokio::time::timeout_at(end, future).await.ok(),
                 None => Some(future.await),
             }
         };
         let (outcome, answer) = observe(timed).instrument(span.clone()).await;
         let result = outcome.unwrap_or_else(|| {
+            let (_, what, after) = timer.expect("only a timer ends an attempt without an outcome");
             Err(Error::transport(
                 call.provider,
-                "no response headers in time",
-                TimedOut(policy.timeouts.response_headers),
+                "timed out",
+                TimedOut { what, after },
             ))
         });
         let rate_limit = answer
@@ -541,9 +621,12 @@ where
         let wait = asked.unwrap_or_else(|| retry.backoff(attempt + 1));
         let past_deadline = match call.budget {
             Some(budget) => !budget.allows(wait),
-            None => retry
-                .deadline
-                .is_some_and(|deadline| started.elapsed() + wait >= deadline),
+            None => retry.deadline.is_some_and(|deadline| {
+                started
+                    .elapsed()
+                    .checked_add(wait)
+                    .is_none_or(|at| at >= deadline)
+            }),
         };
         if past_deadline {
             return Err(error.with_note("the retry deadline would pass before the next attempt"));
@@ -610,19 +693,10 @@ fn template(provider: Provider, operation: &str) -> (&'static str, &'static str)
         .unwrap_or(("?", "?"))
 }
 
-/// The response headers did not arrive within the timeout.
-#[derive(Debug)]
-struct TimedOut(Duration);
-
-impl fmt::Display for TimedOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "timed out after {:?}", self.0)
-    }
-}
-
-impl std::error::Error for TimedOut {}
-
 fn transport(provider: Provider, error: reqwest::Error) -> Error {
+    if let Some(too_large) = find::<AnswerTooLarge>(&error) {
+        return Error::answer_too_large(provider, too_large.limit, "json, page or bulk");
+    }
     let what = if error.is_connect() {
         "could not connect"
     } else if error.is_timeout() {
@@ -665,7 +739,7 @@ async fn convert<E: ErrorBody>(
         P::CommunicationError(e) | P::InvalidUpgrade(e) | P::ResponseBodyError(e) => {
             transport(provider, e)
         }
-        P::InvalidRequest(reason) => Error::InvalidInput(InvalidInput::Unbuildable { reason }),
+        P::InvalidRequest(reason) => invalid_request(reason),
         P::Custom(reason) => Error::transport(provider, "a request hook failed", reason),
     }
 }
@@ -685,6 +759,9 @@ pub(crate) fn from_undecoded_body<E: ErrorBody>(
         };
         return Error::Api(error);
     }
+    if let Some((errors, messages)) = E::unsuccessful(body) {
+        return Error::Api(ApiError::new(provider, status, errors, messages, None));
+    }
     let reason = match &source {
         Some(e) => format!("the body is not the expected JSON: {e}"),
         None => "a status the API does not document for this call".to_string(),
@@ -698,20 +775,12 @@ pub(crate) fn from_undecoded_body<E: ErrorBody>(
     ))
 }
 
-/// Reads a hand-written call's 2xx answer as JSON `T`.
-pub(crate) async fn decode_json<T: serde::de::DeserializeOwned>(
+/// Decodes a hand-written call's answer (see [`send`]) as JSON `T`.
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
     provider: Provider,
-    response: reqwest::Response,
-) -> Result<(StatusCode, T), Error> {
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| transport(provider, e))?;
-    match serde_json::from_slice(&body) {
-        Ok(value) => Ok((status, value)),
-        Err(e) => Err(from_undecoded_body::<()>(
-            provider,
-            status,
-            &body,
-            Some(Box::new(e)),
-        )),
-    }
+    status: StatusCode,
+    body: &[u8],
+) -> Result<T, Error> {
+    serde_json::from_slice(body)
+        .map_err(|e| from_undecoded_body::<()>(provider, status, body, Some(Box::new(e))))
 }

@@ -24,7 +24,8 @@ fn lines(body: &[u8]) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn a_25000_entry_batch_goes_in_chunks_and_a_line_error_comes_back_under_the_callers_index() {
+async fn a_25000_entry_batch_goes_in_chunks_and_a_refused_chunk_fails_with_the_named_line_under_the_callers_index()
+ {
     let server = MockServer::start_async().await;
     let chunk_sizes = Arc::new(Mutex::new(Vec::new()));
     let recorded = chunk_sizes.clone();
@@ -60,15 +61,26 @@ async fn a_25000_entry_batch_goes_in_chunks_and_a_line_error_comes_back_under_th
         .unwrap();
 
     assert_eq!(report.submitted(), 25_000);
-    assert_eq!(report.written, 24_999);
-    assert_eq!(report.failed.len(), 1);
-    let failed = &report.failed[0];
+    // A 400 does not say which other lines of its chunk were written, so none of the chunk's
+    // 10,000 lines count as written; the line the service named keeps its own reason.
+    assert_eq!(report.written, 15_000);
+    assert_eq!(report.failed.len(), 10_000);
+    let failed = report
+        .failed
+        .iter()
+        .find(|f| f.key == "key-12345")
+        .expect("the named line is reported");
     assert_eq!(
-        (failed.key.as_str(), failed.index),
-        ("key-12345", 12_345),
+        failed.index, 12_345,
         "the caller's index, not the line in its chunk"
     );
     assert_eq!(failed.reason, "400: metadata rejected");
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| (10_000..20_000).contains(&f.index))
+    );
     let mut sizes = chunk_sizes.lock().unwrap().clone();
     sizes.sort_unstable();
     assert_eq!(

@@ -4,7 +4,7 @@
 #[allow(unused_imports)]
 pub use progenitor_client::{ByteStream, ClientInfo, Error, ResponseValue};
 #[allow(unused_imports)]
-use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderExt};
+use progenitor_client::{ClientHooks, OperationInfo, RequestBuilderExt};
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
@@ -615,8 +615,8 @@ Arguments:
         per_page: Option<u32>,
     ) -> Result<ResponseValue<types::NamespaceListResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces", self.baseurl, encode_path(&
-            account_id.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -669,8 +669,8 @@ Arguments:
         body: &'a types::NamespaceTitle,
     ) -> Result<ResponseValue<types::NamespaceResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces", self.baseurl, encode_path(&
-            account_id.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -720,8 +720,9 @@ Arguments:
         namespace_id: &'a str,
     ) -> Result<ResponseValue<types::NamespaceResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}", self.baseurl, encode_path(&
-            account_id.to_string()), encode_path(& namespace_id.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -772,8 +773,9 @@ Arguments:
         body: &'a types::NamespaceTitle,
     ) -> Result<ResponseValue<types::NamespaceResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}", self.baseurl, encode_path(&
-            account_id.to_string()), encode_path(& namespace_id.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -823,8 +825,9 @@ Arguments:
         namespace_id: &'a str,
     ) -> Result<ResponseValue<types::EmptyResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}", self.baseurl, encode_path(&
-            account_id.to_string()), encode_path(& namespace_id.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -879,8 +882,9 @@ Arguments:
         prefix: Option<&'a str>,
     ) -> Result<ResponseValue<types::KeyListResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/keys", self.baseurl, encode_path(&
-            account_id.to_string()), encode_path(& namespace_id.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}/keys", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -934,9 +938,10 @@ Arguments:
         key_name: &'a str,
     ) -> Result<ResponseValue<ByteStream>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}", self.baseurl,
-            encode_path(& account_id.to_string()), encode_path(& namespace_id
-            .to_string()), encode_path(& key_name.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()), crate
+            ::transport::segment::encode(& key_name.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -985,9 +990,10 @@ Arguments:
         body: B,
     ) -> Result<ResponseValue<types::EmptyResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}", self.baseurl,
-            encode_path(& account_id.to_string()), encode_path(& namespace_id
-            .to_string()), encode_path(& key_name.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()), crate
+            ::transport::segment::encode(& key_name.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -1047,9 +1053,10 @@ Arguments:
         key_name: &'a str,
     ) -> Result<ResponseValue<types::EmptyResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}", self.baseurl,
-            encode_path(& account_id.to_string()), encode_path(& namespace_id
-            .to_string()), encode_path(& key_name.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()), crate
+            ::transport::segment::encode(& key_name.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -1100,9 +1107,10 @@ Arguments:
         key_name: &'a str,
     ) -> Result<ResponseValue<types::MetadataResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/metadata/{}", self.baseurl,
-            encode_path(& account_id.to_string()), encode_path(& namespace_id
-            .to_string()), encode_path(& key_name.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}/metadata/{}", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()), crate
+            ::transport::segment::encode(& key_name.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -1153,8 +1161,9 @@ Arguments:
         body: &'a types::BulkWrite,
     ) -> Result<ResponseValue<types::BulkResultResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/bulk", self.baseurl, encode_path(&
-            account_id.to_string()), encode_path(& namespace_id.to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}/bulk", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -1206,9 +1215,9 @@ Arguments:
         body: &'a types::BulkDelete,
     ) -> Result<ResponseValue<types::BulkResultResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/bulk/delete", self.baseurl,
-            encode_path(& account_id.to_string()), encode_path(& namespace_id
-            .to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}/bulk/delete", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -1260,9 +1269,9 @@ Arguments:
         body: &'a types::BulkGetRequest,
     ) -> Result<ResponseValue<types::BulkGetResponse>, Error<types::Failure>> {
         let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/bulk/get", self.baseurl,
-            encode_path(& account_id.to_string()), encode_path(& namespace_id
-            .to_string()),
+            "{}/accounts/{}/storage/kv/namespaces/{}/bulk/get", self.baseurl, crate
+            ::transport::segment::encode(& account_id.to_string()), crate
+            ::transport::segment::encode(& namespace_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map

@@ -4,7 +4,7 @@
 #[allow(unused_imports)]
 pub use progenitor_client::{ByteStream, ClientInfo, Error, ResponseValue};
 #[allow(unused_imports)]
-use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderExt};
+use progenitor_client::{ClientHooks, OperationInfo, RequestBuilderExt};
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
@@ -431,8 +431,8 @@ Arguments:
         store_id: &'a str,
     ) -> Result<ResponseValue<types::KvStoreDetails>, Error<()>> {
         let url = format!(
-            "{}/resources/stores/kv/{}", self.baseurl, encode_path(& store_id
-            .to_string()),
+            "{}/resources/stores/kv/{}", self.baseurl, crate
+            ::transport::segment::encode(& store_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -480,8 +480,8 @@ Arguments:
         body: &'a types::KvStoreRequestCreateOrUpdate,
     ) -> Result<ResponseValue<()>, Error<()>> {
         let url = format!(
-            "{}/resources/stores/kv/{}", self.baseurl, encode_path(& store_id
-            .to_string()),
+            "{}/resources/stores/kv/{}", self.baseurl, crate
+            ::transport::segment::encode(& store_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -520,8 +520,8 @@ Arguments:
         store_id: &'a str,
     ) -> Result<ResponseValue<()>, Error<()>> {
         let url = format!(
-            "{}/resources/stores/kv/{}", self.baseurl, encode_path(& store_id
-            .to_string()),
+            "{}/resources/stores/kv/{}", self.baseurl, crate
+            ::transport::segment::encode(& store_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -568,8 +568,8 @@ Arguments:
         prefix: Option<&'a str>,
     ) -> Result<ResponseValue<types::KvStoreKeyList>, Error<()>> {
         let url = format!(
-            "{}/resources/stores/kv/{}/keys", self.baseurl, encode_path(& store_id
-            .to_string()),
+            "{}/resources/stores/kv/{}/keys", self.baseurl, crate
+            ::transport::segment::encode(& store_id.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -621,8 +621,9 @@ Arguments:
         key: &'a str,
     ) -> Result<ResponseValue<ByteStream>, Error<()>> {
         let url = format!(
-            "{}/resources/stores/kv/{}/keys/{}", self.baseurl, encode_path(& store_id
-            .to_string()), encode_path(& key.to_string()),
+            "{}/resources/stores/kv/{}/keys/{}", self.baseurl, crate
+            ::transport::segment::encode(& store_id.to_string()), crate
+            ::transport::segment::encode(& key.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         header_map
@@ -678,8 +679,9 @@ Arguments:
         body: B,
     ) -> Result<ResponseValue<()>, Error<()>> {
         let url = format!(
-            "{}/resources/stores/kv/{}/keys/{}", self.baseurl, encode_path(& store_id
-            .to_string()), encode_path(& key.to_string()),
+            "{}/resources/stores/kv/{}/keys/{}", self.baseurl, crate
+            ::transport::segment::encode(& store_id.to_string()), crate
+            ::transport::segment::encode(& key.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(4usize);
         header_map
@@ -752,8 +754,9 @@ Arguments:
         if_generation_match: Option<u64>,
     ) -> Result<ResponseValue<()>, Error<()>> {
         let url = format!(
-            "{}/resources/stores/kv/{}/keys/{}", self.baseurl, encode_path(& store_id
-            .to_string()), encode_path(& key.to_string()),
+            "{}/resources/stores/kv/{}/keys/{}", self.baseurl, crate
+            ::transport::segment::encode(& store_id.to_string()), crate
+            ::transport::segment::encode(& key.to_string()),
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
         header_map

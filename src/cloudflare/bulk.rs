@@ -6,6 +6,13 @@
 //! in `unsuccessful_keys` are sent again after a backoff (the service allows one write per second
 //! per key); whatever still fails is reported by key and by the caller's own index:
 //! `written + failed.len()` is always the number of entries submitted.
+//!
+//! A key is counted written only from a successful answer that holds together. A non-2xx answer,
+//! `success: false`, an answer that cannot be read, or no answer fails every key of the request;
+//! an answer whose `unsuccessful_keys` names a key not sent, or whose `successful_key_count` is
+//! lower than the keys it leaves unlisted, leaves every key of the request unwritten (sent again
+//! as listed keys are, then failed): a key reported failed may have been written, but a key
+//! reported written was.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -17,8 +24,8 @@ use futures_util::{FutureExt as _, Stream, StreamExt as _};
 
 use super::envelope::{self, Reply};
 use super::{Namespace, limits, raw::types};
-use crate::bulk::{BulkReport, Chunk, FailedKey, chunked, refused};
-use crate::error::{Error, InvalidInput};
+use crate::bulk::{BulkReport, Chunk, FailedKey, chunked, clip, refused};
+use crate::error::{Error, InvalidInput, Secrets};
 use crate::policy::Budget;
 
 /// One pair to write.
@@ -119,7 +126,7 @@ impl BulkEntry {
 /// Keys in a bulk body travel in JSON, not in a URL: any non-empty key within the length limit.
 fn check_bulk_key(key: &str) -> Result<(), InvalidInput> {
     if key.is_empty() {
-        return Err(InvalidInput::UnaddressableKey { key: String::new() });
+        return Err(InvalidInput::UnaddressableKey { len: 0 });
     }
     crate::keys::check_length(key, limits::MAX_KEY_BYTES)
 }
@@ -290,6 +297,7 @@ impl Namespace {
         S: Stream<Item = BulkEntry> + Send,
     {
         options.check()?;
+        self.check_ids()?;
         let max_bytes = options.max_request_bytes;
         let chunks = chunked(
             entries.boxed(),
@@ -328,6 +336,7 @@ impl Namespace {
         K: Into<String>,
     {
         options.check()?;
+        self.check_ids()?;
         let keys = futures_util::stream::iter(keys.into_iter().map(Into::into));
         let chunks = chunked(
             keys.boxed(),
@@ -375,18 +384,16 @@ impl Namespace {
         let mut sends = 0;
         while !body.items().is_empty() {
             sends += 1;
-            let unsuccessful: HashSet<String> = match body.send(self, &budget).await {
-                Ok(reply) => reply
-                    .into_inner()
-                    .map(|r| r.unsuccessful_keys.into_iter().collect())
-                    .unwrap_or_default(),
+            let result = match body.send(self, &budget).await {
+                Ok(reply) => reply.into_inner(),
                 Err(error) => {
-                    let reason = error.to_string();
+                    let reason = clip(error.to_string());
                     let keys = body.items().iter().map(B::key);
                     report.fail_all(keys.zip(indices.iter().copied()), &reason);
                     return report;
                 }
             };
+            let (unsuccessful, why) = left_unwritten(result, body.items().iter().map(B::key));
             let before = body.items().len();
             let mut keep = Vec::with_capacity(unsuccessful.len());
             let mut kept_indices = Vec::with_capacity(unsuccessful.len());
@@ -404,9 +411,7 @@ impl Namespace {
             }
             let wait = retry.backoff(sends + 1).max(options.min_key_interval);
             if !budget.allows(wait) {
-                let reason = format!(
-                    "listed in unsuccessful_keys after {sends} sends; the retry budget is spent"
-                );
+                let reason = format!("{why} after {sends} sends; the retry budget is spent");
                 let keys = body.items().iter().map(B::key);
                 report.fail_all(keys.zip(indices.iter().copied()), &reason);
                 break;
@@ -417,7 +422,10 @@ impl Namespace {
     }
 
     /// Reads many text values (or JSON, see [`BulkGetOptions`]), 100 keys per request. Keys
-    /// that do not exist map to `None`.
+    /// that do not exist map to `None`; the map holds exactly the keys asked for. A request
+    /// whose answer is over [`ReadLimits::bulk`](crate::policy::ReadLimits::bulk) is split in
+    /// halves and sent again, down to single keys; only a single key whose answer is still over
+    /// it fails the call.
     pub async fn bulk_get<I, K>(
         &self,
         keys: I,
@@ -432,33 +440,91 @@ impl Namespace {
             check_bulk_key(key)?;
         }
         let mut values = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(limits::BULK_GET_MAX_KEYS) {
-            let body = types::BulkGetRequest {
-                keys: chunk.to_vec(),
-                type_: Some(if options.json {
-                    types::BulkGetType::Json
-                } else {
-                    types::BulkGetType::Text
-                }),
-                with_metadata: Some(options.with_metadata),
+        // Requests still to make, each a run of `keys`: 100 keys at most, and halved when its
+        // answer is over the read limit of bulk answers, down to a single key.
+        let mut pending: Vec<&[String]> = keys.chunks(limits::BULK_GET_MAX_KEYS).rev().collect();
+        while let Some(part) = pending.pop() {
+            let result = match self.bulk_get_once(part, options).await {
+                Ok(result) => result,
+                Err(error) if error.is_answer_too_large() && part.len() > 1 => {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    pending.push(second);
+                    pending.push(first);
+                    continue;
+                }
+                Err(error) => {
+                    let secrets = part
+                        .iter()
+                        .fold(Secrets::new(), |s, key| s.with(key.as_bytes(), "<key>"));
+                    return Err(error.redact(&secrets));
+                }
             };
-            let get = || {
-                Some(
-                    self.client()
-                        .raw()
-                        .bulk_get(self.client().account_id(), self.id(), &body),
-                )
-            };
-            let result = envelope::call(self.client().raw(), self.op("bulk_get"), get)
-                .await?
-                .into_inner();
-            values.extend(bulk_values(result, options.with_metadata));
-            for key in chunk {
+            // A value under a key this request did not ask for answers nothing: it is dropped.
+            let asked: HashSet<&str> = part.iter().map(String::as_str).collect();
+            let answered = bulk_values(result, options.with_metadata)
+                .into_iter()
+                .filter(|(key, _)| asked.contains(key.as_str()));
+            values.extend(answered);
+            for key in part {
                 values.entry(key.clone()).or_insert(None);
             }
         }
         Ok(values)
     }
+
+    /// One bulk get request for `keys` (at most 100).
+    async fn bulk_get_once(
+        &self,
+        keys: &[String],
+        options: BulkGetOptions,
+    ) -> Result<Option<types::BulkGetResult>, Error> {
+        let body = types::BulkGetRequest {
+            keys: keys.to_vec(),
+            type_: Some(if options.json {
+                types::BulkGetType::Json
+            } else {
+                types::BulkGetType::Text
+            }),
+            with_metadata: Some(options.with_metadata),
+        };
+        let get = || {
+            Some(
+                self.client()
+                    .raw()
+                    .bulk_get(self.client().account_id(), self.id(), &body),
+            )
+        };
+        let reply = envelope::call(self.client().raw(), self.op("bulk_get"), get).await?;
+        Ok(reply.into_inner())
+    }
+}
+
+/// The keys of a request a bulk answer leaves unwritten, and why, from the keys sent. The
+/// listed keys, when the answer holds together; every key sent when it does not (it lists a key
+/// that was not sent, or counts fewer keys written than it leaves unlisted), since which were
+/// written is then unknown. No result at all (as older answers have) means every key was.
+fn left_unwritten<'k>(
+    result: Option<types::BulkResult>,
+    sent: impl Iterator<Item = &'k str>,
+) -> (HashSet<String>, &'static str) {
+    let sent: HashSet<&str> = sent.collect();
+    let Some(result) = result else {
+        return (HashSet::new(), "");
+    };
+    let listed: HashSet<String> = result.unsuccessful_keys.into_iter().collect();
+    let everything = || sent.iter().map(|k| k.to_string()).collect();
+    if listed.iter().any(|k| !sent.contains(k.as_str())) {
+        let why = "the answer lists in unsuccessful_keys a key not sent in the request, so no key \
+                   of it is known written";
+        return (everything(), why);
+    }
+    let unlisted = sent.iter().filter(|k| !listed.contains(**k)).count() as u64;
+    if result.successful_key_count.is_some_and(|n| n < unlisted) {
+        let why = "the answer counts fewer keys written than it leaves out of unsuccessful_keys, \
+                   so no key of it is known written";
+        return (everything(), why);
+    }
+    (listed, "listed in unsuccessful_keys")
 }
 
 /// Decodes either result shape. Without `withMetadata` every entry is a plain value, even one
@@ -497,5 +563,46 @@ fn bulk_values(
                 (key, value)
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::{left_unwritten, types};
+
+    const SENT: [&str; 3] = ["a", "b", "c"];
+
+    fn unwritten(count: Option<u64>, listed: &[&str]) -> HashSet<String> {
+        let result = types::BulkResult {
+            successful_key_count: count,
+            unsuccessful_keys: listed.iter().map(|k| k.to_string()).collect(),
+        };
+        left_unwritten(Some(result), SENT.into_iter()).0
+    }
+
+    fn set(keys: &[&str]) -> HashSet<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn an_answer_that_holds_together_leaves_its_listed_keys() {
+        assert_eq!(unwritten(Some(3), &[]), set(&[]));
+        assert_eq!(unwritten(Some(2), &["b"]), set(&["b"]));
+        assert_eq!(unwritten(None, &["b", "b"]), set(&["b"]));
+        assert_eq!(left_unwritten(None, SENT.into_iter()).0, set(&[]));
+    }
+
+    #[test]
+    fn an_answer_that_lists_a_key_never_sent_leaves_every_key() {
+        assert_eq!(unwritten(Some(2), &["z"]), set(&SENT));
+        assert_eq!(unwritten(None, &["b", "B"]), set(&SENT));
+    }
+
+    #[test]
+    fn an_answer_counting_fewer_written_than_unlisted_leaves_every_key() {
+        assert_eq!(unwritten(Some(0), &[]), set(&SENT));
+        assert_eq!(unwritten(Some(1), &["a"]), set(&SENT));
     }
 }

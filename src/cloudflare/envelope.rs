@@ -89,8 +89,10 @@ fn messages(list: Vec<types::Message>) -> Vec<ApiMessage> {
         .collect()
 }
 
-/// The result of a 2xx answer, or the error its envelope reports.
+/// The result of a 2xx answer, or the error its envelope reports (without the credential,
+/// should the server echo it).
 pub(crate) fn unwrap<E: Envelope>(
+    seam: &seam::Seam,
     status: StatusCode,
     envelope: E,
 ) -> Result<Reply<E::Result>, Error> {
@@ -103,7 +105,7 @@ pub(crate) fn unwrap<E: Envelope>(
             messages(info),
             None,
         );
-        return Err(Error::Api(error));
+        return Err(seam.redact_credential(Error::Api(error)));
     }
     Ok(Reply {
         value: result,
@@ -130,7 +132,7 @@ where
     use progenitor_client::ClientInfo as _;
     let response = seam::call(raw.inner(), call, make).await?;
     let status = response.status();
-    unwrap(status, response.into_inner())
+    unwrap(raw.inner(), status, response.into_inner())
 }
 
 impl ErrorBody for types::Failure {
@@ -141,6 +143,13 @@ impl ErrorBody for types::Failure {
     fn decode(body: &[u8]) -> Option<(Vec<ApiMessage>, Vec<ApiMessage>)> {
         serde_json::from_slice::<types::Failure>(body)
             .ok()
+            .map(ErrorBody::into_messages)
+    }
+
+    fn unsuccessful(body: &[u8]) -> Option<(Vec<ApiMessage>, Vec<ApiMessage>)> {
+        serde_json::from_slice::<types::Failure>(body)
+            .ok()
+            .filter(|failure| !failure.success)
             .map(ErrorBody::into_messages)
     }
 }

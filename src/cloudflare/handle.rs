@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::envelope::{self, Reply};
 use super::{Client, limits, raw};
 use crate::body::{Body, Repr, ValueStream};
-use crate::error::{Error, InvalidInput, Provider};
+use crate::error::{Error, InvalidInput, Provider, Secrets};
 use crate::paging::{self, CursorGuard};
 use crate::policy::RetryPolicy;
 use crate::seam::{self, Call};
@@ -247,19 +247,32 @@ impl Namespace {
     /// # }
     /// ```
     pub async fn get(&self, key: &str) -> Result<Option<Value>, Error> {
-        self.check_key(key).await?;
-        let get = || Some(self.raw().value_get(self.account(), &self.id, key));
-        match seam::call(self.client.seam(), self.op("value_get"), get).await {
-            Ok(response) => {
-                let expiration = header_i64(response.headers(), "expiration")?;
-                Ok(Some(Value {
-                    expiration,
-                    body: ValueStream::new(Provider::Cloudflare, response.into_inner()),
-                }))
+        crate::error::redacting(Secrets::key(key), async move {
+            self.check_key(key).await?;
+            let started = tokio::time::Instant::now();
+            let get = || Some(self.raw().value_get(self.account(), &self.id, key));
+            match seam::call(self.client.seam(), self.op("value_get"), get).await {
+                Ok(response) => {
+                    let expiration = header_i64(response.headers(), "expiration")?;
+                    let read_limits = &self.client.seam().policy().read_limits;
+                    let max = crate::body::value_bytes_limit(read_limits, limits::MAX_VALUE_BYTES);
+                    let deadline = self
+                        .retry_policy()
+                        .deadline
+                        .and_then(|d| started.checked_add(d));
+                    let body = ValueStream::new(
+                        Provider::Cloudflare,
+                        response.into_inner(),
+                        max,
+                        deadline,
+                    );
+                    Ok(Some(Value { expiration, body }))
+                }
+                Err(error) if is_missing_key(&error) => Ok(None),
+                Err(error) => Err(error),
             }
-            Err(error) if is_missing_key(&error) => Ok(None),
-            Err(error) => Err(error),
-        }
+        })
+        .await
     }
 
     /// Writes a value, replacing any value, expiration and metadata under the key.
@@ -291,45 +304,55 @@ impl Namespace {
         options: PutOptions,
     ) -> Result<Reply<()>, Error> {
         let value = value.into();
-        self.check_key(key).await?;
-        limits::check_ttl(options.expiration_ttl)?;
-        limits::check_value_len(value.len())?;
-        let metadata = options
-            .metadata
-            .as_ref()
-            .map(limits::metadata_json)
-            .transpose()?;
-        let ttl = options
-            .expiration_ttl
-            .map(|ttl| {
-                i64::try_from(ttl).map_err(|_| InvalidInput::OutOfRange {
-                    what: "expiration_ttl",
-                    allowed: "at most i64::MAX",
+        let (plain_value, metadata_text) = (
+            value.as_bytes(),
+            options.metadata.as_ref().map(|m| m.to_string()),
+        );
+        let secrets = Secrets::key(key)
+            .with(plain_value.as_deref().unwrap_or_default(), "<value>")
+            .with_opt(metadata_text.as_deref(), "<metadata>");
+        crate::error::redacting(secrets, async move {
+            self.check_key(key).await?;
+            limits::check_ttl(options.expiration_ttl)?;
+            limits::check_value_len(value.len())?;
+            let metadata = options
+                .metadata
+                .as_ref()
+                .map(limits::metadata_json)
+                .transpose()?;
+            let ttl = options
+                .expiration_ttl
+                .map(|ttl| {
+                    i64::try_from(ttl).map_err(|_| InvalidInput::OutOfRange {
+                        what: "expiration_ttl",
+                        allowed: "at most i64::MAX",
+                    })
                 })
-            })
-            .transpose()?;
-        let reply = match metadata {
-            None => {
-                let mut body = value.into_source();
-                let put = || {
-                    let body = body.next()?.into_reqwest();
-                    Some(self.raw().value_put(
-                        self.account(),
-                        &self.id,
-                        key,
-                        options.expiration,
-                        ttl,
-                        body,
-                    ))
-                };
-                envelope::call(self.raw(), self.op("value_put"), put).await?
-            }
-            Some(metadata) => {
-                self.put_multipart(key, value, metadata, options.expiration, ttl)
-                    .await?
-            }
-        };
-        Ok(reply.map(drop))
+                .transpose()?;
+            let reply = match metadata {
+                None => {
+                    let mut body = value.into_source();
+                    let put = || {
+                        let body = body.next()?.into_reqwest();
+                        Some(self.raw().value_put(
+                            self.account(),
+                            &self.id,
+                            key,
+                            options.expiration,
+                            ttl,
+                            body,
+                        ))
+                    };
+                    envelope::call(self.raw(), self.op("value_put"), put).await?
+                }
+                Some(metadata) => {
+                    self.put_multipart(key, value, metadata, options.expiration, ttl)
+                        .await?
+                }
+            };
+            Ok(reply.map(drop))
+        })
+        .await
     }
 
     /// The multipart form of a value write, which progenitor cannot generate.
@@ -341,14 +364,15 @@ impl Namespace {
         expiration: Option<i64>,
         expiration_ttl: Option<i64>,
     ) -> Result<Reply<Option<serde_json::Value>>, Error> {
-        use progenitor_client::{ClientInfo as _, encode_path};
+        use crate::transport::segment::encode;
+        use progenitor_client::ClientInfo as _;
         let raw = self.raw();
         let url = format!(
             "{}/accounts/{}/storage/kv/namespaces/{}/values/{}",
             raw.baseurl(),
-            encode_path(self.account()),
-            encode_path(&self.id),
-            encode_path(key)
+            encode(self.account()),
+            encode(&self.id),
+            encode(key)
         );
         let mut query = Vec::new();
         query.extend(expiration.map(|e| ("expiration", e)));
@@ -374,32 +398,40 @@ impl Namespace {
             }))
         };
         let accept = |status: reqwest::StatusCode| status.is_success();
-        let response =
+        let (status, body) =
             seam::send::<_, raw::types::Failure, _>(raw, self.op("value_put"), accept, request)
                 .await?;
-        let (status, body) =
-            seam::decode_json::<raw::types::EmptyResponse>(Provider::Cloudflare, response).await?;
-        envelope::unwrap(status, body)
+        let seam = self.client.seam();
+        let body =
+            seam::decode_json::<raw::types::EmptyResponse>(Provider::Cloudflare, status, &body)
+                .map_err(|e| seam.redact_credential(e))?;
+        envelope::unwrap(seam, status, body)
     }
 
     /// Deletes a key and its value.
     pub async fn delete(&self, key: &str) -> Result<Reply<()>, Error> {
-        self.check_key(key).await?;
-        let delete = || Some(self.raw().value_delete(self.account(), &self.id, key));
-        let reply = envelope::call(self.raw(), self.op("value_delete"), delete).await?;
-        Ok(reply.map(drop))
+        crate::error::redacting(Secrets::key(key), async move {
+            self.check_key(key).await?;
+            let delete = || Some(self.raw().value_delete(self.account(), &self.id, key));
+            let reply = envelope::call(self.raw(), self.op("value_delete"), delete).await?;
+            Ok(reply.map(drop))
+        })
+        .await
     }
 
     /// Reads a key's metadata: `Ok(None)` if the key does not exist, `Some(Value::Null)` if it
     /// has none.
     pub async fn metadata(&self, key: &str) -> Result<Option<serde_json::Value>, Error> {
-        self.check_key(key).await?;
-        let get = || Some(self.raw().metadata_get(self.account(), &self.id, key));
-        match envelope::call(self.raw(), self.op("metadata_get"), get).await {
-            Ok(reply) => Ok(Some(reply.into_inner().unwrap_or(serde_json::Value::Null))),
-            Err(error) if is_missing_key(&error) => Ok(None),
-            Err(error) => Err(error),
-        }
+        crate::error::redacting(Secrets::key(key), async move {
+            self.check_key(key).await?;
+            let get = || Some(self.raw().metadata_get(self.account(), &self.id, key));
+            match envelope::call(self.raw(), self.op("metadata_get"), get).await {
+                Ok(reply) => Ok(Some(reply.into_inner().unwrap_or(serde_json::Value::Null))),
+                Err(error) if is_missing_key(&error) => Ok(None),
+                Err(error) => Err(error),
+            }
+        })
+        .await
     }
 
     /// Reads a key's metadata as `T`: `Ok(None)` if the key does not exist.
@@ -408,14 +440,12 @@ impl Namespace {
             return Ok(None);
         };
         serde_json::from_value(metadata).map(Some).map_err(|e| {
-            let reason = format!("the metadata is not the type asked for: {e}");
-            Error::BadResponse(crate::error::BadResponse::new(
-                Provider::Cloudflare,
-                None,
-                reason,
-                None,
-                Some(Box::new(e)),
-            ))
+            // serde's message quotes the metadata, which is the caller's: only its kind is kept.
+            let reason = format!(
+                "the metadata is not the type asked for ({:?})",
+                e.classify()
+            );
+            Error::bad_response(Provider::Cloudflare, None, reason)
         })
     }
 
@@ -457,43 +487,50 @@ impl Namespace {
             let namespace = namespace.clone();
             let prefix = prefix.clone();
             paging::boxed(async move {
-                checked?;
-                if let Some(cursor) = &cursor {
-                    guard.admit(Provider::Cloudflare, cursor)?;
-                }
-                let list = || {
-                    let (account, id) = (namespace.account(), &namespace.id);
-                    Some(namespace.raw().keys_list(
-                        account,
-                        id,
-                        cursor.as_deref(),
-                        limit,
-                        prefix.as_deref(),
-                    ))
-                };
-                let response =
-                    seam::call(namespace.client.seam(), namespace.op("keys_list"), list).await?;
-                let status = response.status();
-                let body = response.into_inner();
-                let next = paging::next_cursor(
-                    body.result_info
-                        .as_ref()
-                        .and_then(|info| info.cursor.clone()),
-                );
-                let (keys, _) = envelope::unwrap(status, body)?.into_parts();
-                let keys = keys
-                    .into_iter()
-                    .map(|k| Key {
-                        name: k.name,
-                        expiration: k.expiration,
-                        metadata: k.metadata,
-                    })
-                    .collect();
-                let page = KeyPage {
-                    keys,
-                    cursor: next.clone(),
-                };
-                Ok((page, next.map(|next| (Some(next), guard, Ok(())))))
+                let prefix_text = prefix.clone();
+                let secrets = Secrets::new().with_opt(prefix_text.as_deref(), "<prefix>");
+                crate::error::redacting(secrets, async move {
+                    checked?;
+                    if let Some(cursor) = &cursor {
+                        guard.admit(Provider::Cloudflare, cursor)?;
+                    }
+                    let list = || {
+                        let (account, id) = (namespace.account(), &namespace.id);
+                        Some(namespace.raw().keys_list(
+                            account,
+                            id,
+                            cursor.as_deref(),
+                            limit,
+                            prefix.as_deref(),
+                        ))
+                    };
+                    let response =
+                        seam::call(namespace.client.seam(), namespace.op("keys_list"), list)
+                            .await?;
+                    let status = response.status();
+                    let body = response.into_inner();
+                    let next = paging::next_cursor(
+                        body.result_info
+                            .as_ref()
+                            .and_then(|info| info.cursor.clone()),
+                    );
+                    let (keys, _) =
+                        envelope::unwrap(namespace.client.seam(), status, body)?.into_parts();
+                    let keys = keys
+                        .into_iter()
+                        .map(|k| Key {
+                            name: k.name,
+                            expiration: k.expiration,
+                            metadata: k.metadata,
+                        })
+                        .collect();
+                    let page = KeyPage {
+                        keys,
+                        cursor: next.clone(),
+                    };
+                    Ok((page, next.map(|next| (Some(next), guard, Ok(())))))
+                })
+                .await
             })
         })
     }
@@ -501,11 +538,18 @@ impl Namespace {
     pub(super) fn client(&self) -> &Client {
         &self.client
     }
+
+    /// Refuses an account or namespace id no URL can carry.
+    pub(super) fn check_ids(&self) -> Result<(), InvalidInput> {
+        crate::keys::check_id(self.account())?;
+        crate::keys::check_id(&self.id)
+    }
 }
 
-/// Whether an error is the service saying the key does not exist (code 10009).
+/// Whether an error is the service saying the key does not exist (code 10009 on an answer that
+/// is not a server error: a 5xx says nothing reliable about the key).
 fn is_missing_key(error: &Error) -> bool {
-    error.codes().contains(&10009)
+    error.status().is_some_and(|s| !s.is_server_error()) && error.codes().contains(&10009)
 }
 
 fn header_i64(headers: &reqwest::header::HeaderMap, name: &str) -> Result<Option<i64>, Error> {
@@ -513,11 +557,12 @@ fn header_i64(headers: &reqwest::header::HeaderMap, name: &str) -> Result<Option
         return Ok(None);
     };
     let parsed = value.to_str().ok().and_then(|v| v.trim().parse().ok());
+    // Not quoted: the server's header text could echo anything of ours.
     parsed.map(Some).ok_or_else(|| {
         Error::bad_response(
             Provider::Cloudflare,
             None,
-            format!("the {name} header is not a number: {value:?}"),
+            format!("the {name} header is not a number"),
         )
     })
 }

@@ -262,9 +262,8 @@ impl Client {
                 let status = response.status();
                 let body = response.into_inner();
                 let info = body.result_info.clone();
-                let (namespaces, _) = envelope::unwrap(status, body)?.into_parts();
-                let next =
-                    has_next_page(page, info.as_ref(), namespaces.is_empty()).then_some(page + 1);
+                let (namespaces, _) = envelope::unwrap(client.seam(), status, body)?.into_parts();
+                let next = next_page(page, info.as_ref(), namespaces.len())?;
                 Ok((namespaces, next))
             })
         });
@@ -274,17 +273,51 @@ impl Client {
     }
 }
 
-/// Whether a namespace page is followed by another, from what `result_info` says: its
-/// `total_pages`, else its `total_count` and `per_page`. Without either, an empty page ends.
-fn has_next_page(page: u32, info: Option<&raw::types::ResultInfo>, page_is_empty: bool) -> bool {
+/// The page after `page`, if any, from what `result_info` says: an empty page ends the
+/// listing, as does a page at or past `total_pages` (else `total_count` ÷ `per_page`). Numbers
+/// that contradict the page they came with are an error, never a reason to go on asking.
+fn next_page(
+    page: u32,
+    info: Option<&raw::types::ResultInfo>,
+    page_len: usize,
+) -> Result<Option<u32>, Error> {
+    let contradiction = |what: &str| {
+        Err(Error::bad_response(
+            Provider::Cloudflare,
+            None,
+            format!("the namespace listing contradicts itself: {what}"),
+        ))
+    };
+    if page_len == 0 {
+        return Ok(None);
+    }
     let info = info.cloned().unwrap_or_default();
-    if let Some(total_pages) = info.total_pages {
-        return u64::from(page) < total_pages;
+    if info
+        .page
+        .is_some_and(|answered| answered != u64::from(page))
+    {
+        return contradiction("it answered another page than the one asked for");
     }
-    if let (Some(total), Some(per_page)) = (info.total_count, info.per_page) {
-        return u64::from(page) * per_page < total;
+    let more = if let Some(total_pages) = info.total_pages {
+        u64::from(page) < total_pages
+    } else if let (Some(total), Some(per_page)) = (info.total_count, info.per_page) {
+        if per_page == 0 {
+            return contradiction("per_page is 0 on a page with namespaces");
+        }
+        match u64::from(page).checked_mul(per_page) {
+            Some(listed) => listed < total,
+            None => return contradiction("page × per_page overflows"),
+        }
+    } else {
+        true
+    };
+    if !more {
+        return Ok(None);
     }
-    !page_is_empty
+    match page.checked_add(1) {
+        Some(next) => Ok(Some(next)),
+        None => contradiction("more pages than a page number can count"),
+    }
 }
 
 /// A namespace's identity and settings.

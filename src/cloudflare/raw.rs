@@ -29,3 +29,16 @@
 #![allow(missing_docs, clippy::all, unused_imports)]
 
 include!(concat!(env!("OUT_DIR"), "/cloudflare-kv.rs"));
+
+crate::seam::hooks_through_seam!(Client, OPERATIONS, answer);
+
+/// What each operation answers, for the read limit of its body.
+fn answer(operation_id: &str) -> crate::transport::capped::Answer {
+    use crate::transport::capped::Answer;
+    match operation_id {
+        "value_get" => Answer::Value,
+        "keys_list" | "namespace_list" => Answer::Page,
+        "bulk_write" | "bulk_delete" | "bulk_get" => Answer::Bulk,
+        _ => Answer::Json,
+    }
+}

@@ -291,9 +291,20 @@ fn put_item(state: &mut State, request: &Request) -> Response<Body> {
     let ttl = request
         .header("time_to_live_sec")
         .and_then(|t| t.parse::<i64>().ok());
-    let expected = request
-        .header("if-generation-match")
-        .map(|g| g.parse::<u64>().ok());
+    // A precondition that is not a generation is refused, whether or not the key exists: read
+    // as "no precondition" it would turn a guarded write into an unconditional one.
+    let expected = match request.header("if-generation-match") {
+        None => None,
+        Some(g) => match g.parse::<u64>() {
+            Ok(generation) => Some(generation),
+            Err(_) => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    json!({"msg": "Bad request", "detail": "if-generation-match is not a generation"}),
+                );
+            }
+        },
+    };
     let flag = |name: &str| request.query(name) == Some("true");
     let now = unix_now();
     let generation = state.next_generation();
@@ -302,7 +313,7 @@ fn put_item(state: &mut State, request: &Request) -> Response<Body> {
     };
     let current = store.items.get(&key).filter(|i| i.live(now));
     let precondition_failed = match expected {
-        Some(expected) => current.map(|i| i.generation) != expected,
+        Some(expected) => current.map(|i| i.generation) != Some(expected),
         None => flag("add") && current.is_some(),
     };
     if precondition_failed {

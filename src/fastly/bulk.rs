@@ -6,6 +6,13 @@
 //! [`limits::BATCH_DEFAULT_REQUEST_BYTES`]), so memory stays about chunk size × concurrency for
 //! any number of entries and a chunk can be sent again. Lines the service rejects come back with
 //! the key and the caller's own index: `written + failed.len()` is always the number submitted.
+//!
+//! A line is counted written only when its chunk was answered 2xx and nothing in the answer
+//! could be about it. A non-2xx answer, an error the answer does not tie to a line of the
+//! request (an index out of range, a key never sent, neither, or both disagreeing), an answer
+//! that cannot be read, or a request that got no answer fails every line of the chunk not
+//! already failed with its own reason: a line reported failed may have been written, but a line
+//! reported written was.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -13,7 +20,7 @@ use futures_util::{Stream, StreamExt as _};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
 use super::{Store, limits, raw::types};
-use crate::bulk::{BulkReport, Chunk, FailedKey, chunked, refused};
+use crate::bulk::{BulkReport, Chunk, FailedKey, chunked, clip, refused};
 use crate::error::{Error, InvalidInput, Provider};
 use crate::seam;
 
@@ -103,28 +110,52 @@ impl Default for BulkOptions {
     }
 }
 
-/// One line the service did not write, decoded tolerantly: the shape has never been recorded.
+/// One error of a batch answer, decoded tolerantly: the shape has never been recorded.
 struct LineError {
-    key: Option<String>,
-    index: Option<usize>,
+    /// The 0-based line it names; `Err` when the field is there but is no line number.
+    index: Result<Option<usize>, ()>,
+    /// The key it names; `Err` when the field is there but is no key.
+    key: Result<Option<String>, ()>,
     reason: String,
 }
 
-fn line_errors(body: &[u8]) -> Vec<LineError> {
+/// The errors of a batch answer, or why the answer cannot be read as one. An empty answer has
+/// none.
+fn line_errors(body: &[u8]) -> Result<Vec<LineError>, &'static str> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
+        return Err("it is not JSON");
     };
-    let errors = body
-        .get("errors")
-        .and_then(|e| e.as_array())
-        .cloned()
-        .unwrap_or_default();
+    let Some(body) = body.as_object() else {
+        return Err("it is not a JSON object");
+    };
+    let errors = match body.get("errors") {
+        None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+        Some(serde_json::Value::Array(errors)) => errors,
+        Some(_) => return Err("its `errors` is not a list"),
+    };
     let text = |v: &serde_json::Value, field: &str| match v.get(field) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    errors
+    let index = |e: &serde_json::Value| match e.get("index") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .and_then(|i| usize::try_from(i).ok())
+            .map(Some)
+            .ok_or(()),
+        Some(serde_json::Value::String(s)) => s.parse().map(Some).map_err(|_| ()),
+        Some(_) => Err(()),
+    };
+    let key = |e: &serde_json::Value| match e.get("key") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(_) => text(e, "key").map(Some).ok_or(()),
+    };
+    Ok(errors
         .iter()
         .map(|e| {
             let detail = ["reason", "message", "detail", "title"]
@@ -137,12 +168,82 @@ fn line_errors(body: &[u8]) -> Vec<LineError> {
                 (None, None) => e.to_string(),
             };
             LineError {
-                key: text(e, "key"),
-                index: text(e, "index").and_then(|i| i.parse().ok()),
-                reason,
+                index: index(e),
+                key: key(e),
+                reason: clip(reason),
             }
         })
-        .collect()
+        .collect())
+}
+
+/// The lines of the request an error is about: the line its index names, when the key it also
+/// names (if any) is that line's; or, naming no index, every line with its key. `None` when it
+/// names no sent line or contradicts itself: it could then be about any line.
+fn attribute(error: &LineError, keys: &[String]) -> Option<Vec<usize>> {
+    match (&error.index, &error.key) {
+        (Ok(Some(i)), Ok(key))
+            if *i < keys.len() && key.as_ref().is_none_or(|k| *k == keys[*i]) =>
+        {
+            Some(vec![*i])
+        }
+        (Ok(None), Ok(Some(key))) => {
+            let lines: Vec<usize> = (0..keys.len()).filter(|i| keys[*i] == *key).collect();
+            (!lines.is_empty()).then_some(lines)
+        }
+        _ => None,
+    }
+}
+
+/// What the batch answer says of each line of the request: `None` written, else why not. A line
+/// counts as written only when the status is 2xx, the answer reads, no error names it, and no
+/// error names something that could be it; every other line gets a reason, the service's own
+/// when one names it.
+fn account(status: reqwest::StatusCode, answer: &[u8], keys: &[String]) -> Vec<Option<String>> {
+    let mut fate = vec![None::<String>; keys.len()];
+    let (errors, unreadable) = match line_errors(answer) {
+        Ok(errors) => (errors, None),
+        Err(problem) => (Vec::new(), Some(problem)),
+    };
+    let mut unattributed = Vec::new();
+    for error in errors {
+        match attribute(&error, keys) {
+            Some(lines) => {
+                for line in lines {
+                    fate[line].get_or_insert_with(|| error.reason.clone());
+                }
+            }
+            None => unattributed.push(error.reason),
+        }
+    }
+    let rest = if let Some(first) = unattributed.first() {
+        let more = match unattributed.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more)"),
+        };
+        Some(format!(
+            "the answer ({status}) has an error that names no line of this request, so no line of \
+             it is known to be written: {first}{more}"
+        ))
+    } else if !status.is_success() {
+        let error = seam::from_undecoded_body::<()>(Provider::Fastly, status, answer, None);
+        Some(format!(
+            "the batch was answered {status} without naming this line, so it is not known to be \
+             written: {error}"
+        ))
+    } else {
+        unreadable.map(|problem| {
+            format!(
+                "the answer ({status}) cannot be read as the batch's ({problem}), so no line of \
+                 it is known to be written"
+            )
+        })
+    };
+    if let Some(rest) = rest.map(clip) {
+        for line in &mut fate {
+            line.get_or_insert_with(|| rest.clone());
+        }
+    }
+    fate
 }
 
 impl Store {
@@ -182,6 +283,7 @@ impl Store {
     where
         S: Stream<Item = BulkEntry> + Send,
     {
+        crate::keys::check_id(self.id())?;
         if options.concurrency == 0 {
             return Err(InvalidInput::OutOfRange {
                 what: "concurrency",
@@ -252,12 +354,12 @@ impl Store {
             );
         };
         let outcome = async {
-            use progenitor_client::{ClientInfo as _, encode_path};
+            use progenitor_client::ClientInfo as _;
             let raw = self.raw();
             let url = format!(
                 "{}/resources/stores/kv/{}/batch",
                 raw.baseurl(),
-                encode_path(self.id())
+                crate::transport::segment::encode(self.id())
             );
             // The chunk is a buffer, so a retry can send it again.
             let request = || {
@@ -280,53 +382,149 @@ impl Store {
             // Every answer but a retryable one is decoded here: line errors may come with a 4xx.
             let accept = |status: reqwest::StatusCode| !crate::policy::is_retryable_status(status);
             let call = self.op("kv_store_batch");
-            let response = seam::send::<_, (), _>(raw, call, accept, request).await?;
-            let status = response.status();
-            let answer = response.bytes().await.map_err(|e| {
-                Error::transport(Provider::Fastly, "reading the response body failed", e)
-            })?;
-            Ok::<_, Error>((status, answer))
+            seam::send::<_, (), _>(raw, call, accept, request).await
         };
         let (status, answer) = match outcome.await {
             Ok(answered) => answered,
             Err(error) => {
-                fail_all(&mut report, error.to_string());
+                fail_all(&mut report, clip(error.to_string()));
                 return report;
             }
         };
-        let errors = line_errors(&answer);
-        if errors.is_empty() {
-            if status.is_success() {
-                report.written += keys.len() as u64;
-            } else {
-                fail_all(
-                    &mut report,
-                    seam::from_undecoded_body::<()>(Provider::Fastly, status, &answer, None)
-                        .to_string(),
-                );
-            }
-            return report;
-        }
-        // Attribute each error to its line: by index when it names one in range, else by key.
-        let mut failed_lines = vec![None::<String>; keys.len()];
-        for error in errors {
-            let line = error
-                .index
-                .filter(|i| *i < keys.len() && error.key.as_ref().is_none_or(|k| *k == keys[*i]))
-                .or_else(|| {
-                    let key = error.key.as_ref()?;
-                    (0..keys.len()).find(|i| keys[*i] == *key && failed_lines[*i].is_none())
-                });
-            if let Some(line) = line {
-                failed_lines[line] = Some(error.reason);
-            }
-        }
-        for ((key, index), reason) in keys.into_iter().zip(indices).zip(failed_lines) {
+        let fate = account(status, &answer, &keys);
+        for ((key, index), reason) in keys.into_iter().zip(indices).zip(fate) {
             match reason {
                 Some(reason) => report.failed.push(FailedKey { key, index, reason }),
                 None => report.written += 1,
             }
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    use super::account;
+
+    fn keys() -> Vec<String> {
+        ["a", "b", "c", "a"].map(String::from).to_vec()
+    }
+
+    /// Which lines are written (`true`) after `answer` with `status`.
+    fn written(status: u16, answer: serde_json::Value) -> Vec<bool> {
+        let status = StatusCode::from_u16(status).unwrap();
+        let body = answer.to_string();
+        account(status, body.as_bytes(), &keys())
+            .iter()
+            .map(Option::is_none)
+            .collect()
+    }
+
+    fn errors(errors: serde_json::Value) -> serde_json::Value {
+        json!({"title": "partial", "errors": errors})
+    }
+
+    #[test]
+    fn a_2xx_answer_without_errors_writes_every_line() {
+        assert_eq!(written(200, json!({"errors": []})), [true; 4]);
+        assert_eq!(written(200, json!({"title": "success"})), [true; 4]);
+        let empty = account(StatusCode::OK, b" \n", &keys());
+        assert!(empty.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn an_error_naming_a_line_fails_that_line_alone() {
+        let by_index = errors(json!([{"index": 1, "reason": "no"}]));
+        assert_eq!(written(200, by_index), [true, false, true, true]);
+        let by_both = errors(json!([{"index": "2", "key": "c"}]));
+        assert_eq!(written(200, by_both), [true, true, false, true]);
+        let by_index_of_a_twice_sent_key = errors(json!([{"index": 3, "key": "a"}]));
+        assert_eq!(
+            written(200, by_index_of_a_twice_sent_key),
+            [true, true, true, false]
+        );
+    }
+
+    #[test]
+    fn an_error_naming_only_a_key_fails_every_line_with_it() {
+        let by_key = errors(json!([{"key": "a", "code": "400", "reason": "bad"}]));
+        assert_eq!(written(200, by_key), [false, true, true, false]);
+    }
+
+    #[test]
+    fn an_error_that_names_no_sent_line_fails_every_line() {
+        for error in [
+            json!({"index": 4}),
+            json!({"index": 4, "key": "a"}),
+            json!({"key": "z"}),
+            json!({"code": "500", "reason": "store busy"}),
+            json!({"index": -1, "key": "b"}),
+            json!({"index": 1.5}),
+            json!({"index": "first"}),
+            json!({"index": 0, "key": "b"}),
+            json!({"index": 1, "key": ["b"]}),
+            json!("not an object"),
+        ] {
+            let answer = errors(json!([{"index": 1, "reason": "own"}, error]));
+            assert_eq!(written(200, answer), [false; 4], "{error}");
+        }
+    }
+
+    #[test]
+    fn a_non_2xx_answer_fails_every_line_whatever_it_names() {
+        assert_eq!(written(400, errors(json!([{"index": 1}]))), [false; 4]);
+        assert_eq!(written(400, errors(json!([]))), [false; 4]);
+        assert_eq!(
+            written(404, json!({"title": "store not found"})),
+            [false; 4]
+        );
+        let html = account(StatusCode::FORBIDDEN, b"<html>no</html>", &keys());
+        assert!(html.iter().all(|r| r.as_ref().unwrap().contains("403")));
+    }
+
+    #[test]
+    fn a_2xx_answer_that_cannot_be_read_fails_every_line() {
+        for body in [
+            &b"<html>ok</html>"[..],
+            b"null",
+            b"[]",
+            br#"{"errors": "some lines failed"}"#,
+            br#"{"errors": {"0": "bad"}}"#,
+        ] {
+            let fate = account(StatusCode::OK, body, &keys());
+            assert!(fate.iter().all(Option::is_some), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_keeps_its_own_reason_and_the_others_get_the_servers_message() {
+        let answer = errors(json!([
+            {"index": 0, "code": "400", "reason": "metadata rejected"},
+            {"code": "503", "reason": "shard unavailable"},
+        ]));
+        let fate = account(StatusCode::OK, answer.to_string().as_bytes(), &keys());
+        assert_eq!(fate[0].as_deref(), Some("400: metadata rejected"));
+        let rest = fate[1].as_deref().unwrap();
+        assert!(rest.contains("503: shard unavailable"), "{rest}");
+        let status = account(
+            StatusCode::BAD_REQUEST,
+            answer.to_string().as_bytes(),
+            &keys(),
+        );
+        assert_eq!(status[0].as_deref(), Some("400: metadata rejected"));
+    }
+
+    #[test]
+    fn a_huge_reason_is_clipped() {
+        let long = "x".repeat(1 << 20);
+        let answer = errors(json!([{"reason": long}]));
+        let fate = account(StatusCode::OK, answer.to_string().as_bytes(), &keys());
+        assert!(
+            fate.iter()
+                .all(|r| r.as_ref().unwrap().len() <= crate::bulk::MAX_REASON_BYTES + 3)
+        );
     }
 }

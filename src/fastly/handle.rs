@@ -11,7 +11,7 @@ use reqwest::header::HeaderName;
 use super::{Client, limits, raw};
 use crate::body::{Body, ValueStream};
 use crate::bulk::{BulkReport, FailedKey};
-use crate::error::{Error, InvalidInput, Provider};
+use crate::error::{Error, InvalidInput, Provider, Secrets};
 use crate::paging::{self, CursorGuard};
 use crate::policy::RetryPolicy;
 use crate::seam::{self, Call};
@@ -280,6 +280,13 @@ impl Store {
         self.client.raw()
     }
 
+    /// The retry policy of this handle's calls.
+    fn retry_policy(&self) -> &RetryPolicy {
+        self.retry
+            .as_deref()
+            .unwrap_or(&self.client.seam().policy().retry)
+    }
+
     fn seen(&self) {
         self.exists.store(true, Ordering::Relaxed);
     }
@@ -307,39 +314,61 @@ impl Store {
     /// # }
     /// ```
     pub async fn get(&self, key: &str) -> Result<Option<Item>, Error> {
-        limits::check_key(key)?;
-        let get = || Some(self.raw().kv_store_get_item(&self.id, key));
-        match seam::call(self.client.seam(), self.op("kv_store_get_item"), get).await {
-            Ok(response) => {
-                self.seen();
-                let headers = response.headers();
-                let generation = headers
-                    .get(&GENERATION)
-                    .and_then(|g| g.to_str().ok())
-                    .and_then(|g| g.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        Error::bad_response(
-                            Provider::Fastly,
-                            Some(response.status()),
-                            "no valid generation header",
-                        )
-                    })?;
-                let metadata = headers
-                    .get(&METADATA)
-                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+        crate::error::redacting(Secrets::key(key), async move {
+            limits::check_key(key)?;
+            let started = tokio::time::Instant::now();
+            let get = || Some(self.raw().kv_store_get_item(&self.id, key));
+            match seam::call(self.client.seam(), self.op("kv_store_get_item"), get).await {
+                Ok(response) => {
+                    self.seen();
+                    let headers = response.headers();
+                    let generation = headers
+                        .get(&GENERATION)
+                        .and_then(|g| g.to_str().ok())
+                        .and_then(|g| g.trim().parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            Error::bad_response(
+                                Provider::Fastly,
+                                Some(response.status()),
+                                "no valid generation header",
+                            )
+                        })?;
+                    // Metadata that is not UTF-8 is refused rather than silently altered.
+                    let metadata = match headers.get(&METADATA) {
+                        None => None,
+                        Some(m) => {
+                            Some(String::from_utf8(m.as_bytes().to_vec()).map_err(|_| {
+                                Error::bad_response(
+                                    Provider::Fastly,
+                                    Some(response.status()),
+                                    "the metadata header is not UTF-8",
+                                )
+                            })?)
+                        }
+                    }
                     .filter(|m| !m.is_empty());
-                Ok(Some(Item {
-                    generation,
-                    metadata,
-                    body: ValueStream::new(Provider::Fastly, response.into_inner()),
-                }))
+                    let read_limits = &self.client.seam().policy().read_limits;
+                    let max = crate::body::value_bytes_limit(read_limits, limits::MAX_VALUE_BYTES);
+                    let deadline = self
+                        .retry_policy()
+                        .deadline
+                        .and_then(|d| started.checked_add(d));
+                    let body =
+                        ValueStream::new(Provider::Fastly, response.into_inner(), max, deadline);
+                    Ok(Some(Item {
+                        generation,
+                        metadata,
+                        body,
+                    }))
+                }
+                Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => {
+                    self.confirm_exists().await?;
+                    Ok(None)
+                }
+                Err(error) => Err(error),
             }
-            Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => {
-                self.confirm_exists().await?;
-                Ok(None)
-            }
-            Err(error) => Err(error),
-        }
+        })
+        .await
     }
 
     /// Writes an item. The value is sent as it is read (bytes and strings as they are, streams
@@ -372,40 +401,47 @@ impl Store {
         options: PutOptions,
     ) -> Result<(), Error> {
         let value = value.into();
-        limits::check_key(key)?;
-        limits::check_value_len(value.len())?;
-        if let Some(metadata) = &options.metadata {
-            limits::check_metadata(metadata)?;
-        }
-        let flag = |mode: WriteMode| (options.mode == mode).then_some(true);
-        let mut body = value.into_source();
-        let put = || {
-            let body = body.next()?.into_reqwest();
-            Some(self.raw().kv_store_upsert_item(
-                &self.id,
-                key,
-                flag(WriteMode::Add),
-                flag(WriteMode::Append),
-                options.background_fetch.then_some(true),
-                flag(WriteMode::Prepend),
-                options.if_generation_match,
-                options.metadata.as_deref(),
-                options.ttl_seconds,
-                body,
-            ))
-        };
-        // A lost answer makes a retry of these wrong: a second add or a conditional write would
-        // answer 412 for the first one's success, and a second append would append twice.
-        let is_unsafe =
-            options.mode != WriteMode::Overwrite || options.if_generation_match.is_some();
-        seam::call(
-            self.client.seam(),
-            self.op("kv_store_upsert_item").unsafe_if(is_unsafe),
-            put,
-        )
-        .await?;
-        self.seen();
-        Ok(())
+        let (plain_value, metadata_text) = (value.as_bytes(), options.metadata.clone());
+        let secrets = Secrets::key(key)
+            .with(plain_value.as_deref().unwrap_or_default(), "<value>")
+            .with_opt(metadata_text.as_deref(), "<metadata>");
+        crate::error::redacting(secrets, async move {
+            limits::check_key(key)?;
+            limits::check_value_len(value.len())?;
+            if let Some(metadata) = &options.metadata {
+                limits::check_metadata(metadata)?;
+            }
+            let flag = |mode: WriteMode| (options.mode == mode).then_some(true);
+            let mut body = value.into_source();
+            let put = || {
+                let body = body.next()?.into_reqwest();
+                Some(self.raw().kv_store_upsert_item(
+                    &self.id,
+                    key,
+                    flag(WriteMode::Add),
+                    flag(WriteMode::Append),
+                    options.background_fetch.then_some(true),
+                    flag(WriteMode::Prepend),
+                    options.if_generation_match,
+                    options.metadata.as_deref(),
+                    options.ttl_seconds,
+                    body,
+                ))
+            };
+            // A lost answer makes a retry of these wrong: a second add or a conditional write would
+            // answer 412 for the first one's success, and a second append would append twice.
+            let is_unsafe =
+                options.mode != WriteMode::Overwrite || options.if_generation_match.is_some();
+            seam::call(
+                self.client.seam(),
+                self.op("kv_store_upsert_item").unsafe_if(is_unsafe),
+                put,
+            )
+            .await?;
+            self.seen();
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes an item. With [`DeleteOptions::if_generation_match`] a mismatch is an error whose
@@ -414,26 +450,31 @@ impl Store {
     /// Retries: a plain delete is retried, and one that then finds the item gone counts as done;
     /// with `if_generation_match` only when the request provably never left.
     pub async fn delete(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
-        limits::check_key(key)?;
-        let force = options.force.then_some(true);
-        let delete = || {
-            Some(
-                self.raw()
-                    .kv_store_delete_item(&self.id, key, force, options.if_generation_match),
-            )
-        };
-        let call = self
-            .op("kv_store_delete_item")
-            .unsafe_if(options.if_generation_match.is_some());
-        match seam::call(self.client.seam(), call, delete).await {
-            Ok(_) => {}
-            // A retried delete whose first attempt may have succeeded: the item is gone either way.
-            Err(error) if error.status() == Some(StatusCode::NOT_FOUND) && error.attempts() > 1 => {
+        crate::error::redacting(Secrets::key(key), async move {
+            limits::check_key(key)?;
+            let force = options.force.then_some(true);
+            let delete = || {
+                Some(self.raw().kv_store_delete_item(
+                    &self.id,
+                    key,
+                    force,
+                    options.if_generation_match,
+                ))
+            };
+            let call = self
+                .op("kv_store_delete_item")
+                .unsafe_if(options.if_generation_match.is_some());
+            match seam::call(self.client.seam(), call, delete).await {
+                Ok(_) => {}
+                // A retried delete whose first attempt may have succeeded: the item is gone either way.
+                Err(error)
+                    if error.status() == Some(StatusCode::NOT_FOUND) && error.attempts() > 1 => {}
+                Err(error) => return Err(error),
             }
-            Err(error) => return Err(error),
-        }
-        self.seen();
-        Ok(())
+            self.seen();
+            Ok(())
+        })
+        .await
     }
 
     /// Every key, page by page under the hood.
@@ -483,36 +524,41 @@ impl Store {
                 let prefix = prefix.clone();
                 let limit = limit.clone();
                 paging::boxed(async move {
-                    let limit = limit.transpose()?;
-                    if let Some(cursor) = &cursor {
-                        guard.admit(Provider::Fastly, cursor)?;
-                    }
-                    let list = || {
-                        let (cursor, prefix) = (cursor.as_deref(), prefix.as_deref());
-                        Some(store.raw().kv_store_list_item_keys(
-                            &store.id,
-                            consistency,
-                            cursor,
-                            limit,
-                            prefix,
+                    let prefix_text = prefix.clone();
+                    let secrets = Secrets::new().with_opt(prefix_text.as_deref(), "<prefix>");
+                    crate::error::redacting(secrets, async move {
+                        let limit = limit.transpose()?;
+                        if let Some(cursor) = &cursor {
+                            guard.admit(Provider::Fastly, cursor)?;
+                        }
+                        let list = || {
+                            let (cursor, prefix) = (cursor.as_deref(), prefix.as_deref());
+                            Some(store.raw().kv_store_list_item_keys(
+                                &store.id,
+                                consistency,
+                                cursor,
+                                limit,
+                                prefix,
+                            ))
+                        };
+                        let page = seam::call(
+                            store.client.seam(),
+                            store.op("kv_store_list_item_keys"),
+                            list,
+                        )
+                        .await?
+                        .into_inner();
+                        store.seen();
+                        let next = paging::next_cursor(page.meta.next_cursor);
+                        Ok((
+                            KeyPage {
+                                keys: page.data,
+                                cursor: next.clone(),
+                            },
+                            next.map(|next| (Some(next), guard)),
                         ))
-                    };
-                    let page = seam::call(
-                        store.client.seam(),
-                        store.op("kv_store_list_item_keys"),
-                        list,
-                    )
-                    .await?
-                    .into_inner();
-                    store.seen();
-                    let next = paging::next_cursor(page.meta.next_cursor);
-                    Ok((
-                        KeyPage {
-                            keys: page.data,
-                            cursor: next.clone(),
-                        },
-                        next.map(|next| (Some(next), guard)),
-                    ))
+                    })
+                    .await
                 })
             },
         )

@@ -24,17 +24,11 @@ pub(crate) fn check_key(key: &str) -> Result<(), InvalidInput> {
     keys::check_length(key, MAX_KEY_BYTES)?;
     if key.starts_with(RESERVED_KEY_PREFIX) {
         let rule = "keys may not start with `.well-known/acme-challenge/`";
-        return Err(InvalidInput::KeyNotAllowed {
-            key: key.to_string(),
-            rule,
-        });
+        return Err(InvalidInput::KeyNotAllowed { rule, position: 0 });
     }
-    if key.chars().any(char::is_control) {
+    if let Some((position, _)) = key.char_indices().find(|(_, c)| c.is_control()) {
         let rule = "keys may not contain CR, LF or other control characters";
-        return Err(InvalidInput::KeyNotAllowed {
-            key: key.to_string(),
-            rule,
-        });
+        return Err(InvalidInput::KeyNotAllowed { rule, position });
     }
     Ok(())
 }

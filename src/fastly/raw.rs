@@ -28,3 +28,16 @@
 #![allow(missing_docs, clippy::all, unused_imports)]
 
 include!(concat!(env!("OUT_DIR"), "/fastly-kv.rs"));
+
+crate::seam::hooks_through_seam!(Client, OPERATIONS, answer);
+
+/// What each operation answers, for the read limit of its body.
+fn answer(operation_id: &str) -> crate::transport::capped::Answer {
+    use crate::transport::capped::Answer;
+    match operation_id {
+        "kv_store_get_item" => Answer::Value,
+        "kv_store_list" | "kv_store_list_item_keys" => Answer::Page,
+        "kv_store_batch" => Answer::Bulk,
+        _ => Answer::Json,
+    }
+}

@@ -232,6 +232,60 @@ mod tests {
         );
     }
 
+    /// T3: no path parameter goes through progenitor's encoder, which leaves `\\` raw (the URL
+    /// parser reads it as `/`): not in the checked-in snapshot, not by hand in `src/`.
+    #[test]
+    fn nothing_calls_progenitors_path_encoder() {
+        fn rust_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    rust_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let root = super::repo_root();
+        let mut files = Vec::new();
+        rust_files(&root.join("specs/generated"), &mut files);
+        rust_files(&root.join("src"), &mut files);
+        let offenders: Vec<_> = files
+            .iter()
+            .filter(|f| std::fs::read_to_string(f).unwrap().contains("encode_path("))
+            .collect();
+        assert!(
+            offenders.is_empty(),
+            "progenitor_client::encode_path is used in {offenders:?}"
+        );
+        for stem in ["fastly-kv", "cloudflare-kv"] {
+            let path = root.join(format!("specs/generated/{stem}.rs"));
+            let generated = std::fs::read_to_string(path).unwrap();
+            assert!(
+                generated.contains("::transport::segment::encode("),
+                "{stem}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_transform_rewrites_every_encode_path_call() {
+        let tokens: proc_macro2::TokenStream =
+            "use progenitor_client::{encode_path, ClientHooks}; fn f() { g(encode_path(&x.to_string())); }"
+                .parse()
+                .unwrap();
+        let text = codegen::use_crate_segment_encoder(tokens).to_string();
+        assert!(!text.contains("encode_path"), "{text}");
+        assert!(
+            text.contains("crate :: transport :: segment :: encode (& x . to_string ())"),
+            "{text}"
+        );
+        assert!(
+            text.contains("use progenitor_client :: { ClientHooks }"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn the_real_specs_pass_lint() {
         let root = super::repo_root();

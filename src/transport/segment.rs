@@ -1,0 +1,197 @@
+//! URL path segments: the one encoder for keys and ids, and the check, before a request leaves,
+//! that its parsed path is its operation's template with one segment per parameter.
+//!
+//! The URL parser reads `\` as `/`, resolves `..` and `%2e` dot segments and drops tab, CR and
+//! LF (`shared/URL-SAFETY.md`), so a segment stays one segment, decoding back to exactly the
+//! key, only when every byte outside RFC 3986 `pchar` is percent-encoded. Unreserved
+//! characters, sub-delims, `:` and `@` stay literal: a Cloudflare namespace that stores keys
+//! literally (`supports_url_encoding: false`) keeps accepting the keys it accepted before.
+
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+/// Every ASCII byte outside `pchar`; non-ASCII is always encoded by `utf8_percent_encode`.
+const NOT_PCHAR: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Encodes `segment` as one URL path segment. The generated clients call this instead of
+/// `progenitor_client::encode_path` (`codegen.rs` rewrites them), as does every hand-written
+/// request.
+pub(crate) fn encode(segment: &str) -> String {
+    utf8_percent_encode(segment, NOT_PCHAR).to_string()
+}
+
+/// Whether [`encode`] changes `segment`.
+pub(crate) fn needs_encoding(segment: &str) -> bool {
+    segment.bytes().any(|b| !is_pchar(b))
+}
+
+/// Whether `byte` is an ASCII byte of RFC 3986 `pchar` other than `%`: unreserved, a
+/// sub-delim, `:` or `@`. Kept in step with [`NOT_PCHAR`] by a test.
+fn is_pchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte)
+}
+
+/// Whether no URL can carry `segment` as one path segment: the parser drops or resolves these
+/// whatever their encoding.
+pub(crate) fn is_unaddressable(segment: &str) -> bool {
+    segment.is_empty() || segment == "." || segment == ".."
+}
+
+/// The message of a request refused by [`check_path`].
+pub(crate) const REFUSED: &str =
+    "a path parameter is empty, `.` or `..`, or would not stay one URL path segment";
+
+/// Checks that `path`, as parsed from the request URL, is `base_url`'s path followed by
+/// `template` with each `{parameter}` one non-empty segment that is not a dot segment. Checks the
+/// result, not the encoder: whatever built the URL, a request whose path left its template does
+/// not leave.
+pub(crate) fn check_path(path: &str, base_url: &str, template: &str) -> Result<(), &'static str> {
+    let rest = path.strip_prefix(base_path(base_url)).ok_or(REFUSED)?;
+    let mut sent = rest.split('/');
+    for expected in template.split('/') {
+        let segment = sent.next().ok_or(REFUSED)?;
+        let fits = if expected.starts_with('{') {
+            !is_unaddressable(segment) && !is_dot_segment(segment)
+        } else {
+            segment == expected
+        };
+        if !fits {
+            return Err(REFUSED);
+        }
+    }
+    match sent.next() {
+        None => Ok(()),
+        Some(_) => Err(REFUSED),
+    }
+}
+
+/// The path of a base URL, without its trailing `/` (empty for `https://host`).
+fn base_path(base_url: &str) -> &str {
+    let after_scheme = base_url
+        .split_once("://")
+        .map_or(base_url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.trim_end_matches('/')
+}
+
+/// `.` or `..` spelled with `%2e` in any case, which the parser counts as dots.
+fn is_dot_segment(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    matches!(
+        lower.as_str(),
+        "." | ".." | "%2e" | "%2e." | ".%2e" | "%2e%2e"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a server receiving `base/<encoded>` sees as the segment, through the real parser.
+    fn sent_segment(key: &str) -> Option<String> {
+        let url = reqwest::Url::parse(&format!("https://h/base/{}/end", encode(key))).ok()?;
+        let segments: Vec<&str> = url.path_segments()?.collect();
+        match segments.as_slice() {
+            ["base", segment, "end"] => Some(segment.to_string()),
+            _ => None,
+        }
+    }
+
+    fn decoded(segment: &str) -> Vec<u8> {
+        percent_encoding::percent_decode_str(segment).collect()
+    }
+
+    #[test]
+    fn every_addressable_key_stays_one_segment_and_decodes_back() {
+        let keys = [
+            r"..\..\tokens\self",
+            r"x\y",
+            "a/b",
+            "a%2Fb",
+            "%2e",
+            "%2e%2e",
+            "a\tb\rc\nd",
+            "a b",
+            "é",
+            "日本",
+            "a^b|c[d]e{f}g`h\"i<j>k",
+            "a?b#c",
+            "a:b@c!$&'()*+,;=d",
+            "\u{0}\u{7f}",
+            "..a",
+            ".a.",
+            "...",
+            "~-._",
+        ];
+        for key in keys {
+            let segment = sent_segment(key).unwrap_or_else(|| panic!("{key:?} left its segment"));
+            assert_eq!(decoded(&segment), key.as_bytes(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn the_byte_rule_and_the_encoder_agree_on_every_byte() {
+        for byte in 0..=u8::MAX {
+            let text = if byte.is_ascii() {
+                (byte as char).to_string()
+            } else {
+                "é".to_string()
+            };
+            assert_eq!(needs_encoding(&text), encode(&text) != text, "byte {byte}");
+        }
+    }
+
+    #[test]
+    fn sub_delims_colon_and_at_stay_literal() {
+        let key = "a:b@c!$&'()*+,;=d-._~";
+        assert_eq!(encode(key), key);
+        assert!(!needs_encoding(key));
+        for key in [r"a\b", "a^b", "a|b", "a[b]", "é", "a%b", "a b"] {
+            assert!(needs_encoding(key), "{key:?}");
+            assert_eq!(needs_encoding(key), encode(key) != key);
+        }
+    }
+
+    #[test]
+    fn paths_that_leave_their_template_are_refused() {
+        let template = "/stores/{store_id}/keys/{key}";
+        let ok = "/v4/stores/s1/keys/a%5Cb";
+        assert_eq!(check_path(ok, "https://h/v4", template), Ok(()));
+        assert_eq!(check_path(ok, "https://h/v4/", template), Ok(()));
+        for path in [
+            "/v4/stores/s1/keys/",
+            "/v4/stores/s1/keys",
+            "/v4/stores//keys/k",
+            "/v4/stores/s1/keys/a/b",
+            "/v4/tokens/self",
+            "/stores/s1/keys/k",
+            "/v4/stores/%2E%2e/keys/k",
+        ] {
+            assert_eq!(
+                check_path(path, "https://h/v4", template),
+                Err(REFUSED),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            check_path("/stores/s/keys/k", "http://127.0.0.1:9", template),
+            Ok(())
+        );
+    }
+}
