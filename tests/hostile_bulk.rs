@@ -13,14 +13,13 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use edgekv::emulator::faults::{Reply, Seen, play, read_request};
+use edgekv::emulator::faults::{Reply, Seen};
 use edgekv::policy::{RequestPolicy, RetryPolicy};
 use edgekv::seam::Credential;
 use edgekv::{cloudflare, fastly};
 use serde_json::{Value, json};
+use support::scripted::Scripted;
 use support::{CF_ACCOUNT, CF_NAMESPACE, FASTLY_STORE, FASTLY_TOKEN, cf_ok};
-use tokio::io::BufReader;
-use tokio::net::TcpListener;
 
 /// Entries submitted per seed and provider.
 const ENTRIES: usize = 3_000;
@@ -65,43 +64,7 @@ struct Record {
     strays: Vec<String>,
 }
 
-/// A loopback server answering each request as `handler` decides, after reading it whole.
-struct Scripted {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
-
 impl Scripted {
-    async fn start(handler: Handler) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let handler = handler.clone();
-                tokio::spawn(async move {
-                    let mut stream = BufReader::new(stream);
-                    let Some(request) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    let reply = handler(&request);
-                    play(stream.into_inner(), reply).await;
-                });
-            }
-        });
-        Scripted { url, task }
-    }
-
     /// A server for the bulk write under test, answering each request with `answer(rng, keys)`
     /// and recording it in `record` before the answer is played (so the record is complete once
     /// the client has its answer or its hang-up). The generator is seeded by the run's seed, the

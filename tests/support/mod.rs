@@ -5,6 +5,8 @@
 pub mod backend;
 #[cfg(feature = "emulator")]
 pub mod faulty;
+#[cfg(feature = "emulator")]
+pub mod scripted;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
