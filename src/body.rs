@@ -8,6 +8,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
@@ -244,11 +245,12 @@ pub struct ValueStream {
     chunks: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send + Sync>>,
     /// The most bytes [`ValueStream::bytes`] collects.
     max_bytes: u64,
-    /// When [`ValueStream::bytes`] gives up (the call's deadline).
-    bytes_deadline: Option<tokio::time::Instant>,
-    /// When the stream itself gives up ([`ValueStream::with_deadline`]).
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    timed_out: Option<std::time::Duration>,
+    /// When [`ValueStream::bytes`] gives up: the call's deadline, and its length.
+    bytes_deadline: Option<(tokio::time::Instant, Duration)>,
+    /// How long the stream itself may take ([`ValueStream::with_deadline`]), and its timer,
+    /// armed on the first poll (so the stream can be made outside a runtime).
+    deadline: Option<Duration>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for ValueStream {
@@ -261,28 +263,33 @@ impl std::fmt::Debug for ValueStream {
 }
 
 impl ValueStream {
-    pub(crate) fn new(
+    /// The value of a call that started at `started`: `bytes()` collects at most the configured
+    /// [`ReadLimits::value_bytes`](crate::policy::ReadLimits::value_bytes) (else the provider's
+    /// maximum) and ends at the call's `deadline`.
+    pub(crate) fn for_call(
         provider: Provider,
         stream: progenitor_client::ByteStream,
-        max_bytes: u64,
-        bytes_deadline: Option<tokio::time::Instant>,
+        policy: &crate::policy::RequestPolicy,
+        provider_max: u64,
+        started: tokio::time::Instant,
+        deadline: Option<Duration>,
     ) -> Self {
         ValueStream {
             provider,
             chunks: stream.into_inner(),
-            max_bytes,
-            bytes_deadline,
+            max_bytes: value_bytes_limit(&policy.read_limits, provider_max),
+            bytes_deadline: deadline.and_then(|d| Some((started.checked_add(d)?, d))),
             deadline: None,
-            timed_out: None,
+            timer: None,
         }
     }
 
     /// The same stream, failing with a timeout error ([`Error::is_timeout`]) if it has not ended
-    /// `within` from now: a bound on a streamed value's total time, where the idle-read timeout
-    /// only bounds each silence.
-    pub fn with_deadline(mut self, within: std::time::Duration) -> Self {
-        self.deadline = Some(Box::pin(tokio::time::sleep(within)));
-        self.timed_out = Some(within);
+    /// `within` from its first poll: a bound on a streamed value's total time, where the
+    /// idle-read timeout only bounds each silence.
+    pub fn with_deadline(mut self, within: Duration) -> Self {
+        self.deadline = Some(within);
+        self.timer = None;
         self
     }
 
@@ -315,16 +322,13 @@ impl ValueStream {
         };
         match deadline {
             None => collect.await,
-            Some(at) => match tokio::time::timeout_at(at, collect).await {
+            Some((at, after)) => match tokio::time::timeout_at(at, collect).await {
                 Ok(result) => result,
-                Err(_) => Err(Error::transport(
-                    provider,
-                    "timed out",
-                    crate::error::TimedOut {
-                        what: "the call's deadline, reading the value",
-                        after: at.saturating_duration_since(tokio::time::Instant::now()),
-                    },
-                )),
+                Err(_) => {
+                    let what = "the call's deadline, reading the value";
+                    let timed_out = crate::error::TimedOut { what, after };
+                    Err(Error::transport(provider, "timed out", timed_out))
+                }
             },
         }
     }
@@ -349,22 +353,22 @@ impl Stream for ValueStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let provider = self.provider;
-        if let Some(deadline) = self.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            self.deadline = None;
-            let after = self.timed_out.take().unwrap_or_default();
-            // Nothing more is read after the deadline.
-            self.chunks = Box::pin(futures_util::stream::empty());
-            let timed_out = crate::error::TimedOut {
-                what: "the value's deadline",
-                after,
-            };
-            return Poll::Ready(Some(Err(Error::transport(
-                provider,
-                "timed out",
-                timed_out,
-            ))));
+        if let Some(after) = self.deadline {
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+            if timer.as_mut().poll(cx).is_ready() {
+                self.deadline = None;
+                // Nothing more is read after the deadline.
+                self.chunks = Box::pin(futures_util::stream::empty());
+                let what = "the value's deadline";
+                let timed_out = crate::error::TimedOut { what, after };
+                return Poll::Ready(Some(Err(Error::transport(
+                    provider,
+                    "timed out",
+                    timed_out,
+                ))));
+            }
         }
         self.chunks.as_mut().poll_next(cx).map(|chunk| {
             chunk.map(|r| r.map_err(|e| Error::transport(provider, "reading the value failed", e)))

@@ -622,15 +622,25 @@ impl<'a> Secrets<'a> {
 
     /// `text` with every spelling of every secret replaced: as is, percent-encoded as a path
     /// segment or a query value, and escaped as a JSON string.
+    ///
+    /// A secret shorter than [`SHORT_SECRET`] bytes cannot be cut out of a text without leaving
+    /// its shape around every replacement (and mangling the text): a text holding one is withheld
+    /// whole.
     fn scrub(&self, text: &str) -> Option<String> {
         let mut out: Option<String> = None;
         for (secret, placeholder) in &self.items {
-            let Ok(secret) = std::str::from_utf8(secret) else {
+            // Every spelling is at least as long as the secret: a longer one cannot be in the
+            // text, and its spellings (copies of a value, maybe megabytes) are never built.
+            if secret.len() > out.as_deref().unwrap_or(text).len() {
                 continue;
-            };
-            for spelling in spellings(secret) {
+            }
+            let secret = String::from_utf8_lossy(secret);
+            for spelling in spellings(&secret) {
                 let current = out.as_deref().unwrap_or(text);
                 if spelling.len() <= current.len() && current.contains(spelling.as_str()) {
+                    if secret.len() < SHORT_SECRET {
+                        return Some(WITHHELD.to_string());
+                    }
                     out = Some(current.replace(spelling.as_str(), placeholder));
                 }
             }
@@ -651,10 +661,11 @@ impl<'a> Secrets<'a> {
             return;
         };
         for (secret, placeholder) in &self.items {
-            let Ok(secret) = std::str::from_utf8(secret) else {
+            if secret.len() < SHORT_SECRET {
                 continue;
-            };
-            for spelling in spellings(secret) {
+            }
+            let secret = String::from_utf8_lossy(secret);
+            for spelling in spellings(&secret) {
                 let longest = (1..spelling.len().min(body.len() + 1))
                     .rev()
                     .filter(|n| spelling.is_char_boundary(*n))
@@ -668,6 +679,12 @@ impl<'a> Secrets<'a> {
         }
     }
 }
+
+/// Secrets shorter than this many bytes withhold the whole text they appear in.
+const SHORT_SECRET: usize = 4;
+
+/// What replaces a server text that held a secret too short to cut out.
+const WITHHELD: &str = "<withheld: the server's text quotes a short key or value of the call>";
 
 /// The ways a secret can appear in a server's text.
 fn spellings(secret: &str) -> Vec<String> {
@@ -811,5 +828,24 @@ mod redaction_tests {
         let mut excerpt = "a long body ending in ü x/\\\"…".to_string();
         secrets.scrub_excerpt(&mut excerpt);
         assert_eq!(excerpt, "a long body ending in <key>…");
+    }
+
+    #[test]
+    fn a_short_secret_withholds_the_text_and_bytes_are_matched_as_the_server_shows_them() {
+        let short = Secrets::key("e");
+        assert_eq!(
+            short.scrub("the request header is invalid").as_deref(),
+            Some(WITHHELD)
+        );
+        assert_eq!(short.scrub("no match at all"), None);
+        let value = b"plantedVALUE\xff";
+        let secrets = Secrets::new().with(value, "<value>");
+        let echoed = format!("bad body: {}", String::from_utf8_lossy(value));
+        assert_eq!(secrets.scrub(&echoed).as_deref(), Some("bad body: <value>"));
+        let huge = vec![b'x'; 1 << 20];
+        assert_eq!(
+            Secrets::new().with(&huge, "<value>").scrub("short text"),
+            None
+        );
     }
 }

@@ -139,11 +139,13 @@ pub struct ReadLimits {
     pub json: usize,
     /// One page of a listing (up to 1,000 keys with their metadata). Default 16 MiB.
     pub page: usize,
-    /// The answer of a bulk or batch call, whatever its status (a Fastly batch can name 10,000
-    /// refused lines; a Cloudflare bulk get returns up to 100 values). A bulk get whose answer
-    /// is larger is split in halves, down to single keys, rather than failing keys.
-    /// Default 64 MiB.
+    /// The answer of a bulk write or delete or of a Fastly batch, whatever its status: room for
+    /// 10,000 refused lines or unsuccessful keys, each with its reason. Default 8 MiB.
     pub bulk: usize,
+    /// The answer of a Cloudflare bulk get, whatever its status (up to 100 values). A request
+    /// whose answer is larger is split in halves, down to single keys, rather than failing keys.
+    /// Default 64 MiB.
+    pub bulk_get: usize,
     /// [`ValueStream::bytes`](crate::ValueStream::bytes): `None` means the provider's value
     /// maximum (Cloudflare 25 MiB, Fastly 25 MB).
     pub value_bytes: Option<u64>,
@@ -155,7 +157,8 @@ impl Default for ReadLimits {
             error_body: 16 * 1024,
             json: 1024 * 1024,
             page: 16 * 1024 * 1024,
-            bulk: 64 * 1024 * 1024,
+            bulk: 8 * 1024 * 1024,
+            bulk_get: 64 * 1024 * 1024,
             value_bytes: None,
         }
     }

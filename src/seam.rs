@@ -695,7 +695,7 @@ fn template(provider: Provider, operation: &str) -> (&'static str, &'static str)
 
 fn transport(provider: Provider, error: reqwest::Error) -> Error {
     if let Some(too_large) = find::<AnswerTooLarge>(&error) {
-        return Error::answer_too_large(provider, too_large.limit, "json, page or bulk");
+        return Error::answer_too_large(provider, too_large.limit, too_large.setting);
     }
     let what = if error.is_connect() {
         "could not connect"

@@ -365,9 +365,7 @@ async fn memory_case(case: &str) {
         "fastly_endless_batch_answer" => {
             let answer = Answer::new(400, bodies::endless_fastly_batch_errors()).json_type();
             let server = HostileServer::always(answer).await;
-            let mut policy = policy();
-            policy.read_limits.bulk = 8 << 20;
-            let client = fastly(&server.url(), policy);
+            let client = fastly(&server.url(), policy());
             let store = client.store(STORE);
             let entries: Vec<_> = (0..10)
                 .map(|i| edgekv::fastly::BulkEntry::new(format!("k{i}"), "v"))

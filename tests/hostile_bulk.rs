@@ -529,7 +529,7 @@ async fn a_bulk_get_answer_over_the_read_limit_is_split_down_to_single_keys() {
     let server = sized_values(sizes.clone()).await;
     let mut policy = support::fast_policy();
     // Two 1,000-byte values and their envelope fit; three do not.
-    policy.read_limits.bulk = 2_600;
+    policy.read_limits.bulk_get = 2_600;
     let namespace = cloudflare_client(&server.url, policy).namespace(CF_NAMESPACE);
     let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
     let got = namespace

@@ -254,17 +254,13 @@ impl Namespace {
             match seam::call(self.client.seam(), self.op("value_get"), get).await {
                 Ok(response) => {
                     let expiration = header_i64(response.headers(), "expiration")?;
-                    let read_limits = &self.client.seam().policy().read_limits;
-                    let max = crate::body::value_bytes_limit(read_limits, limits::MAX_VALUE_BYTES);
-                    let deadline = self
-                        .retry_policy()
-                        .deadline
-                        .and_then(|d| started.checked_add(d));
-                    let body = ValueStream::new(
+                    let body = ValueStream::for_call(
                         Provider::Cloudflare,
                         response.into_inner(),
-                        max,
-                        deadline,
+                        self.client.seam().policy(),
+                        limits::MAX_VALUE_BYTES,
+                        started,
+                        self.retry_policy().deadline,
                     );
                     Ok(Some(Value { expiration, body }))
                 }

@@ -38,7 +38,8 @@ fn answer(operation_id: &str) -> crate::transport::capped::Answer {
     match operation_id {
         "value_get" => Answer::Value,
         "keys_list" | "namespace_list" => Answer::Page,
-        "bulk_write" | "bulk_delete" | "bulk_get" => Answer::Bulk,
+        "bulk_write" | "bulk_delete" => Answer::Bulk,
+        "bulk_get" => Answer::BulkGet,
         _ => Answer::Json,
     }
 }

@@ -347,14 +347,14 @@ impl Store {
                         }
                     }
                     .filter(|m| !m.is_empty());
-                    let read_limits = &self.client.seam().policy().read_limits;
-                    let max = crate::body::value_bytes_limit(read_limits, limits::MAX_VALUE_BYTES);
-                    let deadline = self
-                        .retry_policy()
-                        .deadline
-                        .and_then(|d| started.checked_add(d));
-                    let body =
-                        ValueStream::new(Provider::Fastly, response.into_inner(), max, deadline);
+                    let body = ValueStream::for_call(
+                        Provider::Fastly,
+                        response.into_inner(),
+                        self.client.seam().policy(),
+                        limits::MAX_VALUE_BYTES,
+                        started,
+                        self.retry_policy().deadline,
+                    );
                     Ok(Some(Item {
                         generation,
                         metadata,

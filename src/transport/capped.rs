@@ -26,22 +26,26 @@ pub(crate) enum Answer {
     Json,
     /// A listing page ([`ReadLimits::page`]).
     Page,
-    /// A bulk or batch answer, whatever its status ([`ReadLimits::bulk`]).
+    /// A bulk write or delete, or batch, answer, whatever its status ([`ReadLimits::bulk`]).
     Bulk,
+    /// A bulk get answer, whatever its status ([`ReadLimits::bulk_get`]).
+    BulkGet,
 }
 
 /// The answer went past the read limit for it.
 #[derive(Debug)]
 pub(crate) struct AnswerTooLarge {
     pub(crate) limit: usize,
+    /// The [`ReadLimits`] field that set it.
+    pub(crate) setting: &'static str,
 }
 
 impl fmt::Display for AnswerTooLarge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the answer is larger than its read limit of {} bytes (see `ReadLimits`)",
-            self.limit
+            "the answer is larger than its read limit of {} bytes (`ReadLimits::{}`)",
+            self.limit, self.setting
         )
     }
 }
@@ -80,18 +84,15 @@ pub(crate) fn find<'a, T: std::error::Error + 'static>(
 
 /// The limit to read `response` under, by what its operation answers and its status.
 fn mode(response: &reqwest::Response, answer: Answer, limits: &ReadLimits) -> Option<Mode> {
-    let status = response.status();
-    if answer == Answer::Bulk {
-        return Some(Mode::Fail(limits.bulk));
-    }
-    if !status.is_success() {
-        return Some(Mode::Cut(limits.error_body));
-    }
+    let success = response.status().is_success();
     match answer {
+        // Per-line errors can come with any status: never cut to an excerpt.
+        Answer::Bulk => Some(Mode::Fail(limits.bulk, "bulk")),
+        Answer::BulkGet => Some(Mode::Fail(limits.bulk_get, "bulk_get")),
+        _ if !success => Some(Mode::Cut(limits.error_body)),
         Answer::Value => unframed(response).then_some(Mode::FailAtEnd),
-        Answer::Json => Some(Mode::Fail(limits.json)),
-        Answer::Page => Some(Mode::Fail(limits.page)),
-        Answer::Bulk => Some(Mode::Fail(limits.bulk)),
+        Answer::Json => Some(Mode::Fail(limits.json, "json")),
+        Answer::Page => Some(Mode::Fail(limits.page, "page")),
     }
 }
 
@@ -117,7 +118,7 @@ pub(crate) fn limit(
     };
     // A declared length within the limit is enforced by the HTTP layer already.
     let declared = response.content_length();
-    if let (Mode::Fail(max) | Mode::Cut(max), Some(len)) = (mode, declared)
+    if let (Mode::Fail(max, _) | Mode::Cut(max), Some(len)) = (mode, declared)
         && usize::try_from(len).is_ok_and(|len| len <= max)
     {
         return response;
@@ -142,8 +143,8 @@ pub(crate) fn limit(
 
 #[derive(Clone, Copy, Debug)]
 enum Mode {
-    /// Fail past this many bytes.
-    Fail(usize),
+    /// Fail past this many bytes, naming the setting.
+    Fail(usize, &'static str),
     /// End the body after this many bytes.
     Cut(usize),
     /// Fail at the end: the body cannot tell a cut from its end.
@@ -191,9 +192,9 @@ impl http_body::Body for Capped {
         let len = data.len();
         let total = self.read.saturating_add(len);
         match self.mode {
-            Mode::Fail(max) if total > max => {
+            Mode::Fail(limit, setting) if total > limit => {
                 self.done = true;
-                Poll::Ready(Some(Err(Box::new(AnswerTooLarge { limit: max }))))
+                Poll::Ready(Some(Err(Box::new(AnswerTooLarge { limit, setting }))))
             }
             Mode::Cut(max) if total >= max => {
                 self.done = true;
@@ -240,6 +241,7 @@ mod tests {
             json: max,
             page: max,
             bulk: max,
+            bulk_get: max,
             value_bytes: None,
         }
     }
@@ -249,7 +251,7 @@ mod tests {
         let answer = limit(response(200, b"0123456789", true), Answer::Json, &limits(8));
         let error = answer.bytes().await.unwrap_err();
         let found = find::<AnswerTooLarge>(&error).expect("the limit is in the chain");
-        assert_eq!(found.limit, 8);
+        assert_eq!((found.limit, found.setting), (8, "json"));
         let answer = limit(response(200, b"01234567", true), Answer::Json, &limits(8));
         assert_eq!(&answer.bytes().await.unwrap()[..], b"01234567");
     }

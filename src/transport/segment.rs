@@ -61,7 +61,12 @@ pub(crate) const REFUSED: &str =
 /// result, not the encoder: whatever built the URL, a request whose path left its template does
 /// not leave.
 pub(crate) fn check_path(path: &str, base_url: &str, template: &str) -> Result<(), &'static str> {
-    let rest = path.strip_prefix(base_path(base_url)).ok_or(REFUSED)?;
+    let (base, trailing_slash) = base_path(base_url);
+    let mut rest = path.strip_prefix(base).ok_or(REFUSED)?;
+    if trailing_slash {
+        // `https://host/v4/` + `/accounts…`: the URL keeps both slashes.
+        rest = rest.strip_prefix('/').unwrap_or(rest);
+    }
     let mut sent = rest.split('/');
     for expected in template.split('/') {
         let segment = sent.next().ok_or(REFUSED)?;
@@ -80,14 +85,15 @@ pub(crate) fn check_path(path: &str, base_url: &str, template: &str) -> Result<(
     }
 }
 
-/// The path of a base URL, without its trailing `/` (empty for `https://host`).
-fn base_path(base_url: &str) -> &str {
+/// The path of a base URL without its trailing `/` (empty for `https://host`), and whether it
+/// had one.
+fn base_path(base_url: &str) -> (&str, bool) {
     let after_scheme = base_url
         .split_once("://")
         .map_or(base_url, |(_, rest)| rest);
     let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
     let path = path.split(['?', '#']).next().unwrap_or("");
-    path.trim_end_matches('/')
+    (path.strip_suffix('/').unwrap_or(path), path.ends_with('/'))
 }
 
 /// `.` or `..` spelled with `%2e` in any case, which the parser counts as dots.
@@ -173,7 +179,9 @@ mod tests {
         let template = "/stores/{store_id}/keys/{key}";
         let ok = "/v4/stores/s1/keys/a%5Cb";
         assert_eq!(check_path(ok, "https://h/v4", template), Ok(()));
-        assert_eq!(check_path(ok, "https://h/v4/", template), Ok(()));
+        let with_slash = "/v4//stores/s1/keys/a%5Cb";
+        assert_eq!(check_path(with_slash, "https://h/v4/", template), Ok(()));
+        assert_eq!(check_path("//stores/s/keys/k", "https://h/", template), Ok(()));
         for path in [
             "/v4/stores/s1/keys/",
             "/v4/stores/s1/keys",
