@@ -593,20 +593,32 @@ fn is_reqwest_timeout(error: &reqwest::Error) -> bool {
 /// the credential. Keys come from end users and errors end up in logs.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Secrets<'a> {
-    items: Vec<(&'a [u8], &'static str)>,
+    /// The first few, without an allocation: every facade call builds one.
+    inline: [Option<Secret<'a>>; 3],
+    more: Vec<Secret<'a>>,
 }
+
+type Secret<'a> = (&'a [u8], &'static str);
 
 impl<'a> Secrets<'a> {
     pub(crate) fn new() -> Self {
-        Secrets { items: Vec::new() }
+        Secrets::default()
     }
 
     /// Adds `secret`, replaced by `placeholder` (empty secrets are nothing to hide).
     pub(crate) fn with(mut self, secret: &'a [u8], placeholder: &'static str) -> Self {
-        if !secret.is_empty() {
-            self.items.push((secret, placeholder));
+        if secret.is_empty() {
+            return self;
+        }
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some((secret, placeholder)),
+            None => self.more.push((secret, placeholder)),
         }
         self
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Secret<'a>> {
+        self.inline.iter().flatten().chain(self.more.iter())
     }
 
     pub(crate) fn key(key: &'a str) -> Self {
@@ -628,7 +640,7 @@ impl<'a> Secrets<'a> {
     /// whole.
     fn scrub(&self, text: &str) -> Option<String> {
         let mut out: Option<String> = None;
-        for (secret, placeholder) in &self.items {
+        for (secret, placeholder) in self.iter() {
             // Every spelling is at least as long as the secret: a longer one cannot be in the
             // text, and its spellings (copies of a value, maybe megabytes) are never built.
             if secret.len() > out.as_deref().unwrap_or(text).len() {
@@ -660,7 +672,7 @@ impl<'a> Secrets<'a> {
         let Some(body) = excerpt.strip_suffix('…') else {
             return;
         };
-        for (secret, placeholder) in &self.items {
+        for (secret, placeholder) in self.iter() {
             if secret.len() < SHORT_SECRET {
                 continue;
             }
@@ -763,7 +775,7 @@ impl Error {
     /// The same error with every secret of `secrets` replaced in the text that came from the
     /// server (messages, excerpts, reasons, the rate-limit policy) and in its cause.
     pub(crate) fn redact(mut self, secrets: &Secrets<'_>) -> Self {
-        if secrets.items.is_empty() {
+        if secrets.iter().next().is_none() {
             return self;
         }
         if let Some(call) = self.call_mut()

@@ -62,47 +62,72 @@ pub(crate) const REFUSED: &str =
 /// not leave.
 pub(crate) fn check_path(path: &str, base_url: &str, template: &str) -> Result<(), &'static str> {
     let (base, trailing_slash) = base_path(base_url);
-    let mut rest = path.strip_prefix(base).ok_or(REFUSED)?;
-    if trailing_slash {
+    let mut sent = path.as_bytes().strip_prefix(base).ok_or(REFUSED)?;
+    if trailing_slash && sent.starts_with(b"//") {
         // `https://host/v4/` + `/accounts…`: the URL keeps both slashes.
-        rest = rest.strip_prefix('/').unwrap_or(rest);
+        sent = &sent[1..];
     }
-    let mut sent = rest.split('/');
-    for expected in template.split('/') {
-        let segment = sent.next().ok_or(REFUSED)?;
-        let fits = if expected.starts_with('{') {
-            !is_unaddressable(segment) && !is_dot_segment(segment)
-        } else {
-            segment == expected
+    // Byte by byte, segment by segment: every request passes here.
+    let mut expected = template.as_bytes();
+    loop {
+        match (expected.split_first(), sent.split_first()) {
+            (None, None) => return Ok(()),
+            (Some((b'/', t)), Some((b'/', s))) => (expected, sent) = (t, s),
+            _ => return Err(REFUSED),
+        }
+        let (want, t) = expected.split_at(segment_len(expected));
+        let (got, s) = sent.split_at(segment_len(sent));
+        let fits = match want.first() {
+            Some(b'{') => !got.is_empty() && !is_dot_segment(got),
+            _ => want == got,
         };
         if !fits {
             return Err(REFUSED);
         }
+        (expected, sent) = (t, s);
     }
-    match sent.next() {
-        None => Ok(()),
-        Some(_) => Err(REFUSED),
-    }
+}
+
+fn segment_len(path: &[u8]) -> usize {
+    path.iter().position(|b| *b == b'/').unwrap_or(path.len())
 }
 
 /// The path of a base URL without its trailing `/` (empty for `https://host`), and whether it
 /// had one.
-fn base_path(base_url: &str) -> (&str, bool) {
-    let after_scheme = base_url
-        .split_once("://")
-        .map_or(base_url, |(_, rest)| rest);
-    let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    (path.strip_suffix('/').unwrap_or(path), path.ends_with('/'))
+fn base_path(base_url: &str) -> (&[u8], bool) {
+    let url = base_url.as_bytes();
+    let after_scheme = url
+        .windows(3)
+        .position(|w| w == b"://")
+        .map_or(url, |i| &url[i + 3..]);
+    let path = match after_scheme.iter().position(|b| *b == b'/') {
+        Some(i) => &after_scheme[i..],
+        None => &[],
+    };
+    let path = &path[..path
+        .iter()
+        .position(|b| matches!(b, b'?' | b'#'))
+        .unwrap_or(path.len())];
+    match path.split_last() {
+        Some((b'/', rest)) => (rest, true),
+        _ => (path, false),
+    }
 }
 
 /// `.` or `..` spelled with `%2e` in any case, which the parser counts as dots.
-fn is_dot_segment(segment: &str) -> bool {
-    let lower = segment.to_ascii_lowercase();
-    matches!(
-        lower.as_str(),
-        "." | ".." | "%2e" | "%2e." | ".%2e" | "%2e%2e"
-    )
+fn is_dot_segment(segment: &[u8]) -> bool {
+    // Each dot is `.` or `%2e`; at most two of them.
+    let mut rest = segment;
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    matches!(dots, 1 | 2)
 }
 
 #[cfg(test)]
@@ -181,7 +206,10 @@ mod tests {
         assert_eq!(check_path(ok, "https://h/v4", template), Ok(()));
         let with_slash = "/v4//stores/s1/keys/a%5Cb";
         assert_eq!(check_path(with_slash, "https://h/v4/", template), Ok(()));
-        assert_eq!(check_path("//stores/s/keys/k", "https://h/", template), Ok(()));
+        assert_eq!(
+            check_path("//stores/s/keys/k", "https://h/", template),
+            Ok(())
+        );
         for path in [
             "/v4/stores/s1/keys/",
             "/v4/stores/s1/keys",
@@ -190,6 +218,8 @@ mod tests {
             "/v4/tokens/self",
             "/stores/s1/keys/k",
             "/v4/stores/%2E%2e/keys/k",
+            "/v4/stores/.%2E/keys/k",
+            "/v4/stores/s1/keys/%2e",
         ] {
             assert_eq!(
                 check_path(path, "https://h/v4", template),
