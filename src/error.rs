@@ -736,39 +736,35 @@ impl fmt::Display for Redacted {
 
 impl std::error::Error for Redacted {}
 
+/// An error and its causes as one text, with their `Debug` too when `debug` (some errors show
+/// more there than in `Display`).
+fn chain_text(error: &(dyn std::error::Error + 'static), debug: bool) -> String {
+    let mut text = String::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&e.to_string());
+        if debug {
+            text.push_str(&format!(" {e:?}"));
+        }
+        current = e.source();
+    }
+    text
+}
+
 /// `source` as it is when nothing in its chain shows a secret, else its whole chain as redacted
 /// text.
 fn scrub_source(
     source: Box<dyn std::error::Error + Send + Sync>,
     secrets: &Secrets<'_>,
 ) -> Box<dyn std::error::Error + Send + Sync> {
-    let mut chain = String::new();
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
-    while let Some(e) = current {
-        if !chain.is_empty() {
-            chain.push_str(": ");
-        }
-        chain.push_str(&e.to_string());
-        // Debug too: some errors show more there than in Display.
-        chain.push_str(&format!(" {e:?}"));
-        current = e.source();
+    if secrets.scrub(&chain_text(source.as_ref(), true)).is_none() {
+        return source;
     }
-    match secrets.scrub(&chain) {
-        None => source,
-        Some(_) => {
-            let mut text = String::new();
-            let mut current: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
-            while let Some(e) = current {
-                if !text.is_empty() {
-                    text.push_str(": ");
-                }
-                text.push_str(&e.to_string());
-                current = e.source();
-            }
-            let text = secrets.scrub(&text).unwrap_or(text);
-            Box::new(Redacted(text))
-        }
-    }
+    let text = chain_text(source.as_ref(), false);
+    Box::new(Redacted(secrets.scrub(&text).unwrap_or(text)))
 }
 
 impl Error {

@@ -91,7 +91,6 @@ impl BulkEntry {
     /// The wire item, after the checks a single write would get.
     fn into_item(self) -> Result<types::BulkWriteItem, InvalidInput> {
         check_bulk_key(&self.key)?;
-        limits::check_ttl(self.expiration_ttl)?;
         if let Some(metadata) = &self.metadata {
             limits::metadata_json(metadata)?;
         }
@@ -103,15 +102,7 @@ impl BulkEntry {
             ),
         };
         limits::check_value_len(Some(value.len() as u64))?;
-        let expiration_ttl = self
-            .expiration_ttl
-            .map(|t| {
-                i64::try_from(t).map_err(|_| InvalidInput::OutOfRange {
-                    what: "expiration_ttl",
-                    allowed: "at most i64::MAX",
-                })
-            })
-            .transpose()?;
+        let expiration_ttl = limits::ttl_seconds(self.expiration_ttl)?;
         Ok(types::BulkWriteItem {
             key: self.key,
             value,

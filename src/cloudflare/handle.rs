@@ -309,22 +309,13 @@ impl Namespace {
             .with_opt(metadata_text.as_deref(), "<metadata>");
         crate::error::redacting(secrets, async move {
             self.check_key(key).await?;
-            limits::check_ttl(options.expiration_ttl)?;
             limits::check_value_len(value.len())?;
             let metadata = options
                 .metadata
                 .as_ref()
                 .map(limits::metadata_json)
                 .transpose()?;
-            let ttl = options
-                .expiration_ttl
-                .map(|ttl| {
-                    i64::try_from(ttl).map_err(|_| InvalidInput::OutOfRange {
-                        what: "expiration_ttl",
-                        allowed: "at most i64::MAX",
-                    })
-                })
-                .transpose()?;
+            let ttl = limits::ttl_seconds(options.expiration_ttl)?;
             let reply = match metadata {
                 None => {
                     let mut body = value.into_source();

@@ -40,7 +40,7 @@ pub(crate) fn check_value_len(len: Option<u64>) -> Result<(), InvalidInput> {
     crate::body::check_len(len, MAX_VALUE_BYTES)
 }
 
-pub(crate) fn check_ttl(ttl: Option<u64>) -> Result<(), InvalidInput> {
+fn check_ttl(ttl: Option<u64>) -> Result<(), InvalidInput> {
     match ttl {
         Some(ttl) if ttl < MIN_EXPIRATION_TTL => Err(InvalidInput::ExpirationTtlTooShort {
             ttl,
@@ -48,6 +48,18 @@ pub(crate) fn check_ttl(ttl: Option<u64>) -> Result<(), InvalidInput> {
         }),
         _ => Ok(()),
     }
+}
+
+/// Checks `expiration_ttl` and turns it into the `i64` the API takes.
+pub(crate) fn ttl_seconds(ttl: Option<u64>) -> Result<Option<i64>, InvalidInput> {
+    check_ttl(ttl)?;
+    ttl.map(|ttl| {
+        i64::try_from(ttl).map_err(|_| InvalidInput::OutOfRange {
+            what: "expiration_ttl",
+            allowed: "at most i64::MAX",
+        })
+    })
+    .transpose()
 }
 
 /// Serializes metadata and checks its size.
