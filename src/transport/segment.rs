@@ -78,13 +78,39 @@ pub(crate) fn check_path(path: &str, base_url: &str, template: &str) -> Result<(
         let (want, t) = expected.split_at(segment_len(expected));
         let (got, s) = sent.split_at(segment_len(sent));
         let fits = match want.first() {
-            Some(b'{') => !got.is_empty() && !is_dot_segment(got),
+            Some(b'{') => !got.is_empty() && !is_dot_segment(got) && is_encoded(got),
             _ => want == got,
         };
         if !fits {
             return Err(REFUSED);
         }
         (expected, sent) = (t, s);
+    }
+}
+
+/// Whether `segment` is exactly what [`encode`] writes for some text: `pchar` bytes as they are,
+/// everything else as `%XX` in upper case, and no `%XX` for a byte that stays literal. A segment
+/// any other encoder wrote (a raw `%`, a `%2f` left for the server to decode) is refused.
+fn is_encoded(segment: &[u8]) -> bool {
+    let mut rest = segment;
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = match (byte, tail) {
+            (b'%', [high, low, tail @ ..]) => match (upper_hex(*high), upper_hex(*low)) {
+                (Some(high), Some(low)) if !is_pchar(high << 4 | low) => tail,
+                _ => return false,
+            },
+            (byte, tail) if is_pchar(byte) => tail,
+            _ => return false,
+        };
+    }
+    true
+}
+
+fn upper_hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -189,6 +215,24 @@ mod tests {
     }
 
     #[test]
+    fn what_the_encoder_writes_passes_the_check_and_nothing_else_does() {
+        for key in [
+            "a b",
+            "é/ü",
+            r"x\y",
+            "%2e",
+            "a:b@c!$&'()*+,;=d",
+            "~-._",
+            "\u{7f}\t",
+        ] {
+            assert!(is_encoded(encode(key).as_bytes()), "{key:?}");
+        }
+        for segment in ["a%2fb", "%41", "%", "%2", "%zz", "a b", "a^b", "é"] {
+            assert!(!is_encoded(segment.as_bytes()), "{segment:?}");
+        }
+    }
+
+    #[test]
     fn sub_delims_colon_and_at_stay_literal() {
         let key = "a:b@c!$&'()*+,;=d-._~";
         assert_eq!(encode(key), key);
@@ -220,6 +264,11 @@ mod tests {
             "/v4/stores/%2E%2e/keys/k",
             "/v4/stores/.%2E/keys/k",
             "/v4/stores/s1/keys/%2e",
+            "/v4/stores/s1/keys/a%2fb",
+            "/v4/stores/s1/keys/a%41",
+            "/v4/stores/s1/keys/a%",
+            "/v4/stores/s1/keys/a%zz",
+            "/v4/stores/s1/keys/a^b",
         ] {
             assert_eq!(
                 check_path(path, "https://h/v4", template),
