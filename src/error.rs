@@ -636,14 +636,17 @@ impl<'a> Secrets<'a> {
     /// segment or a query value, and escaped as a JSON string.
     ///
     /// A secret shorter than [`SHORT_SECRET`] bytes cannot be cut out of a text without leaving
-    /// its shape around every replacement (and mangling the text): a text holding one is withheld
-    /// whole.
-    fn scrub(&self, text: &str) -> Option<String> {
+    /// its shape around every replacement (and mangling the text): a text wholly the server's
+    /// (`from_server`) holding one is withheld whole; in the crate's own text, which quotes the
+    /// server only in part, such short secrets are left alone.
+    fn scrub(&self, text: &str, from_server: bool) -> Option<String> {
         let mut out: Option<String> = None;
         for (secret, placeholder) in self.iter() {
             // Every spelling is at least as long as the secret: a longer one cannot be in the
             // text, and its spellings (copies of a value, maybe megabytes) are never built.
-            if secret.len() > out.as_deref().unwrap_or(text).len() {
+            if secret.len() > out.as_deref().unwrap_or(text).len()
+                || (secret.len() < SHORT_SECRET && !from_server)
+            {
                 continue;
             }
             let secret = String::from_utf8_lossy(secret);
@@ -660,15 +663,15 @@ impl<'a> Secrets<'a> {
         out
     }
 
-    fn scrub_in_place(&self, text: &mut String) {
-        if let Some(clean) = self.scrub(text) {
+    fn scrub_in_place(&self, text: &mut String, from_server: bool) {
+        if let Some(clean) = self.scrub(text, from_server) {
             *text = clean;
         }
     }
 
     /// An excerpt cut at a fixed length can end inside a secret: that start is dropped too.
     fn scrub_excerpt(&self, excerpt: &mut String) {
-        self.scrub_in_place(excerpt);
+        self.scrub_in_place(excerpt, true);
         let Some(body) = excerpt.strip_suffix('…') else {
             return;
         };
@@ -760,11 +763,14 @@ fn scrub_source(
     source: Box<dyn std::error::Error + Send + Sync>,
     secrets: &Secrets<'_>,
 ) -> Box<dyn std::error::Error + Send + Sync> {
-    if secrets.scrub(&chain_text(source.as_ref(), true)).is_none() {
+    if secrets
+        .scrub(&chain_text(source.as_ref(), true), false)
+        .is_none()
+    {
         return source;
     }
     let text = chain_text(source.as_ref(), false);
-    Box::new(Redacted(secrets.scrub(&text).unwrap_or(text)))
+    Box::new(Redacted(secrets.scrub(&text, false).unwrap_or(text)))
 }
 
 impl Error {
@@ -778,7 +784,7 @@ impl Error {
             && let Some(rate_limit) = call.rate_limit.as_mut()
             && let Some(policy) = rate_limit.policy.as_mut()
         {
-            secrets.scrub_in_place(policy);
+            secrets.scrub_in_place(policy, true);
         }
         match &mut self {
             Error::InvalidInput(_) => {}
@@ -788,14 +794,14 @@ impl Error {
             }
             Error::Api(e) => {
                 for message in e.errors.iter_mut().chain(e.messages.iter_mut()) {
-                    secrets.scrub_in_place(&mut message.message);
+                    secrets.scrub_in_place(&mut message.message, true);
                 }
                 if let Some(excerpt) = e.excerpt.as_mut() {
                     secrets.scrub_excerpt(excerpt);
                 }
             }
             Error::BadResponse(e) => {
-                secrets.scrub_in_place(&mut e.reason);
+                secrets.scrub_in_place(&mut e.reason, false);
                 if let Some(excerpt) = e.excerpt.as_mut() {
                     secrets.scrub_excerpt(excerpt);
                 }
@@ -830,9 +836,9 @@ mod redaction_tests {
             "%C3%BC+x%2F%22y",
             r#"ü x/\"y"#
         );
-        let clean = secrets.scrub(&text).unwrap();
+        let clean = secrets.scrub(&text, true).unwrap();
         assert_eq!(clean, "a <key> b <key> c <key> d <key>");
-        assert_eq!(secrets.scrub("nothing here"), None);
+        assert_eq!(secrets.scrub("nothing here", true), None);
         let mut excerpt = "a long body ending in ü x/\\\"…".to_string();
         secrets.scrub_excerpt(&mut excerpt);
         assert_eq!(excerpt, "a long body ending in <key>…");
@@ -841,18 +847,26 @@ mod redaction_tests {
     #[test]
     fn a_short_secret_withholds_the_text_and_bytes_are_matched_as_the_server_shows_them() {
         let short = Secrets::key("e");
+        let text = "the request header is invalid";
+        assert_eq!(short.scrub(text, true).as_deref(), Some(WITHHELD));
         assert_eq!(
-            short.scrub("the request header is invalid").as_deref(),
-            Some(WITHHELD)
+            short.scrub(text, false),
+            None,
+            "the crate's own text is kept"
         );
-        assert_eq!(short.scrub("no match at all"), None);
+        assert_eq!(short.scrub("no match at all", true), None);
         let value = b"plantedVALUE\xff";
         let secrets = Secrets::new().with(value, "<value>");
         let echoed = format!("bad body: {}", String::from_utf8_lossy(value));
-        assert_eq!(secrets.scrub(&echoed).as_deref(), Some("bad body: <value>"));
+        assert_eq!(
+            secrets.scrub(&echoed, false).as_deref(),
+            Some("bad body: <value>")
+        );
         let huge = vec![b'x'; 1 << 20];
         assert_eq!(
-            Secrets::new().with(&huge, "<value>").scrub("short text"),
+            Secrets::new()
+                .with(&huge, "<value>")
+                .scrub("short text", true),
             None
         );
     }

@@ -140,7 +140,8 @@ pub struct ReadLimits {
     /// One page of a listing (up to 1,000 keys with their metadata). Default 16 MiB.
     pub page: usize,
     /// The answer of a bulk write or delete or of a Fastly batch, whatever its status: room for
-    /// 10,000 refused lines or unsuccessful keys, each with its reason. Default 8 MiB.
+    /// 10,000 refused lines or unsuccessful keys, each naming a key of up to 1 KiB with its
+    /// reason. Default 16 MiB.
     pub bulk: usize,
     /// The answer of a Cloudflare bulk get, whatever its status (up to 100 values). A request
     /// whose answer is larger is split in halves, down to single keys, rather than failing keys.
@@ -157,7 +158,7 @@ impl Default for ReadLimits {
             error_body: 16 * 1024,
             json: 1024 * 1024,
             page: 16 * 1024 * 1024,
-            bulk: 8 * 1024 * 1024,
+            bulk: 16 * 1024 * 1024,
             bulk_get: 64 * 1024 * 1024,
             value_bytes: None,
         }

@@ -432,7 +432,7 @@ impl Namespace {
         }
         let mut values = HashMap::with_capacity(keys.len());
         // Requests still to make, each a run of `keys`: 100 keys at most, and halved when its
-        // answer is over the read limit of bulk answers, down to a single key.
+        // answer is over `ReadLimits::bulk_get`, down to a single key.
         let mut pending: Vec<&[String]> = keys.chunks(limits::BULK_GET_MAX_KEYS).rev().collect();
         while let Some(part) = pending.pop() {
             let result = match self.bulk_get_once(part, options).await {
