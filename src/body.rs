@@ -383,23 +383,3 @@ pub(crate) fn check_len(len: Option<u64>, max: u64) -> Result<(), InvalidInput> 
         _ => Ok(()),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::ReadLimits;
-
-    #[test]
-    fn bytes_collects_at_most_the_providers_value_maximum_by_default() {
-        let defaults = ReadLimits::default();
-        let cloudflare = crate::cloudflare::limits::MAX_VALUE_BYTES;
-        let fastly = crate::fastly::limits::MAX_VALUE_BYTES;
-        assert_eq!(value_bytes_limit(&defaults, cloudflare), 25 * 1024 * 1024);
-        assert_eq!(value_bytes_limit(&defaults, fastly), 25_000_000);
-        let configured = ReadLimits {
-            value_bytes: Some(1024),
-            ..ReadLimits::default()
-        };
-        assert_eq!(value_bytes_limit(&configured, cloudflare), 1024);
-    }
-}

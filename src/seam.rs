@@ -369,6 +369,9 @@ impl ErrorBody for () {
 pub(crate) struct Call<'a> {
     pub(crate) provider: Provider,
     pub(crate) operation: &'static str,
+    /// The provider's operation table (`raw::OPERATIONS`), where logs find the method and path
+    /// template: the provider registers it, the core names no provider.
+    pub(crate) operations: &'static [(&'static str, &'static str, &'static str)],
     pub(crate) safety: Safety,
     /// A per-call (per-handle) retry policy overriding the client's.
     pub(crate) retry: Option<&'a RetryPolicy>,
@@ -378,10 +381,15 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    pub(crate) fn new(provider: Provider, operation: &'static str) -> Self {
+    pub(crate) fn new(
+        provider: Provider,
+        operations: &'static [(&'static str, &'static str, &'static str)],
+        operation: &'static str,
+    ) -> Self {
         Call {
             provider,
             operation,
+            operations,
             safety: Safety::Idempotent,
             retry: None,
             budget: None,
@@ -502,7 +510,7 @@ where
     let policy = &seam.shared.policy;
     let retry = call.retry.unwrap_or(&policy.retry);
     let started = tokio::time::Instant::now();
-    let (method, path) = template(call.provider, call.operation);
+    let (method, path) = template(call.operations, call.operation);
     let mut attempt = 0u32;
     let mut last_error: Option<Error> = None;
     loop {
@@ -681,12 +689,11 @@ fn trace_attempt(
 }
 
 /// The method and path template of an operation, for logs (never the key itself).
-fn template(provider: Provider, operation: &str) -> (&'static str, &'static str) {
-    let table = match provider {
-        Provider::Fastly => crate::fastly::raw::OPERATIONS,
-        Provider::Cloudflare => crate::cloudflare::raw::OPERATIONS,
-    };
-    table
+fn template(
+    operations: &[(&str, &'static str, &'static str)],
+    operation: &str,
+) -> (&'static str, &'static str) {
+    operations
         .iter()
         .find(|(id, ..)| *id == operation)
         .map(|(_, method, path)| (*method, *path))

@@ -17,7 +17,11 @@ fn tree() -> Vec<String> {
             if name == "target" || name.starts_with('.') {
                 continue;
             }
-            let relative = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             if path.is_dir() {
                 out.push(format!("{relative}/"));
                 walk(&path, root, out);
@@ -109,7 +113,10 @@ fn architecture_md_names_only_what_exists() {
         missing.is_empty(),
         "ARCHITECTURE.md names what does not exist: {missing:?}"
     );
-    assert!(checked > 40, "only {checked} names checked: is the parser still right?");
+    assert!(
+        checked > 40,
+        "only {checked} names checked: is the parser still right?"
+    );
 }
 
 #[test]
@@ -118,10 +125,19 @@ fn the_tidy_check_catches_a_name_that_is_gone() {
     assert!(exists(&tree, "src/transport/segment.rs"));
     assert!(exists(&tree, "handle.rs"));
     assert!(exists(&tree, "_bulk.rs"));
-    assert!(!exists(&tree, "namespace.rs"), "the old name of cloudflare/handle.rs");
+    assert!(
+        !exists(&tree, "namespace.rs"),
+        "the old name of cloudflare/handle.rs"
+    );
     assert!(!exists(&tree, "src/seam/"));
-    assert_eq!(module_exists(&tree, "transport::segment::encode"), Some(true));
+    assert_eq!(
+        module_exists(&tree, "transport::segment::encode"),
+        Some(true)
+    );
     assert_eq!(module_exists(&tree, "policy::ReadLimits"), Some(true));
-    assert_eq!(module_exists(&tree, "transport::nothing::here"), Some(false));
+    assert_eq!(
+        module_exists(&tree, "transport::nothing::here"),
+        Some(false)
+    );
     assert_eq!(module_exists(&tree, "ClientHooks::pre"), None);
 }

@@ -88,3 +88,20 @@ pub(crate) fn check_page_limit(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::ReadLimits;
+
+    #[test]
+    fn bytes_collects_at_most_the_value_maximum_by_default() {
+        let limit =
+            |limits: &ReadLimits| crate::body::value_bytes_limit(limits, super::MAX_VALUE_BYTES);
+        assert_eq!(limit(&ReadLimits::default()), 25 * 1024 * 1024);
+        let configured = ReadLimits {
+            value_bytes: Some(1024),
+            ..ReadLimits::default()
+        };
+        assert_eq!(limit(&configured), 1024);
+    }
+}

@@ -344,7 +344,7 @@ impl From<raw::types::Namespace> for NamespaceInfo {
 
 /// A call of this provider's `operation`.
 pub(crate) fn op(operation: &'static str) -> Call<'static> {
-    Call::new(Provider::Cloudflare, operation)
+    Call::new(Provider::Cloudflare, raw::OPERATIONS, operation)
 }
 
 fn namespace_result(

@@ -103,7 +103,7 @@ impl ClientBuilder {
 
 /// A call of this provider's `operation`.
 pub(crate) fn op(operation: &'static str) -> Call<'static> {
-    Call::new(Provider::Fastly, operation)
+    Call::new(Provider::Fastly, raw::OPERATIONS, operation)
 }
 
 /// Where a store's primary copy lives.
