@@ -235,7 +235,7 @@ fn settings() -> progenitor::GenerationSettings {
         .with_interface(progenitor::InterfaceStyle::Positional)
         .with_tag(progenitor::TagStyle::Merged)
         // Credentials and request policy live in one place shared by both providers.
-        .with_inner_type(quote_path("crate::seam::Seam"))
+        .with_inner_type(quote_path("crate::transport::Transport"))
         .with_derive("PartialEq");
     settings
 }

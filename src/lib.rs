@@ -11,12 +11,11 @@ pub mod http;
 mod keys;
 mod paging;
 pub mod policy;
-pub mod seam;
-mod transport;
+pub mod transport;
 
 pub use body::{Body, ValueStream};
 pub use error::{Error, Provider};
-pub use seam::Credential;
+pub use transport::Credential;
 
 /// reqwest 0.13 is a public dependency: its `Client`, `Body` and errors appear in this API.
 pub use reqwest;

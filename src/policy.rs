@@ -7,7 +7,7 @@
 //! | [`RetryPolicy::max_delay`] | 10 s | cap of one backoff wait |
 //! | [`RetryPolicy::max_retry_after`] | 60 s | longest `Retry-After` honoured; a longer one fails at once, saying how long to wait |
 //! | [`RetryPolicy::deadline`] | 120 s | total time for all attempts of one call |
-//! | [`RetryPolicy::retry_unsafe`] | false | also retry writes a lost answer could make wrong (see below) |
+//! | [`RetryPolicy::retry_non_idempotent`] | false | also retry writes a lost answer could make wrong (see below) |
 //! | [`Timeouts::connect`] | 10 s | establishing a connection |
 //! | [`Timeouts::attempt`] | 30 s | per attempt: until the response headers arrive and any body the call buffers (JSON, errors) is read |
 //! | [`Timeouts::idle_read`] | 30 s | longest silence while a response (or a value) streams in |
@@ -20,7 +20,7 @@
 //! the body could not be replayed). Calls a lost answer could make wrong — creating a store or
 //! namespace, Fastly's add, append and prepend, and any write or delete with
 //! `if_generation_match` — are retried only after errors proving the request never reached the
-//! service (the connection was refused), unless [`RetryPolicy::retry_unsafe`] is set.
+//! service (the connection was refused), unless [`RetryPolicy::retry_non_idempotent`] is set.
 //!
 //! The timeout model, the same for every call of both providers:
 //! - `connect` ([`Timeouts::connect`]): establishing a connection.
@@ -61,7 +61,7 @@ pub struct RetryPolicy {
     /// Total time for all attempts of one call (`None`: no limit).
     pub deadline: Option<Duration>,
     /// Also retry calls a lost answer could make wrong (see the module docs).
-    pub retry_unsafe: bool,
+    pub retry_non_idempotent: bool,
 }
 
 impl Default for RetryPolicy {
@@ -72,7 +72,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
             deadline: Some(Duration::from_secs(120)),
-            retry_unsafe: false,
+            retry_non_idempotent: false,
         }
     }
 }
@@ -329,13 +329,14 @@ impl Budget {
     }
 }
 
-/// Whether a lost answer could make a retry wrong.
+/// Whether sending a call twice ends the same as sending it once, so a lost answer cannot make
+/// a retry wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Safety {
-    /// Sending it twice ends the same as once (reads, plain writes and deletes).
+pub(crate) enum Idempotency {
+    /// Reads, plain writes and deletes.
     Idempotent,
     /// Creates, Fastly add/append/prepend, anything conditional on a generation.
-    Unsafe,
+    NotIdempotent,
 }
 
 /// A sliding-window request budget shared by every clone of a client.

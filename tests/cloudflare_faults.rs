@@ -153,7 +153,7 @@ async fn a_create_whose_answer_is_lost_is_not_retried_by_default() {
 
     let again = FaultyServer::start(vec![Reply::Reset, ok_namespace()]).await;
     let mut policy = fast_policy();
-    policy.retry.retry_unsafe = true;
+    policy.retry.retry_non_idempotent = true;
     client(&again, policy)
         .create_namespace("title")
         .await
@@ -362,7 +362,7 @@ async fn with_equal_timeouts_a_wait_for_headers_still_ends_as_a_timeout() {
 
 #[tokio::test]
 async fn a_client_of_your_own_still_gets_the_header_timeout() {
-    // A reqwest client without a read timeout: the seam's own timer ends the wait.
+    // A reqwest client without a read timeout: the transport's own timer ends the wait.
     let server = FaultyServer::start(vec![Reply::StallHead]).await;
     let mut policy = fast_policy();
     policy.timeouts.attempt = Duration::from_millis(200);

@@ -8,7 +8,7 @@ use edgekv::cloudflare::raw::types::{
     NamespaceOrder, NamespaceTitle,
 };
 use edgekv::cloudflare::raw::{Error, types};
-use edgekv::seam::{Credential, Seam};
+use edgekv::transport::{Credential, Transport};
 use httpmock::MockServer;
 use serde_json::json;
 use support::{CLOUDFLARE_TOKEN, cloudflare, exact};
@@ -636,15 +636,15 @@ async fn the_global_key_pair_is_sent_as_two_headers_and_no_bearer() {
                 "result": {"id": NAMESPACE, "title": "t"}}));
         })
         .await;
-    let seam = Seam::new(Credential::CloudflareGlobalKey {
+    let transport = Transport::new(Credential::CloudflareGlobalKey {
         email: "user@example.com".into(),
         key: "global-key".into(),
     })
     .unwrap();
-    let client = edgekv::cloudflare::raw::Client::new(&server.base_url(), seam.clone());
+    let client = edgekv::cloudflare::raw::Client::new(&server.base_url(), transport.clone());
     client.namespace_get(ACCOUNT, NAMESPACE).await.unwrap();
     mock.assert_async().await;
-    let debug = format!("{seam:?} {client:?}");
+    let debug = format!("{transport:?} {client:?}");
     assert!(
         !debug.contains("global-key") && !debug.contains("user@example.com"),
         "{debug}"
@@ -653,7 +653,7 @@ async fn the_global_key_pair_is_sent_as_two_headers_and_no_bearer() {
 
 #[test]
 fn debug_of_a_token_client_hides_the_token() {
-    let seam = Seam::new(Credential::CloudflareToken(CLOUDFLARE_TOKEN.into())).unwrap();
-    let client = edgekv::cloudflare::raw::Client::new("http://127.0.0.1:1", seam);
+    let transport = Transport::new(Credential::CloudflareToken(CLOUDFLARE_TOKEN.into())).unwrap();
+    let client = edgekv::cloudflare::raw::Client::new("http://127.0.0.1:1", transport);
     assert!(!format!("{client:?}").contains(CLOUDFLARE_TOKEN));
 }

@@ -7,7 +7,7 @@ mod support;
 use edgekv::cloudflare::raw as cf_raw;
 use edgekv::emulator::{DEFAULT_ACCOUNT, DEFAULT_TOKEN, Emulator, EmulatorConfig, Faults};
 use edgekv::fastly::raw as fastly_raw;
-use edgekv::seam::{Credential, Seam};
+use edgekv::transport::{Credential, Transport};
 use edgekv::{cloudflare, fastly};
 use futures_util::TryStreamExt as _;
 use serde_json::json;
@@ -208,7 +208,7 @@ async fn cloudflare_values_round_trip_with_metadata_expiration_and_encoding() {
     // The facade refuses a TTL under 60 before sending; the emulator refuses it too.
     let raw = cf_raw::Client::new(
         &emulator.cloudflare_url(),
-        Seam::new(Credential::CloudflareToken(DEFAULT_TOKEN.into())).unwrap(),
+        Transport::new(Credential::CloudflareToken(DEFAULT_TOKEN.into())).unwrap(),
     );
     match raw
         .value_put(DEFAULT_ACCOUNT, &info.id, "ttl", None, Some(59), "v")
@@ -346,7 +346,7 @@ async fn injected_faults_are_retried_by_the_clients() {
     let mut policy = support::fast_policy();
     policy.retry.max_attempts = 10;
     // Faults are injected before a request is served, so even a create is safe to send again.
-    policy.retry.retry_unsafe = true;
+    policy.retry.retry_non_idempotent = true;
     let client = fastly::Client::builder(DEFAULT_TOKEN)
         .base_url(emulator.fastly_url())
         .policy(policy)
@@ -373,10 +373,10 @@ async fn injected_faults_are_retried_by_the_clients() {
 #[tokio::test]
 async fn every_operation_answers_in_the_shapes_of_the_specs() {
     let (emulator, fastly_client, cloudflare_client) = start().await;
-    let seam = |c: Credential| Seam::new(c).unwrap();
+    let transport = |c: Credential| Transport::new(c).unwrap();
     let f = fastly_raw::Client::new(
         &emulator.fastly_url(),
-        seam(Credential::FastlyToken(DEFAULT_TOKEN.into())),
+        transport(Credential::FastlyToken(DEFAULT_TOKEN.into())),
     );
     let body = fastly_raw::types::KvStoreRequestCreateOrUpdate {
         name: "walk".into(),
@@ -497,7 +497,7 @@ async fn every_operation_answers_in_the_shapes_of_the_specs() {
 
     let c = cf_raw::Client::new(
         &emulator.cloudflare_url(),
-        seam(Credential::CloudflareToken(DEFAULT_TOKEN.into())),
+        transport(Credential::CloudflareToken(DEFAULT_TOKEN.into())),
     );
     let title = |t: &str| cf_raw::types::NamespaceTitle { title: t.into() };
     let ns = c

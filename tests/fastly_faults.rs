@@ -364,7 +364,7 @@ async fn with_equal_timeouts_a_wait_for_headers_still_ends_as_a_timeout() {
 
 #[tokio::test]
 async fn a_client_of_your_own_still_gets_the_header_timeout() {
-    // A reqwest client without a read timeout: the seam's own timer ends the wait.
+    // A reqwest client without a read timeout: the transport's own timer ends the wait.
     let server = FaultyServer::start(vec![Reply::StallHead]).await;
     let mut policy = fast_policy();
     policy.timeouts.attempt = Duration::from_millis(200);

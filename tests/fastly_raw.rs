@@ -452,9 +452,11 @@ async fn delete_item_sends_force_and_generation_and_maps_each_status() {
 }
 
 #[test]
-fn a_token_that_cannot_be_a_header_is_refused_when_the_seam_is_built() {
-    let error = edgekv::seam::Seam::new(edgekv::seam::Credential::FastlyToken("bad\ntoken".into()))
-        .unwrap_err();
+fn a_token_that_cannot_be_a_header_is_refused_when_the_transport_is_built() {
+    let error = edgekv::transport::Transport::new(edgekv::transport::Credential::FastlyToken(
+        "bad\ntoken".into(),
+    ))
+    .unwrap_err();
     assert_eq!(
         error,
         edgekv::error::InvalidInput::Credential {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use edgekv::emulator::faults::{Reply, Seen};
 use edgekv::policy::{RequestPolicy, RetryPolicy};
-use edgekv::seam::Credential;
+use edgekv::transport::Credential;
 use edgekv::{cloudflare, fastly};
 use serde_json::{Value, json};
 use support::scripted::Scripted;

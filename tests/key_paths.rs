@@ -707,16 +707,16 @@ impl Clients {
             .policy(policy())
             .build()
             .unwrap();
-        let seam = |c| edgekv::seam::Seam::new(c).unwrap();
+        let transport = |c| edgekv::transport::Transport::new(c).unwrap();
         let fastly_raw = fastly::raw::Client::new_with_client(
             &recorder.base,
             http.clone(),
-            seam(Credential::FastlyToken("fastly-token".into())),
+            transport(Credential::FastlyToken("fastly-token".into())),
         );
         let cloudflare_raw = cloudflare::raw::Client::new_with_client(
             &recorder.cloudflare_base(),
             http.clone(),
-            seam(Credential::CloudflareToken("cf-token".into())),
+            transport(Credential::CloudflareToken("cf-token".into())),
         );
         Clients {
             http,

@@ -129,7 +129,7 @@ fn the_tidy_check_catches_a_name_that_is_gone() {
         !exists(&tree, "namespace.rs"),
         "the old name of cloudflare/handle.rs"
     );
-    assert!(!exists(&tree, "src/seam/"));
+    assert!(!exists(&tree, "src/seam.rs"), "moved into src/transport/");
     assert_eq!(
         module_exists(&tree, "transport::segment::encode"),
         Some(true)

@@ -266,7 +266,7 @@ Version: 1.0.0*/
 pub struct Client {
     pub(crate) baseurl: String,
     pub(crate) client: reqwest::Client,
-    pub(crate) inner: crate::seam::Seam,
+    pub(crate) inner: crate::transport::Transport,
 }
 impl Client {
     /// Create a new client.
@@ -274,7 +274,7 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new(baseurl: &str, inner: crate::seam::Seam) -> Self {
+    pub fn new(baseurl: &str, inner: crate::transport::Transport) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         let client = {
             let dur = ::std::time::Duration::from_secs(15u64);
@@ -293,7 +293,7 @@ impl Client {
     pub fn new_with_client(
         baseurl: &str,
         client: reqwest::Client,
-        inner: crate::seam::Seam,
+        inner: crate::transport::Transport,
     ) -> Self {
         Self {
             baseurl: baseurl.to_string(),
@@ -302,7 +302,7 @@ impl Client {
         }
     }
 }
-impl ClientInfo<crate::seam::Seam> for Client {
+impl ClientInfo<crate::transport::Transport> for Client {
     fn api_version() -> &'static str {
         "1.0.0"
     }
@@ -312,11 +312,11 @@ impl ClientInfo<crate::seam::Seam> for Client {
     fn client(&self) -> &reqwest::Client {
         &self.client
     }
-    fn inner(&self) -> &crate::seam::Seam {
+    fn inner(&self) -> &crate::transport::Transport {
         &self.inner
     }
 }
-impl ClientHooks<crate::seam::Seam> for &Client {}
+impl ClientHooks<crate::transport::Transport> for &Client {}
 #[allow(clippy::all)]
 impl Client {
     /**List all KV stores

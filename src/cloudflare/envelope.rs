@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 
 use super::raw::types;
 use crate::error::{ApiError, ApiMessage, Error, Provider};
-use crate::seam::{self, Call, ErrorBody};
+use crate::transport::{self, Call, ErrorBody};
 
 /// A successful answer's result, with the informational messages that came with it.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,7 +92,7 @@ fn messages(list: Vec<types::Message>) -> Vec<ApiMessage> {
 /// The result of a 2xx answer, or the error its envelope reports (without the credential,
 /// should the server echo it).
 pub(crate) fn unwrap<E: Envelope>(
-    seam: &seam::Seam,
+    transport: &transport::Transport,
     status: StatusCode,
     envelope: E,
 ) -> Result<Reply<E::Result>, Error> {
@@ -105,7 +105,7 @@ pub(crate) fn unwrap<E: Envelope>(
             messages(info),
             None,
         );
-        return Err(seam.redact_credential(Error::Api(error)));
+        return Err(transport.redact_credential(Error::Api(error)));
     }
     Ok(Reply {
         value: result,
@@ -113,7 +113,7 @@ pub(crate) fn unwrap<E: Envelope>(
     })
 }
 
-/// Runs a generated JSON call (see [`seam::call`]) and unwraps its envelope.
+/// Runs a generated JSON call (see [`transport::call`]) and unwraps its envelope.
 pub(crate) async fn call<E, F, Fut>(
     raw: &super::raw::Client,
     call: Call<'_>,
@@ -130,7 +130,7 @@ where
     >,
 {
     use progenitor_client::ClientInfo as _;
-    let response = seam::call(raw.inner(), call, make).await?;
+    let response = transport::call(raw.inner(), call, make).await?;
     let status = response.status();
     unwrap(raw.inner(), status, response.into_inner())
 }

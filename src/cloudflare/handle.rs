@@ -12,7 +12,7 @@ use crate::body::{Body, Repr, ValueStream};
 use crate::error::{Error, InvalidInput, Provider, Secrets};
 use crate::paging::{self, CursorGuard};
 use crate::policy::RetryPolicy;
-use crate::seam::{self, Call};
+use crate::transport::{self, Call};
 
 /// A handle on one namespace. Cheap to clone; makes no request until used.
 #[derive(Clone, Debug)]
@@ -203,7 +203,7 @@ impl Namespace {
     pub(super) fn retry_policy(&self) -> &RetryPolicy {
         self.retry
             .as_deref()
-            .unwrap_or(&self.client.seam().policy().retry)
+            .unwrap_or(&self.client.transport().policy().retry)
     }
 
     /// A call of this handle, under its retry policy.
@@ -251,13 +251,13 @@ impl Namespace {
             self.check_key(key).await?;
             let started = tokio::time::Instant::now();
             let get = || Some(self.raw().value_get(self.account(), &self.id, key));
-            match seam::call(self.client.seam(), self.op("value_get"), get).await {
+            match transport::call(self.client.transport(), self.op("value_get"), get).await {
                 Ok(response) => {
                     let expiration = header_i64(response.headers(), "expiration")?;
                     let body = ValueStream::for_call(
                         Provider::Cloudflare,
                         response.into_inner(),
-                        self.client.seam().policy(),
+                        self.client.transport().policy(),
                         limits::MAX_VALUE_BYTES,
                         started,
                         self.retry_policy().deadline,
@@ -385,14 +385,21 @@ impl Namespace {
             }))
         };
         let accept = |status: reqwest::StatusCode| status.is_success();
-        let (status, body) =
-            seam::send::<_, raw::types::Failure, _>(raw, self.op("value_put"), accept, request)
-                .await?;
-        let seam = self.client.seam();
-        let body =
-            seam::decode_json::<raw::types::EmptyResponse>(Provider::Cloudflare, status, &body)
-                .map_err(|e| seam.redact_credential(e))?;
-        envelope::unwrap(seam, status, body)
+        let (status, body) = transport::send::<_, raw::types::Failure, _>(
+            raw,
+            self.op("value_put"),
+            accept,
+            request,
+        )
+        .await?;
+        let transport = self.client.transport();
+        let body = transport::decode_json::<raw::types::EmptyResponse>(
+            Provider::Cloudflare,
+            status,
+            &body,
+        )
+        .map_err(|e| transport.redact_credential(e))?;
+        envelope::unwrap(transport, status, body)
     }
 
     /// Deletes a key and its value.
@@ -491,9 +498,12 @@ impl Namespace {
                             prefix.as_deref(),
                         ))
                     };
-                    let response =
-                        seam::call(namespace.client.seam(), namespace.op("keys_list"), list)
-                            .await?;
+                    let response = transport::call(
+                        namespace.client.transport(),
+                        namespace.op("keys_list"),
+                        list,
+                    )
+                    .await?;
                     let status = response.status();
                     let body = response.into_inner();
                     let next = paging::next_cursor(
@@ -502,7 +512,7 @@ impl Namespace {
                             .and_then(|info| info.cursor.clone()),
                     );
                     let (keys, _) =
-                        envelope::unwrap(namespace.client.seam(), status, body)?.into_parts();
+                        envelope::unwrap(namespace.client.transport(), status, body)?.into_parts();
                     let keys = keys
                         .into_iter()
                         .map(|k| Key {

@@ -35,7 +35,7 @@ pub use handle::{Key, KeyPage, ListKeys, Namespace, PutOptions, Value};
 use crate::error::{Error, InvalidInput, Provider};
 use crate::paging;
 use crate::policy::RequestPolicy;
-use crate::seam::{Call, Credential, Seam};
+use crate::transport::{Call, Credential, Transport};
 
 /// Where the API lives unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
@@ -102,10 +102,11 @@ impl ClientBuilder {
             }
             .into());
         }
-        let seam = Seam::new(self.credential)?.with_policy(self.policy.clone());
-        let (seam, http) = crate::seam::with_http_client(seam, self.http, Provider::Cloudflare)?;
+        let transport = Transport::new(self.credential)?.with_policy(self.policy.clone());
+        let (transport, http) =
+            crate::transport::with_http_client(transport, self.http, Provider::Cloudflare)?;
         let base_url = self.base_url.trim_end_matches('/');
-        let raw = raw::Client::new_with_client(base_url, http, seam);
+        let raw = raw::Client::new_with_client(base_url, http, transport);
         Ok(Client {
             inner: Arc::new(Inner {
                 raw,
@@ -156,7 +157,7 @@ impl Client {
         &self.inner.account_id
     }
 
-    pub(crate) fn seam(&self) -> &Seam {
+    pub(crate) fn transport(&self) -> &Transport {
         use progenitor_client::ClientInfo as _;
         self.inner.raw.inner()
     }
@@ -164,7 +165,7 @@ impl Client {
     /// What the service said about its rate limit on the latest answer that told (Cloudflare's
     /// `Ratelimit` / `Ratelimit-Policy` and `X-RateLimit-*` headers).
     pub fn rate_limit(&self) -> Option<crate::policy::RateLimit> {
-        self.seam().rate_limit()
+        self.transport().rate_limit()
     }
 
     /// The generated client underneath, for calls the facade does not cover. Outside the
@@ -180,7 +181,7 @@ impl Client {
 
     /// Creates a namespace. A title the account already uses answers 400 with code 10014.
     ///
-    /// Retries: only when the request provably never left, unless `retry_unsafe` is set: after
+    /// Retries: only when the request provably never left, unless `retry_non_idempotent` is set: after
     /// a lost answer a second create would fail as a duplicate.
     pub async fn create_namespace(
         &self,
@@ -190,7 +191,7 @@ impl Client {
             title: title.into(),
         };
         // Not retried after an answer may have been lost: a second create would fail as a duplicate.
-        let call = op("namespace_create").unsafe_if(true);
+        let call = op("namespace_create").not_idempotent_if(true);
         let reply = envelope::call(self.raw(), call, || {
             Some(self.raw().namespace_create(self.account_id(), &body))
         })
@@ -258,11 +259,13 @@ impl Client {
                         per_page,
                     ))
                 };
-                let response = crate::seam::call(client.seam(), op("namespace_list"), list).await?;
+                let response =
+                    crate::transport::call(client.transport(), op("namespace_list"), list).await?;
                 let status = response.status();
                 let body = response.into_inner();
                 let info = body.result_info.clone();
-                let (namespaces, _) = envelope::unwrap(client.seam(), status, body)?.into_parts();
+                let (namespaces, _) =
+                    envelope::unwrap(client.transport(), status, body)?.into_parts();
                 let next = next_page(page, info.as_ref(), namespaces.len())?;
                 Ok((namespaces, next))
             })

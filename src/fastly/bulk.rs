@@ -22,7 +22,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use super::{Store, limits, raw::types};
 use crate::bulk::{BulkReport, Chunk, FailedKey, chunked, clip, refused};
 use crate::error::{Error, InvalidInput, Provider};
-use crate::seam;
+use crate::transport;
 
 /// One item to write in a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,7 +225,7 @@ fn account(status: reqwest::StatusCode, answer: &[u8], keys: &[String]) -> Vec<O
              it is known to be written: {first}{more}"
         ))
     } else if !status.is_success() {
-        let error = seam::from_undecoded_body::<()>(Provider::Fastly, status, answer, None);
+        let error = transport::from_undecoded_body::<()>(Provider::Fastly, status, answer, None);
         Some(format!(
             "the batch was answered {status} without naming this line, so it is not known to be \
              written: {error}"
@@ -382,7 +382,7 @@ impl Store {
             // Every answer but a retryable one is decoded here: line errors may come with a 4xx.
             let accept = |status: reqwest::StatusCode| !crate::policy::is_retryable_status(status);
             let call = self.op("kv_store_batch");
-            seam::send::<_, (), _>(raw, call, accept, request).await
+            transport::send::<_, (), _>(raw, call, accept, request).await
         };
         let (status, answer) = match outcome.await {
             Ok(answered) => answered,

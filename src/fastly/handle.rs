@@ -14,7 +14,7 @@ use crate::bulk::{BulkReport, FailedKey};
 use crate::error::{Error, InvalidInput, Provider, Secrets};
 use crate::paging::{self, CursorGuard};
 use crate::policy::RetryPolicy;
-use crate::seam::{self, Call};
+use crate::transport::{self, Call};
 
 /// An item's answer headers, named once rather than parsed from text on every read.
 const GENERATION: HeaderName = HeaderName::from_static("generation");
@@ -284,7 +284,7 @@ impl Store {
     fn retry_policy(&self) -> &RetryPolicy {
         self.retry
             .as_deref()
-            .unwrap_or(&self.client.seam().policy().retry)
+            .unwrap_or(&self.client.transport().policy().retry)
     }
 
     fn seen(&self) {
@@ -295,7 +295,7 @@ impl Store {
     async fn confirm_exists(&self) -> Result<(), Error> {
         if !self.exists.load(Ordering::Relaxed) {
             let get = || Some(self.raw().kv_store_get(&self.id));
-            seam::call(self.client.seam(), self.op("kv_store_get"), get).await?;
+            transport::call(self.client.transport(), self.op("kv_store_get"), get).await?;
             self.seen();
         }
         Ok(())
@@ -318,7 +318,8 @@ impl Store {
             limits::check_key(key)?;
             let started = tokio::time::Instant::now();
             let get = || Some(self.raw().kv_store_get_item(&self.id, key));
-            match seam::call(self.client.seam(), self.op("kv_store_get_item"), get).await {
+            match transport::call(self.client.transport(), self.op("kv_store_get_item"), get).await
+            {
                 Ok(response) => {
                     self.seen();
                     let headers = response.headers();
@@ -350,7 +351,7 @@ impl Store {
                     let body = ValueStream::for_call(
                         Provider::Fastly,
                         response.into_inner(),
-                        self.client.seam().policy(),
+                        self.client.transport().policy(),
                         limits::MAX_VALUE_BYTES,
                         started,
                         self.retry_policy().deadline,
@@ -379,7 +380,7 @@ impl Store {
     ///
     /// Retries: a plain overwrite is retried (a value of bytes or a string is sent again; a
     /// streamed one is sent once). Add, append, prepend and `if_generation_match` writes are
-    /// retried only when the request provably never left, unless `retry_unsafe` is set: after a
+    /// retried only when the request provably never left, unless `retry_non_idempotent` is set: after a
     /// lost success a retry would answer 412 or apply twice.
     ///
     /// ```no_run
@@ -430,11 +431,12 @@ impl Store {
             };
             // A lost answer makes a retry of these wrong: a second add or a conditional write would
             // answer 412 for the first one's success, and a second append would append twice.
-            let is_unsafe =
+            let not_idempotent =
                 options.mode != WriteMode::Overwrite || options.if_generation_match.is_some();
-            seam::call(
-                self.client.seam(),
-                self.op("kv_store_upsert_item").unsafe_if(is_unsafe),
+            transport::call(
+                self.client.transport(),
+                self.op("kv_store_upsert_item")
+                    .not_idempotent_if(not_idempotent),
                 put,
             )
             .await?;
@@ -463,8 +465,8 @@ impl Store {
             };
             let call = self
                 .op("kv_store_delete_item")
-                .unsafe_if(options.if_generation_match.is_some());
-            match seam::call(self.client.seam(), call, delete).await {
+                .not_idempotent_if(options.if_generation_match.is_some());
+            match transport::call(self.client.transport(), call, delete).await {
                 Ok(_) => {}
                 // A retried delete whose first attempt may have succeeded: the item is gone either way.
                 Err(error)
@@ -541,8 +543,8 @@ impl Store {
                                 prefix,
                             ))
                         };
-                        let page = seam::call(
-                            store.client.seam(),
+                        let page = transport::call(
+                            store.client.transport(),
                             store.op("kv_store_list_item_keys"),
                             list,
                         )

@@ -36,7 +36,7 @@ pub use handle::{
 use crate::error::{Error, InvalidInput, Provider};
 use crate::paging::{self, CursorGuard};
 use crate::policy::RequestPolicy;
-use crate::seam::{self, Call, Credential, Seam};
+use crate::transport::{self, Call, Credential, Transport};
 
 /// Where the API lives unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://api.fastly.com";
@@ -92,9 +92,11 @@ impl ClientBuilder {
 
     /// Builds the client. Fails if the token cannot be sent as a header value.
     pub fn build(self) -> Result<Client, Error> {
-        let seam = Seam::new(self.token)?.with_policy(self.policy.clone());
-        let (seam, http) = crate::seam::with_http_client(seam, self.http, Provider::Fastly)?;
-        let raw = raw::Client::new_with_client(self.base_url.trim_end_matches('/'), http, seam);
+        let transport = Transport::new(self.token)?.with_policy(self.policy.clone());
+        let (transport, http) =
+            crate::transport::with_http_client(transport, self.http, Provider::Fastly)?;
+        let raw =
+            raw::Client::new_with_client(self.base_url.trim_end_matches('/'), http, transport);
         Ok(Client {
             inner: Arc::new(Inner { raw }),
         })
@@ -198,7 +200,7 @@ impl Client {
         Self::new(token)
     }
 
-    pub(crate) fn seam(&self) -> &Seam {
+    pub(crate) fn transport(&self) -> &Transport {
         use progenitor_client::ClientInfo as _;
         self.inner.raw.inner()
     }
@@ -206,7 +208,7 @@ impl Client {
     /// What the service said about its rate limit on the latest answer that told (Fastly's
     /// `Fastly-RateLimit-Remaining` and `-Reset` headers).
     pub fn rate_limit(&self) -> Option<crate::policy::RateLimit> {
-        self.seam().rate_limit()
+        self.transport().rate_limit()
     }
 
     /// The generated client underneath, for calls the facade does not cover. Outside the
@@ -222,7 +224,7 @@ impl Client {
 
     /// Creates a store (answered 201), optionally in a chosen location.
     ///
-    /// Retries: only when the request provably never left, unless `retry_unsafe` is set: after
+    /// Retries: only when the request provably never left, unless `retry_non_idempotent` is set: after
     /// a lost answer a second create would make a second store.
     pub async fn create_store(
         &self,
@@ -232,14 +234,18 @@ impl Client {
         let body = raw::types::KvStoreRequestCreateOrUpdate { name: name.into() };
         // Not retried after an answer may have been lost: a second create would make a twin.
         let create = || Some(self.raw().kv_store_create(location.map(Into::into), &body));
-        let created =
-            seam::call(self.seam(), op("kv_store_create").unsafe_if(true), create).await?;
+        let created = transport::call(
+            self.transport(),
+            op("kv_store_create").not_idempotent_if(true),
+            create,
+        )
+        .await?;
         Ok(created.into_inner().into())
     }
 
     /// Gets a store's details.
     pub async fn get_store(&self, store_id: &str) -> Result<StoreInfo, Error> {
-        Ok(seam::call(self.seam(), op("kv_store_get"), || {
+        Ok(transport::call(self.transport(), op("kv_store_get"), || {
             Some(self.raw().kv_store_get(store_id))
         })
         .await?
@@ -250,7 +256,7 @@ impl Client {
     /// Renames a store.
     pub async fn rename_store(&self, store_id: &str, name: impl Into<String>) -> Result<(), Error> {
         let body = raw::types::KvStoreRequestCreateOrUpdate { name: name.into() };
-        seam::call(self.seam(), op("kv_store_put"), || {
+        transport::call(self.transport(), op("kv_store_put"), || {
             Some(self.raw().kv_store_put(store_id, &body))
         })
         .await?;
@@ -260,7 +266,7 @@ impl Client {
     /// Deletes an empty store. A store that still holds items answers 409: the error's
     /// [`is_conflict()`](Error::is_conflict) is true; see [`delete_store_with_contents`](Self::delete_store_with_contents).
     pub async fn delete_store(&self, store_id: &str) -> Result<(), Error> {
-        seam::call(self.seam(), op("kv_store_delete"), || {
+        transport::call(self.transport(), op("kv_store_delete"), || {
             Some(self.raw().kv_store_delete(store_id))
         })
         .await?;
@@ -315,7 +321,7 @@ impl Client {
                                 .kv_store_list(cursor.as_deref(), limit, name.as_deref()),
                         )
                     };
-                    let page = seam::call(client.seam(), op("kv_store_list"), list)
+                    let page = transport::call(client.transport(), op("kv_store_list"), list)
                         .await?
                         .into_inner();
                     let next = paging::next_cursor(page.meta.next_cursor);

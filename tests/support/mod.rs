@@ -11,7 +11,7 @@ pub mod scripted;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use edgekv::seam::{Credential, Seam};
+use edgekv::transport::{Credential, Transport};
 use httpmock::{MockServer, When};
 use serde::Deserialize;
 
@@ -32,12 +32,12 @@ pub fn exact(when: When, method: &str, path_and_query: &str) -> When {
 
 pub fn fastly(server: &MockServer) -> edgekv::fastly::raw::Client {
     let credential = Credential::FastlyToken(FASTLY_TOKEN.to_string());
-    edgekv::fastly::raw::Client::new(&server.base_url(), Seam::new(credential).unwrap())
+    edgekv::fastly::raw::Client::new(&server.base_url(), Transport::new(credential).unwrap())
 }
 
 pub fn cloudflare(server: &MockServer) -> edgekv::cloudflare::raw::Client {
     let credential = Credential::CloudflareToken(CLOUDFLARE_TOKEN.to_string());
-    edgekv::cloudflare::raw::Client::new(&server.base_url(), Seam::new(credential).unwrap())
+    edgekv::cloudflare::raw::Client::new(&server.base_url(), Transport::new(credential).unwrap())
 }
 
 /// Reads a streamed value to its end (both raw modules re-export the same `ByteStream`).

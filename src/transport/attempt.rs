@@ -1,0 +1,346 @@
+//! The attempt loop: the one place requests are sent, retried, timed and traced, for generated
+//! and hand-written calls of both providers.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use tracing::Instrument as _;
+
+use crate::error::{CallInfo, Error, Provider, TimedOut};
+use crate::policy::{self, Budget, Idempotency, RateLimit, RetryPolicy};
+use crate::transport::Transport;
+use crate::transport::answer::{
+    ErrorBody, convert, from_reqwest, from_undecoded_body, invalid_request,
+};
+use crate::transport::hooks::{OBSERVED, observe};
+
+/// One facade call: what it is, for retries and logs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Call<'a> {
+    pub(crate) provider: Provider,
+    pub(crate) operation: &'static str,
+    /// The provider's operation table (`raw::OPERATIONS`), where logs find the method and path
+    /// template: the provider registers it, the core names no provider.
+    pub(crate) operations: &'static [(&'static str, &'static str, &'static str)],
+    pub(crate) idempotency: Idempotency,
+    /// A per-call (per-handle) retry policy overriding the client's.
+    pub(crate) retry: Option<&'a RetryPolicy>,
+    /// Attempts shared with other calls (a bulk chunk's), replacing the policy's own count and
+    /// deadline.
+    pub(crate) budget: Option<&'a Budget>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(
+        provider: Provider,
+        operations: &'static [(&'static str, &'static str, &'static str)],
+        operation: &'static str,
+    ) -> Self {
+        Call {
+            provider,
+            operation,
+            operations,
+            idempotency: Idempotency::Idempotent,
+            retry: None,
+            budget: None,
+        }
+    }
+
+    /// Marks a call a lost answer could make wrong when `not_idempotent`.
+    pub(crate) fn not_idempotent_if(mut self, not_idempotent: bool) -> Self {
+        if not_idempotent {
+            self.idempotency = Idempotency::NotIdempotent;
+        }
+        self
+    }
+
+    pub(crate) fn retry(mut self, retry: Option<&'a RetryPolicy>) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub(crate) fn budget(mut self, budget: &'a Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+}
+
+/// Runs a generated call: `make` builds each attempt, `None` when the request cannot be built
+/// again (its streamed body is spent). Progenitor's error becomes the crate's here, the one place
+/// for both providers.
+pub(crate) async fn call<T, E, F, Fut>(
+    transport: &Transport,
+    call: Call<'_>,
+    mut make: F,
+) -> Result<progenitor_client::ResponseValue<T>, Error>
+where
+    E: ErrorBody,
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>>>,
+{
+    let provider = call.provider;
+    attempts(transport, call, || {
+        let attempt = make()?;
+        Some(async move {
+            match attempt.await {
+                Ok(value) => Ok(value),
+                Err(error) => {
+                    let status = OBSERVED
+                        .try_with(|o| o.borrow().as_ref().map(|(s, _)| *s))
+                        .ok()
+                        .flatten();
+                    Err(convert(provider, error, status).await)
+                }
+            }
+        })
+    })
+    .await
+    .map_err(|e| transport.redact_credential(e))
+}
+
+/// Sends a hand-written request (one progenitor cannot express) through the same hooks and
+/// attempts as the generated calls. An answer whose status `accept` takes comes back with its
+/// body, read within the attempt (so under its timer and read limit), for the caller to decode;
+/// others become errors, retried where the policy says.
+pub(crate) async fn send<C, E, F>(
+    client: &C,
+    call: Call<'_>,
+    accept: fn(StatusCode) -> bool,
+    mut make: F,
+) -> Result<(StatusCode, bytes::Bytes), Error>
+where
+    C: progenitor_client::ClientHooks<Transport> + progenitor_client::ClientInfo<Transport>,
+    E: ErrorBody,
+    F: FnMut() -> Option<Result<reqwest::Request, Error>>,
+{
+    let (provider, operation_id) = (call.provider, call.operation);
+    attempts(client.inner(), call, || {
+        let request = make()?;
+        Some(async move {
+            let mut request = request?;
+            let info = progenitor_client::OperationInfo { operation_id };
+            let hooks = async {
+                client.pre::<()>(&mut request, &info).await?;
+                let result = client.exec(request, &info).await;
+                client.post::<()>(&result, &info).await?;
+                Ok::<_, progenitor_client::Error<()>>(result?)
+            };
+            let response = hooks.await.map_err(|e| match e {
+                progenitor_client::Error::CommunicationError(e) => from_reqwest(provider, e),
+                progenitor_client::Error::InvalidRequest(reason) => invalid_request(reason),
+                other => Error::transport(provider, "a request hook failed", other.to_string()),
+            })?;
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| from_reqwest(provider, e))?;
+            if accept(status) {
+                return Ok((status, body));
+            }
+            Err(from_undecoded_body::<E>(provider, status, &body, None))
+        })
+    })
+    .await
+    .map_err(|e| client.inner().redact_credential(e))
+}
+
+/// The attempt loop: the one place requests are retried, timed and traced.
+async fn attempts<T, F, Fut>(transport: &Transport, call: Call<'_>, mut make: F) -> Result<T, Error>
+where
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let policy = &transport.shared.policy;
+    let retry = call.retry.unwrap_or(&policy.retry);
+    let started = tokio::time::Instant::now();
+    let (method, path) = template(call.operations, call.operation);
+    let mut attempt = 0u32;
+    let mut last_error: Option<Error> = None;
+    loop {
+        attempt += 1;
+        if let Some(budget) = call.budget
+            && !budget.take()
+        {
+            let error = last_error.unwrap_or_else(|| {
+                Error::bad_response(call.provider, None, "no attempt left to send")
+            });
+            return Err(error.with_note("the retry budget of the bulk chunk is spent"));
+        }
+        let Some(future) = make() else {
+            let error = last_error
+                .unwrap_or_else(|| Error::bad_response(call.provider, None, "no request to send"));
+            return Err(
+                error.with_note("the request body was streamed, so it could not be replayed")
+            );
+        };
+        if let Some(limiter) = &transport.shared.limiter {
+            limiter.acquire().await;
+        }
+        let span = tracing::info_span!(
+            "edgekv.request",
+            provider = %call.provider,
+            operation = call.operation,
+            method,
+            path,
+            attempt,
+            status = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+        );
+        let attempt_started = tokio::time::Instant::now();
+        // One timer per attempt: the attempt's own limit or the call's deadline, the sooner.
+        let attempt_end = attempt_started
+            .checked_add(policy.timeouts.attempt)
+            .map(|end| (end, "the attempt timeout", policy.timeouts.attempt));
+        let call_end = match call.budget {
+            Some(budget) => budget.deadline(),
+            None => retry.deadline.and_then(|d| started.checked_add(d)),
+        }
+        .map(|end| {
+            (
+                end,
+                "the call's deadline",
+                end.saturating_duration_since(started),
+            )
+        });
+        let timer = match (attempt_end, call_end) {
+            (Some(a), Some(c)) => Some(if c.0 < a.0 { c } else { a }),
+            (a, c) => a.or(c),
+        };
+        // Boxed once here, the attempt is not copied again by each wrapper around it.
+        let future = Box::pin(future);
+        let timed = async move {
+            match timer {
+                Some((end, _, _)) => tokio::time::timeout_at(end, future).await.ok(),
+                None => Some(future.await),
+            }
+        };
+        let (outcome, answer) = observe(timed).instrument(span.clone()).await;
+        let result = outcome.unwrap_or_else(|| {
+            let (_, what, after) = timer.expect("only a timer ends an attempt without an outcome");
+            Err(Error::transport(
+                call.provider,
+                "timed out",
+                TimedOut { what, after },
+            ))
+        });
+        let rate_limit = answer
+            .as_ref()
+            .filter(|(_, headers)| !headers.is_empty())
+            .and_then(|(_, headers)| RateLimit::from_headers(headers));
+        if let Some(rate_limit) = &rate_limit
+            && let Ok(mut latest) = transport.shared.rate_limit.lock()
+        {
+            *latest = Some(rate_limit.clone());
+        }
+        // Nothing listens when the span is disabled: skip the fields and events.
+        if !span.is_disabled() {
+            trace_attempt(
+                &span,
+                answer.as_ref(),
+                attempt_started.elapsed(),
+                result.as_ref().err(),
+            );
+        }
+
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error.with_call(CallInfo {
+                attempts: attempt,
+                rate_limit,
+                ..CallInfo::default()
+            }),
+        };
+        let asked = answer
+            .as_ref()
+            .and_then(|(_, headers)| policy::retry_after(headers));
+        // The caller learns the wait the service asked for whenever the call ends without it.
+        let end = |error: Error| match asked {
+            Some(wait) => error.with_retry_after(wait),
+            None => error,
+        };
+        let attempts_left = match call.budget {
+            Some(budget) => budget.allows(Duration::ZERO),
+            None => attempt < retry.max_attempts,
+        };
+        if !should_retry(&error, call.idempotency, retry) || !attempts_left {
+            return Err(end(error));
+        }
+        if asked.is_some_and(|wait| wait > retry.max_retry_after) {
+            return Err(end(error));
+        }
+        let wait = asked.unwrap_or_else(|| retry.backoff(attempt + 1));
+        let past_deadline = match call.budget {
+            Some(budget) => !budget.allows(wait),
+            None => retry.deadline.is_some_and(|deadline| {
+                started
+                    .elapsed()
+                    .checked_add(wait)
+                    .is_none_or(|at| at >= deadline)
+            }),
+        };
+        if past_deadline {
+            return Err(error.with_note("the retry deadline would pass before the next attempt"));
+        }
+        tokio::time::sleep(wait).await;
+        last_error = Some(error);
+    }
+}
+
+/// Whether an error is worth another attempt: a failure to connect always (the request never
+/// left); other transport failures and retryable statuses when sending twice is safe.
+fn should_retry(error: &Error, idempotency: Idempotency, retry: &RetryPolicy) -> bool {
+    let twice_is_safe = idempotency == Idempotency::Idempotent || retry.retry_non_idempotent;
+    match error {
+        Error::Transport(e) => e.never_sent || (twice_is_safe && e.retryable),
+        Error::Api(e) => twice_is_safe && policy::is_retryable_status(e.status),
+        Error::InvalidInput(_) | Error::BadResponse(_) => false,
+    }
+}
+
+fn trace_attempt(
+    span: &tracing::Span,
+    answer: Option<&(StatusCode, HeaderMap)>,
+    latency: Duration,
+    error: Option<&Error>,
+) {
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    span.record("latency_ms", latency_ms);
+    if let Some((status, headers)) = answer {
+        span.record("status", status.as_u16());
+        let id = ["cf-ray", "x-request-id", "fastly-request-id"]
+            .iter()
+            .filter(|_| !headers.is_empty())
+            .find_map(|name| headers.get(*name));
+        if let Some(id) = id.and_then(|v| v.to_str().ok()) {
+            span.record("request_id", id);
+        }
+    }
+    // Statuses and codes only: an error's text can quote the service, which may echo a key.
+    span.in_scope(|| match error {
+        None => tracing::debug!(latency_ms, "answered"),
+        Some(error) => {
+            let stage = match error {
+                Error::InvalidInput(_) => "invalid input",
+                Error::Transport(e) => e.what,
+                Error::Api(_) => "api error",
+                Error::BadResponse(_) => "bad response",
+            };
+            tracing::info!(latency_ms, stage, codes = ?error.codes(), "failed");
+        }
+    });
+}
+
+/// The method and path template of an operation, for logs (never the key itself).
+fn template(
+    operations: &[(&str, &'static str, &'static str)],
+    operation: &str,
+) -> (&'static str, &'static str) {
+    operations
+        .iter()
+        .find(|(id, ..)| *id == operation)
+        .map(|(_, method, path)| (*method, *path))
+        .unwrap_or(("?", "?"))
+}
