@@ -168,3 +168,191 @@ pub(crate) fn boxed<T, S>(
 ) -> BoxFuture<'static, Step<T, S>> {
     step.boxed()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use futures_util::StreamExt as _;
+    use futures_util::future::BoxFuture;
+
+    use super::{CursorGuard, Step, boxed, items, next_cursor, pages};
+    use crate::error::{Error, Provider};
+
+    /// A listing of pages `0..=last`, each page its own number; page `fail` is an error instead.
+    /// `fetches` counts the requests made, so a test sees exactly when the stream fetched.
+    fn numbered(
+        last: u32,
+        fail: Option<u32>,
+        fetches: Arc<AtomicUsize>,
+    ) -> impl FnMut(u32) -> BoxFuture<'static, Step<u32, u32>> + Send + 'static {
+        move |n| {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            boxed(async move {
+                if Some(n) == fail {
+                    return Err(Error::bad_response(Provider::Fastly, None, "page failed"));
+                }
+                Ok((n, (n < last).then_some(n + 1)))
+            })
+        }
+    }
+
+    /// Lets a read-ahead task run until it blocks: with time paused, the sleep ends only once
+    /// every other task is idle.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    fn fetched(fetches: &AtomicUsize) -> usize {
+        fetches.load(Ordering::SeqCst)
+    }
+
+    fn is_page_failed(item: Option<Result<u32, Error>>) -> bool {
+        matches!(item, Some(Err(Error::BadResponse(e))) if e.reason == "page failed")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_read_ahead_each_page_is_fetched_only_when_polled() {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let mut stream = pages(0, 0, numbered(1, None, fetches.clone()));
+        settle().await;
+        assert_eq!(
+            fetched(&fetches),
+            0,
+            "nothing is fetched before the first poll"
+        );
+        assert_eq!(stream.next().await.unwrap().unwrap(), 0);
+        assert_eq!(fetched(&fetches), 1);
+        assert_eq!(stream.next().await.unwrap().unwrap(), 1);
+        assert_eq!(fetched(&fetches), 2);
+        // The last page said there is no next state: the end needs no request.
+        assert!(stream.next().await.is_none());
+        assert_eq!(fetched(&fetches), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn read_ahead_one_fetches_at_most_one_page_ahead() {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let mut stream = pages(1, 0, numbered(2, None, fetches.clone()));
+        settle().await;
+        assert_eq!(fetched(&fetches), 0, "the task starts on the first poll");
+        // While the caller holds page n, page n + 1 is fetched and waits; no more.
+        for (page, expected) in [(0, 2), (1, 3), (2, 3)] {
+            assert_eq!(stream.next().await.unwrap().unwrap(), page);
+            settle().await;
+            assert_eq!(fetched(&fetches), expected, "after page {page}");
+        }
+        assert!(stream.next().await.is_none());
+        settle().await;
+        assert_eq!(
+            fetched(&fetches),
+            3,
+            "nothing is fetched after the last page"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_is_yielded_once_and_ends_the_stream() {
+        for read_ahead in [0, 1] {
+            let fetches = Arc::new(AtomicUsize::new(0));
+            // Page 1 fails; page 2 would exist, but must never be asked for.
+            let mut stream = pages(read_ahead, 0, numbered(2, Some(1), fetches.clone()));
+            assert_eq!(stream.next().await.unwrap().unwrap(), 0);
+            assert!(
+                is_page_failed(stream.next().await),
+                "read_ahead {read_ahead}"
+            );
+            assert!(stream.next().await.is_none(), "read_ahead {read_ahead}");
+            settle().await;
+            assert_eq!(fetched(&fetches), 2, "read_ahead {read_ahead}");
+        }
+    }
+
+    #[tokio::test]
+    async fn items_flattens_pages_in_order_and_passes_the_error_through() {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        // Page n holds n copies of n (page 0 is empty); page 3 fails.
+        let stream = items(pages(0, 0, numbered(5, Some(3), fetches)), |n: u32| {
+            vec![n; n as usize]
+        });
+        let got: Vec<Result<u32, Error>> = stream.collect().await;
+        let oks: Vec<u32> = got
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        assert_eq!(oks, [1, 2, 2]);
+        assert_eq!(got.len(), 4);
+        assert!(is_page_failed(got.into_iter().next_back()));
+    }
+
+    #[test]
+    fn the_guard_refuses_a_cursor_it_has_seen() {
+        let mut guard = CursorGuard::default();
+        assert!(guard.admit(Provider::Cloudflare, "a").is_ok());
+        assert!(guard.admit(Provider::Cloudflare, "b").is_ok());
+        match guard.admit(Provider::Cloudflare, "a") {
+            Err(Error::BadResponse(e)) => {
+                assert_eq!(e.provider, Provider::Cloudflare);
+                assert_eq!(e.status, None);
+                assert_eq!(
+                    e.reason,
+                    r#"the listing repeated cursor "a"; stopping instead of looping"#
+                );
+            }
+            other => panic!("expected a bad response, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_cursor_ends_the_listing_without_another_request() {
+        // The service answers every request with the same cursor "c", as a buggy one might.
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let stream = pages(
+            0,
+            (None::<String>, CursorGuard::default()),
+            move |(cursor, mut guard)| {
+                let counter = counter.clone();
+                boxed(async move {
+                    if let Some(cursor) = &cursor {
+                        guard.admit(Provider::Fastly, cursor)?;
+                    }
+                    let page = counter.fetch_add(1, Ordering::SeqCst);
+                    Ok((page, Some((Some("c".to_string()), guard))))
+                })
+            },
+        );
+        // `take` so a guard that fails to stop the listing fails the test instead of hanging.
+        let got: Vec<Result<usize, Error>> = stream.take(4).collect().await;
+        // The page that repeated the cursor is delivered; the error replaces the third request.
+        assert_eq!(got.len(), 3);
+        assert_eq!(*got[0].as_ref().unwrap(), 0);
+        assert_eq!(*got[1].as_ref().unwrap(), 1);
+        assert!(matches!(&got[2], Err(Error::BadResponse(e)) if e.reason.contains(r#""c""#)));
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_absent_or_empty_cursor_ends_the_listing() {
+        assert_eq!(next_cursor(None), None);
+        assert_eq!(next_cursor(Some(String::new())), None);
+        assert_eq!(next_cursor(Some("c".into())), Some("c".to_string()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_streams_are_send_and_static() {
+        fn send_static<T: Send + 'static>(t: T) -> T {
+            t
+        }
+        // Compiles only if both streams can move to another task; then they run there.
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let paged = send_static(pages(1, 0, numbered(2, None, fetches.clone())));
+        let flat = send_static(items(pages(0, 0, numbered(2, None, fetches)), |n| vec![n]));
+        let paged = tokio::spawn(paged.map(Result::unwrap).collect::<Vec<_>>());
+        let flat = tokio::spawn(flat.map(Result::unwrap).collect::<Vec<_>>());
+        assert_eq!(paged.await.unwrap(), [0, 1, 2]);
+        assert_eq!(flat.await.unwrap(), [0, 1, 2]);
+    }
+}
