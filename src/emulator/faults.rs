@@ -1,15 +1,12 @@
-//! Misbehaving HTTP/1.1 answers, shared by the fault tests and the emulator's fault injection:
-//! [`Reply`] says what to do with one request (answer, reset, cut or stall the body, never
-//! answer) and [`FaultyServer`] plays a script of them, one per request (the last one repeats),
-//! recording every request it saw. Loopback only.
+//! Misbehaving HTTP/1.1 answers, played by the emulator's fault injection and by the test
+//! suites' scripted servers (`tests/support/`): [`Reply`] says what to do with one request
+//! (answer, reset, cut or stall the body, never answer), [`read_request`] reads one request off a
+//! connection and [`play`] plays a reply on it. Loopback only.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// What the server does with one request.
 #[derive(Clone, Debug)]
@@ -100,87 +97,6 @@ impl Seen {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A server that plays a script of [`Reply`]s.
-#[derive(Debug)]
-pub struct FaultyServer {
-    addr: SocketAddr,
-    host: &'static str,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FaultyServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FaultyServer {
-    /// Serves `script` on 127.0.0.1.
-    ///
-    /// # Panics
-    /// If no loopback port can be bound (a test set-up failure).
-    pub async fn start(script: Vec<Reply>) -> Self {
-        Self::start_as("127.0.0.1", script).await
-    }
-
-    /// Serves `script` on loopback, named `host` in its URL; panics like [`start`](Self::start) (`localhost` is another host than
-    /// `127.0.0.1` to an HTTP client).
-    pub async fn start_as(host: &'static str, script: Vec<Reply>) -> Self {
-        let script = if script.is_empty() {
-            vec![Reply::status(500)]
-        } else {
-            script
-        };
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free loopback port");
-        let addr = listener.local_addr().expect("a bound address");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let next = Arc::new(AtomicUsize::new(0));
-        let (script, log) = (Arc::new(script), seen.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (script, log, next) = (script.clone(), log.clone(), next.clone());
-                tokio::spawn(async move {
-                    let mut stream = BufReader::new(stream);
-                    let Some(request) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    log.lock().unwrap_or_else(|e| e.into_inner()).push(request);
-                    let n = next.fetch_add(1, Ordering::SeqCst);
-                    let reply = script[n.min(script.len() - 1)].clone();
-                    play(stream.into_inner(), reply).await;
-                });
-            }
-        });
-        FaultyServer {
-            addr,
-            host,
-            seen,
-            task,
-        }
-    }
-
-    /// The base URL.
-    pub fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.addr.port())
-    }
-
-    /// Every request seen, in order.
-    pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// How many requests reached the server.
-    pub fn attempts(&self) -> usize {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
