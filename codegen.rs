@@ -57,6 +57,7 @@ pub fn generate(spec_path: &Path) -> Result<String, String> {
         }
     };
     let tokens = use_crate_segment_encoder(tokens);
+    let tokens = leaner_calls(tokens, &required_query_names(&spec));
     let tokens = with_operations_table(spec_path, tokens)?;
     let file: syn::File = syn::parse2(tokens).map_err(|e| {
         format!(
@@ -107,6 +108,160 @@ pub fn use_crate_segment_encoder(tokens: proc_macro2::TokenStream) -> proc_macro
         }
     }
     out.into_iter().collect()
+}
+
+/// T4: spares every generated call work it does not need (measured per call with benchmark 1):
+/// - the `api-version` header, which neither API reads, is not added (and its `HeaderMap` slot
+///   not reserved);
+/// - an optional query parameter goes through `OptionalQuery::optional_query`, which adds
+///   nothing when it is `None` (progenitor re-serialises the URL's query for each parameter);
+///   required ones (`required`) keep progenitor's call;
+/// - `ResponseValue::{from_response, stream, empty}` become `crate::transport::generated`'s
+///   versions, which move the answer's headers instead of cloning them.
+pub fn leaner_calls(
+    tokens: proc_macro2::TokenStream,
+    required: &std::collections::HashSet<String>,
+) -> proc_macro2::TokenStream {
+    let mut tokens = leaner_calls_in(tokens, required);
+    tokens.extend(quote_path(
+        "#[allow(unused_imports)] use crate::transport::generated::OptionalQuery as _;",
+    ));
+    tokens
+}
+
+fn leaner_calls_in(
+    tokens: proc_macro2::TokenStream,
+    required: &std::collections::HashSet<String>,
+) -> proc_macro2::TokenStream {
+    use proc_macro2::{Delimiter, Group, Ident, TokenTree};
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let text = |t: &TokenTree| t.to_string();
+    let is_api_version_append = |i: usize| {
+        matches!(&tokens[i], TokenTree::Ident(id) if id == "header_map")
+            && tokens.get(i + 1).is_some_and(|t| text(t) == ".")
+            && tokens.get(i + 2).is_some_and(|t| text(t) == "append")
+            && matches!(tokens.get(i + 3), Some(TokenTree::Group(g)) if g.stream().to_string().contains("\"api-version\""))
+            && tokens.get(i + 4).is_some_and(|t| text(t) == ";")
+    };
+    let drops_api_version = (0..tokens.len()).any(is_api_version_append);
+    let mut out: Vec<TokenTree> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if is_api_version_append(i) {
+            i += 5;
+            continue;
+        }
+        // `ResponseValue :: from_response (` and its two siblings.
+        if matches!(&tokens[i], TokenTree::Ident(id) if id == "ResponseValue")
+            && tokens.get(i + 1).is_some_and(|t| text(t) == ":")
+            && tokens.get(i + 2).is_some_and(|t| text(t) == ":")
+            && let Some(TokenTree::Ident(helper)) = tokens.get(i + 3)
+            && let Some(ours) = match helper.to_string().as_str() {
+                "from_response" => Some("json"),
+                "stream" => Some("stream"),
+                "empty" => Some("empty"),
+                _ => None,
+            }
+            && matches!(tokens.get(i + 4), Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Parenthesis)
+        {
+            out.extend(quote_path(&format!("crate::transport::generated::{ours}")));
+            i += 4;
+            continue;
+        }
+        // `. query (& progenitor_client :: QueryParam :: new ("name" , & value))`.
+        if text(&tokens[i]) == "."
+            && matches!(tokens.get(i + 1), Some(TokenTree::Ident(id)) if id == "query")
+            && let Some(TokenTree::Group(call)) = tokens.get(i + 2)
+            && let Some(args) = query_param_args(call)
+            && let Some(name) = args.clone().into_iter().next().map(|t| t.to_string())
+            && !required.contains(name.trim_matches('"'))
+        {
+            out.push(tokens[i].clone());
+            out.push(TokenTree::Ident(Ident::new("optional_query", call.span())));
+            out.push(TokenTree::Group(Group::new(Delimiter::Parenthesis, args)));
+            i += 3;
+            continue;
+        }
+        // `HeaderMap :: with_capacity (Nusize)`, one slot fewer without `api-version`.
+        if drops_api_version
+            && matches!(&tokens[i], TokenTree::Ident(id) if id == "with_capacity")
+            && let Some(TokenTree::Group(g)) = tokens.get(i + 1)
+            && let Some(n) = g
+                .stream()
+                .to_string()
+                .strip_suffix("usize")
+                .and_then(|n| n.trim().parse::<usize>().ok())
+            && n > 0
+        {
+            out.push(tokens[i].clone());
+            let smaller: proc_macro2::TokenStream = quote_path(&format!("{}usize", n - 1));
+            out.push(TokenTree::Group(Group::new(
+                Delimiter::Parenthesis,
+                smaller,
+            )));
+            i += 2;
+            continue;
+        }
+        match &tokens[i] {
+            TokenTree::Group(group) => {
+                let mut rewritten =
+                    Group::new(group.delimiter(), leaner_calls_in(group.stream(), required));
+                rewritten.set_span(group.span());
+                out.push(TokenTree::Group(rewritten));
+            }
+            other => out.push(other.clone()),
+        }
+        i += 1;
+    }
+    out.into_iter().collect()
+}
+
+/// The arguments of `(& progenitor_client :: QueryParam :: new (ARGS))`, if that is the call.
+fn query_param_args(call: &proc_macro2::Group) -> Option<proc_macro2::TokenStream> {
+    let tokens: Vec<proc_macro2::TokenTree> = call.stream().into_iter().collect();
+    let head: Vec<String> = tokens.iter().take(8).map(|t| t.to_string()).collect();
+    let expected = [
+        "&",
+        "progenitor_client",
+        ":",
+        ":",
+        "QueryParam",
+        ":",
+        ":",
+        "new",
+    ];
+    if head != expected || tokens.len() != 9 {
+        return None;
+    }
+    match &tokens[8] {
+        proc_macro2::TokenTree::Group(args) => Some(args.stream()),
+        _ => None,
+    }
+}
+
+/// Names of query parameters some operation requires (T4 leaves their calls to progenitor).
+fn required_query_names(spec: &OpenAPI) -> std::collections::HashSet<String> {
+    let mut required = std::collections::HashSet::new();
+    let parameters = spec.components.as_ref().map(|c| &c.parameters);
+    for op in spec.operations() {
+        for parameter in &op.2.parameters {
+            let parameter = match parameter {
+                ReferenceOr::Item(p) => Some(p),
+                ReferenceOr::Reference { reference } => {
+                    parameters.and_then(|all| match all.get(reference.rsplit('/').next()?)? {
+                        ReferenceOr::Item(p) => Some(p),
+                        ReferenceOr::Reference { .. } => None,
+                    })
+                }
+            };
+            if let Some(openapiv3::Parameter::Query { parameter_data, .. }) = parameter
+                && parameter_data.required
+            {
+                required.insert(parameter_data.name.clone());
+            }
+        }
+    }
+    required
 }
 
 /// Appends `OPERATIONS`: every operation's id, method and path template, hand-written ones

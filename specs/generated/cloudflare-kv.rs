@@ -618,12 +618,7 @@ Arguments:
             "{}/accounts/{}/storage/kv/namespaces", self.baseurl, crate
             ::transport::segment::encode(& account_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -632,10 +627,10 @@ Arguments:
                 ::reqwest::header::ACCEPT,
                 ::reqwest::header::HeaderValue::from_static("application/json"),
             )
-            .query(&progenitor_client::QueryParam::new("direction", &direction))
-            .query(&progenitor_client::QueryParam::new("order", &order))
-            .query(&progenitor_client::QueryParam::new("page", &page))
-            .query(&progenitor_client::QueryParam::new("per_page", &per_page))
+            .optional_query("direction", &direction)
+            .optional_query("order", &order)
+            .optional_query("page", &page)
+            .optional_query("per_page", &per_page)
             .headers(header_map)
             .build()?;
         let info = OperationInfo {
@@ -646,9 +641,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -672,12 +671,7 @@ Arguments:
             "{}/accounts/{}/storage/kv/namespaces", self.baseurl, crate
             ::transport::segment::encode(& account_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -697,9 +691,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -724,12 +722,7 @@ Arguments:
             ::transport::segment::encode(& account_id.to_string()), crate
             ::transport::segment::encode(& namespace_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -748,9 +741,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -777,12 +774,7 @@ Arguments:
             ::transport::segment::encode(& account_id.to_string()), crate
             ::transport::segment::encode(& namespace_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -802,9 +794,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -829,12 +825,7 @@ Arguments:
             ::transport::segment::encode(& account_id.to_string()), crate
             ::transport::segment::encode(& namespace_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -853,9 +844,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -886,12 +881,7 @@ Arguments:
             ::transport::segment::encode(& account_id.to_string()), crate
             ::transport::segment::encode(& namespace_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -900,9 +890,9 @@ Arguments:
                 ::reqwest::header::ACCEPT,
                 ::reqwest::header::HeaderValue::from_static("application/json"),
             )
-            .query(&progenitor_client::QueryParam::new("cursor", &cursor))
-            .query(&progenitor_client::QueryParam::new("limit", &limit))
-            .query(&progenitor_client::QueryParam::new("prefix", &prefix))
+            .optional_query("cursor", &cursor)
+            .optional_query("limit", &limit)
+            .optional_query("prefix", &prefix)
             .headers(header_map)
             .build()?;
         let info = OperationInfo {
@@ -913,9 +903,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -943,12 +937,7 @@ Arguments:
             ::transport::segment::encode(& namespace_id.to_string()), crate
             ::transport::segment::encode(& key_name.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self.client.get(url).headers(header_map).build()?;
         let info = OperationInfo {
@@ -959,9 +948,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => Ok(ResponseValue::stream(response)),
+            200u16 => Ok(crate::transport::generated::stream(response)),
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -995,12 +988,7 @@ Arguments:
             ::transport::segment::encode(& namespace_id.to_string()), crate
             ::transport::segment::encode(& key_name.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -1014,10 +1002,8 @@ Arguments:
                 ::reqwest::header::HeaderValue::from_static("application/octet-stream"),
             )
             .body(body)
-            .query(&progenitor_client::QueryParam::new("expiration", &expiration))
-            .query(
-                &progenitor_client::QueryParam::new("expiration_ttl", &expiration_ttl),
-            )
+            .optional_query("expiration", &expiration)
+            .optional_query("expiration_ttl", &expiration_ttl)
             .headers(header_map)
             .build()?;
         let info = OperationInfo {
@@ -1028,9 +1014,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -1058,12 +1048,7 @@ Arguments:
             ::transport::segment::encode(& namespace_id.to_string()), crate
             ::transport::segment::encode(& key_name.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -1082,9 +1067,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -1112,12 +1101,7 @@ Arguments:
             ::transport::segment::encode(& namespace_id.to_string()), crate
             ::transport::segment::encode(& key_name.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -1136,9 +1120,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -1165,12 +1153,7 @@ Arguments:
             ::transport::segment::encode(& account_id.to_string()), crate
             ::transport::segment::encode(& namespace_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -1190,9 +1173,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -1219,12 +1206,7 @@ Arguments:
             ::transport::segment::encode(& account_id.to_string()), crate
             ::transport::segment::encode(& namespace_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -1244,9 +1226,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -1273,12 +1259,7 @@ Arguments:
             ::transport::segment::encode(& account_id.to_string()), crate
             ::transport::segment::encode(& namespace_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -1298,9 +1279,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
+            200u16 => crate::transport::generated::json(response).await,
             400u16..=499u16 => {
-                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+                Err(
+                    Error::ErrorResponse(
+                        crate::transport::generated::json(response).await?,
+                    ),
+                )
             }
             _ => Err(Error::UnexpectedResponse(response)),
         }
@@ -1311,6 +1296,8 @@ pub mod prelude {
     #[allow(unused_imports)]
     pub use super::Client;
 }
+#[allow(unused_imports)]
+use crate::transport::generated::OptionalQuery as _;
 /// Every operation of the spec as `(operation id, method, path template)`, hand-written ones included.
 pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("namespace_list", "GET", "/accounts/{account_id}/storage/kv/namespaces"),

@@ -337,12 +337,7 @@ Arguments:
         name: Option<&'a str>,
     ) -> Result<ResponseValue<types::KvStoreList>, Error<()>> {
         let url = format!("{}/resources/stores/kv", self.baseurl,);
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -351,9 +346,9 @@ Arguments:
                 ::reqwest::header::ACCEPT,
                 ::reqwest::header::HeaderValue::from_static("application/json"),
             )
-            .query(&progenitor_client::QueryParam::new("cursor", &cursor))
-            .query(&progenitor_client::QueryParam::new("limit", &limit))
-            .query(&progenitor_client::QueryParam::new("name", &name))
+            .optional_query("cursor", &cursor)
+            .optional_query("limit", &limit)
+            .optional_query("name", &name)
             .headers(header_map)
             .build()?;
         let info = OperationInfo {
@@ -364,8 +359,10 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
-            401u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
+            200u16 => crate::transport::generated::json(response).await,
+            401u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
@@ -385,12 +382,7 @@ Arguments:
         body: &'a types::KvStoreRequestCreateOrUpdate,
     ) -> Result<ResponseValue<types::KvStoreDetails>, Error<()>> {
         let url = format!("{}/resources/stores/kv", self.baseurl,);
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -400,7 +392,7 @@ Arguments:
                 ::reqwest::header::HeaderValue::from_static("application/json"),
             )
             .json(&body)
-            .query(&progenitor_client::QueryParam::new("location", &location))
+            .optional_query("location", &location)
             .headers(header_map)
             .build()?;
         let info = OperationInfo {
@@ -411,9 +403,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            201u16 => ResponseValue::from_response(response).await,
-            400u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            401u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
+            201u16 => crate::transport::generated::json(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
@@ -434,12 +430,7 @@ Arguments:
             "{}/resources/stores/kv/{}", self.baseurl, crate
             ::transport::segment::encode(& store_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -458,9 +449,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
-            401u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            404u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
+            200u16 => crate::transport::generated::json(response).await,
+            401u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
@@ -483,12 +478,7 @@ Arguments:
             "{}/resources/stores/kv/{}", self.baseurl, crate
             ::transport::segment::encode(& store_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self.client.put(url).json(&body).headers(header_map).build()?;
         let info = OperationInfo {
@@ -499,10 +489,16 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => Ok(ResponseValue::empty(response)),
-            400u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            401u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            404u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
+            200u16 => Ok(crate::transport::generated::empty(response)),
+            400u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
@@ -523,12 +519,7 @@ Arguments:
             "{}/resources/stores/kv/{}", self.baseurl, crate
             ::transport::segment::encode(& store_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self.client.delete(url).headers(header_map).build()?;
         let info = OperationInfo {
@@ -539,10 +530,16 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            204u16 => Ok(ResponseValue::empty(response)),
-            401u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            404u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            409u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
+            204u16 => Ok(crate::transport::generated::empty(response)),
+            401u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
@@ -571,12 +568,7 @@ Arguments:
             "{}/resources/stores/kv/{}/keys", self.baseurl, crate
             ::transport::segment::encode(& store_id.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -585,10 +577,10 @@ Arguments:
                 ::reqwest::header::ACCEPT,
                 ::reqwest::header::HeaderValue::from_static("application/json"),
             )
-            .query(&progenitor_client::QueryParam::new("consistency", &consistency))
-            .query(&progenitor_client::QueryParam::new("cursor", &cursor))
-            .query(&progenitor_client::QueryParam::new("limit", &limit))
-            .query(&progenitor_client::QueryParam::new("prefix", &prefix))
+            .optional_query("consistency", &consistency)
+            .optional_query("cursor", &cursor)
+            .optional_query("limit", &limit)
+            .optional_query("prefix", &prefix)
             .headers(header_map)
             .build()?;
         let info = OperationInfo {
@@ -599,9 +591,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => ResponseValue::from_response(response).await,
-            401u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            404u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
+            200u16 => crate::transport::generated::json(response).await,
+            401u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
@@ -625,12 +621,7 @@ Arguments:
             ::transport::segment::encode(& store_id.to_string()), crate
             ::transport::segment::encode(& key.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self.client.get(url).headers(header_map).build()?;
         let info = OperationInfo {
@@ -641,9 +632,13 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => Ok(ResponseValue::stream(response)),
-            401u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            404u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
+            200u16 => Ok(crate::transport::generated::stream(response)),
+            401u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
@@ -683,12 +678,7 @@ Arguments:
             ::transport::segment::encode(& store_id.to_string()), crate
             ::transport::segment::encode(& key.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(4usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(3usize);
         if let Some(value) = if_generation_match {
             header_map.append("if-generation-match", value.to_string().try_into()?);
         }
@@ -707,15 +697,10 @@ Arguments:
                 ::reqwest::header::HeaderValue::from_static("application/octet-stream"),
             )
             .body(body)
-            .query(&progenitor_client::QueryParam::new("add", &add))
-            .query(&progenitor_client::QueryParam::new("append", &append))
-            .query(
-                &progenitor_client::QueryParam::new(
-                    "background_fetch",
-                    &background_fetch,
-                ),
-            )
-            .query(&progenitor_client::QueryParam::new("prepend", &prepend))
+            .optional_query("add", &add)
+            .optional_query("append", &append)
+            .optional_query("background_fetch", &background_fetch)
+            .optional_query("prepend", &prepend)
             .headers(header_map)
             .build()?;
         let info = OperationInfo {
@@ -726,11 +711,19 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            200u16 => Ok(ResponseValue::empty(response)),
-            400u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            401u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            404u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            412u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
+            200u16 => Ok(crate::transport::generated::empty(response)),
+            400u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            412u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
@@ -758,12 +751,7 @@ Arguments:
             ::transport::segment::encode(& store_id.to_string()), crate
             ::transport::segment::encode(& key.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
-        header_map
-            .append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
-            );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         if let Some(value) = if_generation_match {
             header_map.append("if-generation-match", value.to_string().try_into()?);
         }
@@ -771,7 +759,7 @@ Arguments:
         let mut request = self
             .client
             .delete(url)
-            .query(&progenitor_client::QueryParam::new("force", &force))
+            .optional_query("force", &force)
             .headers(header_map)
             .build()?;
         let info = OperationInfo {
@@ -782,10 +770,16 @@ Arguments:
         self.post(&result, &info).await?;
         let response = result?;
         match response.status().as_u16() {
-            204u16 => Ok(ResponseValue::empty(response)),
-            401u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            404u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
-            412u16 => Err(Error::ErrorResponse(ResponseValue::empty(response))),
+            204u16 => Ok(crate::transport::generated::empty(response)),
+            401u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
+            412u16 => {
+                Err(Error::ErrorResponse(crate::transport::generated::empty(response)))
+            }
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
@@ -795,6 +789,8 @@ pub mod prelude {
     #[allow(unused_imports)]
     pub use super::Client;
 }
+#[allow(unused_imports)]
+use crate::transport::generated::OptionalQuery as _;
 /// Every operation of the spec as `(operation id, method, path template)`, hand-written ones included.
 pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("kv_store_list", "GET", "/resources/stores/kv"),

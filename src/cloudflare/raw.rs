@@ -26,7 +26,7 @@
 //!
 //! Not generated (written by hand in the facade): the `multipart/form-data` form of `value_put`,
 //! see `specs/README.md`.
-#![allow(missing_docs, clippy::all, unused_imports)]
+#![allow(missing_docs, clippy::all, unused_imports, unused_mut)]
 
 include!(concat!(env!("OUT_DIR"), "/cloudflare-kv.rs"));
 

@@ -18,11 +18,13 @@
 //! - `answer.rs`: answers and failures into the crate's error.
 //! - `segment.rs`: the one path-segment encoder and the pre-send path check.
 //! - `capped.rs`: the read limit of every answer's body.
+//! - `generated.rs`: leaner stand-ins for progenitor's helpers, called by the generated code.
 
 pub(crate) mod answer;
 pub(crate) mod attempt;
 pub(crate) mod capped;
 mod credential;
+pub(crate) mod generated;
 pub(crate) mod hooks;
 pub(crate) mod segment;
 
@@ -38,9 +40,6 @@ pub(crate) use hooks::hooks_through_transport;
 
 use crate::error::{Error, InvalidInput, Provider};
 use crate::policy::{Limiter, RateLimit, RequestPolicy};
-
-/// The header progenitor adds to every request with the spec's version; neither API uses it.
-const API_VERSION_HEADER: HeaderName = HeaderName::from_static("api-version");
 
 /// What a generated client applies to each request: the credential and the request policy.
 /// Cheap to clone; clones share the rate-limit state and the client-side limit.
@@ -139,11 +138,10 @@ impl Transport {
             .unwrap_or_default()
     }
 
-    /// Prepares an outgoing request: drops progenitor's `api-version` header and adds the
-    /// credential.
+    /// Prepares an outgoing request: adds the credential. (The generated code no longer adds
+    /// progenitor's `api-version` header: `codegen.rs` transform T4.)
     pub(crate) fn prepare(&self, request: &mut reqwest::Request) {
         let headers = request.headers_mut();
-        headers.remove(&API_VERSION_HEADER);
         for (name, value) in self.credential_headers.iter() {
             headers.insert(name.clone(), value.clone());
         }

@@ -287,6 +287,37 @@ mod tests {
     }
 
     #[test]
+    fn the_leaner_calls_transform_drops_api_version_absent_queries_and_header_clones() {
+        let tokens: proc_macro2::TokenStream = r#"fn op() {
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(::reqwest::header::HeaderName::from_static("api-version"), v());
+            header_map.append("metadata", m());
+            let r = c.get(url)
+                .query(&progenitor_client::QueryParam::new("cursor", &cursor))
+                .query(&progenitor_client::QueryParam::new("page", &page))
+                .headers(header_map);
+            match s { 200u16 => ResponseValue::from_response(response).await,
+                      204u16 => Ok(ResponseValue::empty(response)),
+                      _ => Ok(ResponseValue::stream(response)) }
+        }"#
+        .parse()
+        .unwrap();
+        let required = std::collections::HashSet::from(["page".to_string()]);
+        let text = codegen::leaner_calls(tokens, &required).to_string();
+        assert!(!text.contains("api-version"), "{text}");
+        assert!(text.contains("with_capacity (1usize)"), "{text}");
+        assert!(text.contains("optional_query (\"cursor\" , & cursor)"), "{text}");
+        assert!(
+            text.contains("QueryParam :: new (\"page\" , & page)"),
+            "a required parameter keeps progenitor's call: {text}"
+        );
+        assert!(text.contains("crate :: transport :: generated :: json (response)"), "{text}");
+        assert!(text.contains("crate :: transport :: generated :: empty (response)"), "{text}");
+        assert!(text.contains("crate :: transport :: generated :: stream (response)"), "{text}");
+        assert!(!text.contains("ResponseValue ::"), "{text}");
+    }
+
+    #[test]
     fn the_real_specs_pass_lint() {
         let root = super::repo_root();
         for stem in super::spec_stems(&root).unwrap() {
