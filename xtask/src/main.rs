@@ -306,14 +306,26 @@ mod tests {
         let text = codegen::leaner_calls(tokens, &required).to_string();
         assert!(!text.contains("api-version"), "{text}");
         assert!(text.contains("with_capacity (1usize)"), "{text}");
-        assert!(text.contains("optional_query (\"cursor\" , & cursor)"), "{text}");
+        assert!(
+            text.contains("optional_query (\"cursor\" , & cursor)"),
+            "{text}"
+        );
         assert!(
             text.contains("QueryParam :: new (\"page\" , & page)"),
             "a required parameter keeps progenitor's call: {text}"
         );
-        assert!(text.contains("crate :: transport :: generated :: json (response)"), "{text}");
-        assert!(text.contains("crate :: transport :: generated :: empty (response)"), "{text}");
-        assert!(text.contains("crate :: transport :: generated :: stream (response)"), "{text}");
+        assert!(
+            text.contains("crate :: transport :: generated :: json (response)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("crate :: transport :: generated :: empty (response)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("crate :: transport :: generated :: stream (response)"),
+            "{text}"
+        );
         assert!(!text.contains("ResponseValue ::"), "{text}");
     }
 
