@@ -575,17 +575,7 @@ impl std::error::Error for TimedOut {}
 
 /// Whether reqwest gave up on a timer, its own or one of ours inside a body.
 fn is_reqwest_timeout(error: &reqwest::Error) -> bool {
-    if error.is_timeout() {
-        return true;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        if e.is::<TimedOut>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    error.is_timeout() || crate::transport::capped::find::<TimedOut>(error).is_some()
 }
 
 /// What of the caller's own an error must not carry, with the placeholder that replaces it in

@@ -18,21 +18,6 @@ pub(crate) fn check_addressable(key: &str) -> Result<(), InvalidInput> {
     Ok(())
 }
 
-/// Whether the key changes when percent-encoded as a path segment.
-pub(crate) fn needs_encoding(key: &str) -> bool {
-    segment::needs_encoding(key)
-}
-
-/// The byte position of the first character that needs encoding.
-pub(crate) fn first_needing_encoding(key: &str) -> Option<usize> {
-    key.char_indices()
-        .find(|(_, c)| {
-            let mut buf = [0; 4];
-            segment::needs_encoding(c.encode_utf8(&mut buf))
-        })
-        .map(|(i, _)| i)
-}
-
 /// Refuses keys longer than `max` bytes.
 pub(crate) fn check_length(key: &str, max: usize) -> Result<(), InvalidInput> {
     if key.len() > max {

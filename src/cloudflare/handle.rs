@@ -221,7 +221,7 @@ impl Namespace {
 
     async fn check_key(&self, key: &str) -> Result<(), Error> {
         limits::check_key(key, false)?;
-        if crate::keys::needs_encoding(key) {
+        if crate::transport::segment::needs_encoding(key) {
             let literal = *self
                 .literal_keys
                 .get_or_try_init(|| async {

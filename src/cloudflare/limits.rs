@@ -30,7 +30,7 @@ pub const NAMESPACES_PAGE_LIMIT: std::ops::RangeInclusive<u32> = 5..=100;
 pub(crate) fn check_key(key: &str, literal_keys: bool) -> Result<(), InvalidInput> {
     keys::check_addressable(key)?;
     keys::check_length(key, MAX_KEY_BYTES)?;
-    if literal_keys && let Some(position) = keys::first_needing_encoding(key) {
+    if literal_keys && let Some(position) = crate::transport::segment::first_to_encode(key) {
         return Err(InvalidInput::KeyNeedsUrlEncoding { position });
     }
     Ok(())

@@ -37,7 +37,13 @@ pub(crate) fn encode(segment: &str) -> String {
 
 /// Whether [`encode`] changes `segment`.
 pub(crate) fn needs_encoding(segment: &str) -> bool {
-    segment.bytes().any(|b| !is_pchar(b))
+    first_to_encode(segment).is_some()
+}
+
+/// The byte position of the first byte [`encode`] changes (always a character's first byte:
+/// a non-ASCII character is encoded whole).
+pub(crate) fn first_to_encode(segment: &str) -> Option<usize> {
+    segment.bytes().position(|b| !is_pchar(b))
 }
 
 /// Whether `byte` is an ASCII byte of RFC 3986 `pchar` other than `%`: unreserved, a
