@@ -9,8 +9,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::rules::cloudflare as rules;
 use super::{Request, Shared, json, respond, unix_now};
-use crate::cloudflare::limits;
 
 #[derive(Default)]
 pub(crate) struct State {
@@ -178,22 +178,27 @@ fn with_key(
     f(ns, &key, request)
 }
 
+/// A refused key as the emulator answers it: too long is 414 (the key is part of the URI), any
+/// other refusal 400.
 fn check_key(key: &str) -> Result<(), Fail> {
-    if key.is_empty() {
-        return Err(Fail::new(
-            StatusCode::BAD_REQUEST,
-            10019,
-            "key name is empty",
-        ));
+    rules::check_key(key).map_err(|refusal| match refusal {
+        rules::KeyRefusal::TooLong { .. } => {
+            Fail::new(StatusCode::URI_TOO_LONG, 10033, refusal.to_string())
+        }
+        rules::KeyRefusal::Empty | rules::KeyRefusal::DotSegment => {
+            Fail::new(StatusCode::BAD_REQUEST, 10019, refusal.to_string())
+        }
+    })
+}
+
+/// A key named by a bulk delete or get: the schema bounds its length
+/// (`workers-kv_key_name_bulk`, `maxLength: 512`); a key that could never be written is just
+/// not found.
+fn check_named_key(key: &str) -> Result<(), Fail> {
+    match check_key(key) {
+        Err(fail) if fail.0 == StatusCode::URI_TOO_LONG => Err(fail),
+        _ => Ok(()),
     }
-    if key.len() > limits::MAX_KEY_BYTES {
-        return Err(Fail::new(
-            StatusCode::URI_TOO_LONG,
-            10033,
-            format!("key name is longer than {} bytes", limits::MAX_KEY_BYTES),
-        ));
-    }
-    Ok(())
 }
 
 fn list_namespaces(state: &State, request: &Request) -> Response<Body> {
@@ -413,7 +418,7 @@ fn expiration_of(ttl: Option<&str>, at: Option<&str>) -> Result<Option<i64>, Fai
     let now = unix_now();
     if let Some(ttl) = ttl {
         return match ttl.parse::<i64>() {
-            Ok(ttl) if ttl >= limits::MIN_EXPIRATION_TTL as i64 => Ok(Some(now + ttl)),
+            Ok(ttl) if rules::ttl_allowed(ttl) => Ok(Some(now.saturating_add(ttl))),
             _ => Err(Fail::new(
                 StatusCode::BAD_REQUEST,
                 10020,
@@ -423,7 +428,7 @@ fn expiration_of(ttl: Option<&str>, at: Option<&str>) -> Result<Option<i64>, Fai
     }
     match at.map(str::parse::<i64>) {
         None => Ok(None),
-        Some(Ok(at)) if at >= now + limits::MIN_EXPIRATION_TTL as i64 => Ok(Some(at)),
+        Some(Ok(at)) if rules::expiration_allowed(at, now) => Ok(Some(at)),
         Some(_) => Err(Fail::new(
             StatusCode::BAD_REQUEST,
             10021,
@@ -436,7 +441,7 @@ fn metadata_of(metadata: Option<&str>) -> Result<Option<Value>, Fail> {
     let Some(metadata) = metadata else {
         return Ok(None);
     };
-    if metadata.len() > limits::MAX_METADATA_BYTES {
+    if !rules::metadata_fits(metadata) {
         return Err(Fail::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             10023,
@@ -450,7 +455,7 @@ fn metadata_of(metadata: Option<&str>) -> Result<Option<Value>, Fail> {
 
 fn put_value(ns: &mut Namespace, request: &Request, write: Write) -> Response<Body> {
     with_key(ns, request, |ns, key, request| {
-        if write.value.len() as u64 > limits::MAX_VALUE_BYTES {
+        if !rules::value_fits(write.value.len()) {
             return fail(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 10024,
@@ -476,7 +481,7 @@ fn put_value(ns: &mut Namespace, request: &Request, write: Write) -> Response<Bo
 }
 
 fn bulk_write(ns: &mut Namespace, request: &Request) -> Response<Body> {
-    if request.body.len() > limits::BULK_WRITE_MAX_BYTES {
+    if request.body.len() > rules::BULK_WRITE_MAX_BODY_BYTES {
         return fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             10024,
@@ -492,7 +497,7 @@ fn bulk_write(ns: &mut Namespace, request: &Request) -> Response<Body> {
             "the body is not an array of key-value pairs",
         );
     };
-    if items.len() > limits::BULK_WRITE_MAX_PAIRS {
+    if items.len() > rules::BULK_WRITE_MAX_PAIRS {
         return fail(
             StatusCode::BAD_REQUEST,
             10001,
@@ -503,6 +508,13 @@ fn bulk_write(ns: &mut Namespace, request: &Request) -> Response<Body> {
     for item in items {
         if let Err(response) = check_key(&item.key) {
             return response.respond();
+        }
+        if !rules::value_fits(item.value.len()) {
+            return fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                10024,
+                "value is larger than 25 MiB",
+            );
         }
         let value = if item.base64 == Some(true) {
             match base64::engine::general_purpose::STANDARD.decode(&item.value) {
@@ -551,12 +563,15 @@ fn bulk_delete(ns: &mut Namespace, request: &Request) -> Response<Body> {
             "the body is not an array of keys",
         );
     };
-    if keys.len() > limits::BULK_DELETE_MAX_KEYS {
+    if keys.len() > rules::BULK_DELETE_MAX_KEYS {
         return fail(
             StatusCode::BAD_REQUEST,
             10001,
             "at most 10,000 keys per request",
         );
+    }
+    if let Some(fail) = keys.iter().find_map(|k| check_named_key(k).err()) {
+        return fail.respond();
     }
     for key in &keys {
         ns.keys.remove(key);
@@ -570,12 +585,15 @@ fn bulk_get(ns: &mut Namespace, request: &Request) -> Response<Body> {
     else {
         return fail(StatusCode::BAD_REQUEST, 10001, "the body must hold `keys`");
     };
-    if body.keys.len() > limits::BULK_GET_MAX_KEYS {
+    if body.keys.len() > rules::BULK_GET_MAX_KEYS {
         return fail(
             StatusCode::BAD_REQUEST,
             10001,
             "at most 100 keys per request",
         );
+    }
+    if let Some(fail) = body.keys.iter().find_map(|k| check_named_key(k).err()) {
+        return fail.respond();
     }
     let as_json = body.type_ == Some(crate::cloudflare::raw::types::BulkGetType::Json);
     let with_metadata = body.with_metadata == Some(true);

@@ -8,8 +8,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::json;
 
+use super::rules::fastly as rules;
 use super::{Request, Shared, json, respond, unix_now};
-use crate::fastly::limits;
 
 #[derive(Default)]
 pub(crate) struct State {
@@ -265,24 +265,32 @@ fn get_item(state: &mut State, request: &Request) -> Response<Body> {
 }
 
 fn put_item(state: &mut State, request: &Request) -> Response<Body> {
-    let (id, key) = (
-        request.decoded(3).unwrap_or_default(),
-        request.decoded(5).unwrap_or_default(),
-    );
-    if let Err(problem) = limits::check_key(&key) {
-        return json(
-            StatusCode::BAD_REQUEST,
-            json!({"msg": "Bad request", "detail": problem.to_string()}),
-        );
-    }
-    let metadata = request.header("metadata").unwrap_or_default().to_string();
-    if metadata.len() > limits::MAX_METADATA_BYTES {
+    let id = request.decoded(3).unwrap_or_default();
+    // The key's bytes, not a lossy decoding: a key that is not UTF-8 is refused, not altered.
+    let raw_key = request.decoded_bytes(5).unwrap_or_default();
+    let key = match rules::key_from_bytes(&raw_key) {
+        Ok(key) => key.to_string(),
+        Err(problem) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                json!({"msg": "Bad request", "detail": problem.to_string()}),
+            );
+        }
+    };
+    // Measured as sent: a header may carry bytes that are not visible ASCII.
+    let metadata = request
+        .headers
+        .get("metadata")
+        .map(|m| m.as_bytes())
+        .unwrap_or_default();
+    if !rules::metadata_fits(metadata) {
         return json(
             StatusCode::BAD_REQUEST,
             json!({"msg": "Bad request", "detail": "metadata too large"}),
         );
     }
-    if request.body.len() as u64 > limits::MAX_VALUE_BYTES {
+    let metadata = String::from_utf8_lossy(metadata).into_owned();
+    if !rules::value_fits(request.body.len()) {
         return json(
             StatusCode::PAYLOAD_TOO_LARGE,
             json!({"msg": "Payload too large"}),
@@ -332,7 +340,7 @@ fn put_item(state: &mut State, request: &Request) -> Response<Body> {
         value,
         generation,
         metadata,
-        expires: ttl.map(|t| now + t),
+        expires: ttl.map(|t| now.saturating_add(t)),
     };
     store.items.insert(key, item);
     respond(StatusCode::OK, &[], Bytes::new())
@@ -380,12 +388,15 @@ fn batch(state: &mut State, request: &Request) -> Response<Body> {
         let parsed: Result<crate::fastly::raw::types::KvStoreUpsertBatch, String> =
             serde_json::from_slice(line).map_err(|e| format!("invalid line: {e}"));
         let outcome = parsed.and_then(|entry| {
-            limits::check_key(&entry.key).map_err(|e| e.to_string())?;
+            rules::check_key(&entry.key).map_err(|e| e.to_string())?;
             let value = base64::engine::general_purpose::STANDARD
                 .decode(&entry.value)
                 .map_err(|e| format!("value is not base64: {e}"))?;
+            if !rules::value_fits(value.len()) {
+                return Err("value too large".to_string());
+            }
             let metadata = entry.metadata.unwrap_or_default();
-            if metadata.len() > limits::MAX_METADATA_BYTES {
+            if !rules::metadata_fits(metadata.as_bytes()) {
                 return Err("metadata too large".to_string());
             }
             Ok((entry.key, value, metadata, entry.time_to_live_sec))

@@ -22,6 +22,7 @@
 mod cloudflare;
 mod fastly;
 pub mod faults;
+mod rules;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -203,6 +204,12 @@ impl Request {
                 .decode_utf8_lossy()
                 .into_owned(),
         )
+    }
+
+    /// A path segment, percent-decoded to the bytes it carries, UTF-8 or not.
+    pub(crate) fn decoded_bytes(&self, index: usize) -> Option<Vec<u8>> {
+        let raw = self.segments.get(index)?;
+        Some(percent_encoding::percent_decode_str(raw).collect())
     }
 }
 
