@@ -1,5 +1,5 @@
 //! Misbehaving HTTP/1.1 answers, played by the emulator's fault injection and by the test
-//! suites' scripted servers (`tests/support/`): [`Reply`] says what to do with one request
+//! suites' scripted servers (`tests/it/support/`): [`Reply`] says what to do with one request
 //! (answer, reset, cut or stall the body, never answer), [`read_request`] reads one request off a
 //! connection and [`play`] plays a reply on it. Loopback only.
 

@@ -1,12 +1,13 @@
 //! How the Cloudflare facade reports failure: envelopes, statuses, error codes, proxy pages.
 
-mod support;
-
 use edgekv::Error;
 use edgekv::cloudflare::PutOptions;
+use edgekv::policy::RequestPolicy;
 use httpmock::MockServer;
 use serde_json::json;
-use support::{CF_NAMESPACE, cf_path, cloudflare_client, exact};
+
+use crate::support::envelope::{cf_failure, cf_failures, cf_namespace_not_found, cf_ok};
+use crate::support::{CF_NAMESPACE, cf_path, cloudflare_at, cloudflare_client, exact};
 
 #[tokio::test]
 async fn a_successful_envelope_returns_its_result_and_keeps_its_messages() {
@@ -14,11 +15,11 @@ async fn a_successful_envelope_returns_its_result_and_keeps_its_messages() {
     server
         .mock_async(|when, then| {
             exact(when, "GET", &cf_path(""));
-            then.status(200).json_body(json!({
-                "success": true, "errors": [],
-                "messages": [{"code": 10100, "message": "namespace is read-mostly"}],
-                "result": {"id": CF_NAMESPACE, "title": "My Own Namespace", "supports_url_encoding": true}
-            }));
+            let mut body = cf_ok(
+                json!({"id": CF_NAMESPACE, "title": "My Own Namespace", "supports_url_encoding": true}),
+            );
+            body["messages"] = json!([{"code": 10100, "message": "namespace is read-mostly"}]);
+            then.status(200).json_body(body);
         })
         .await;
     let reply = cloudflare_client(&server)
@@ -36,7 +37,8 @@ async fn success_false_on_a_200_is_an_api_error_with_its_codes() {
     server
         .mock_async(|when, then| {
             exact(when, "DELETE", &cf_path("/values/k"));
-            then.status(200).json_body(json!({"success": false, "errors": [{"code": 10001, "message": "service unavailable"}], "messages": [], "result": null}));
+            then.status(200)
+                .json_body(cf_failure(10001, "service unavailable"));
         })
         .await;
     let error = cloudflare_client(&server)
@@ -61,11 +63,10 @@ async fn a_4xx_with_several_codes_keeps_every_code_and_message() {
     server
         .mock_async(|when, then| {
             exact(when, "GET", &cf_path(""));
-            then.status(403)
-                .json_body(json!({"success": false, "errors": [
-                {"code": 10000, "message": "Authentication error"},
-                {"code": 10037, "message": "token lacks the permission"}
-            ], "messages": [], "result": null}));
+            then.status(403).json_body(cf_failures(&[
+                (10000, "Authentication error"),
+                (10037, "token lacks the permission"),
+            ]));
         })
         .await;
     let error = cloudflare_client(&server)
@@ -84,7 +85,10 @@ async fn a_5xx_json_envelope_is_an_api_error_with_its_codes() {
     server
         .mock_async(|when, then| {
             exact(when, "GET", &cf_path(""));
-            then.status(500).json_body(json!({"success": false, "errors": [{"code": 10001, "message": "Internal error"}, {"code": 10043, "message": "storage backend unavailable"}], "messages": [], "result": null}));
+            then.status(500).json_body(cf_failures(&[
+                (10001, "Internal error"),
+                (10043, "storage backend unavailable"),
+            ]));
         })
         .await;
     let error = cloudflare_client(&server)
@@ -173,7 +177,10 @@ async fn a_rate_limited_answer_says_so() {
     server
         .mock_async(|when, then| {
             exact(when, "GET", &cf_path(""));
-            then.status(429).json_body(json!({"success": false, "errors": [{"code": 971, "message": "Please wait and consider throttling your request speed"}], "messages": [], "result": null}));
+            then.status(429).json_body(cf_failure(
+                971,
+                "Please wait and consider throttling your request speed",
+            ));
         })
         .await;
     let error = cloudflare_client(&server)
@@ -189,7 +196,7 @@ async fn a_missing_namespace_stays_an_error_when_reading_a_value() {
     server
         .mock_async(|when, then| {
             exact(when, "GET", &cf_path("/values/k"));
-            then.status(404).json_body(json!({"success": false, "errors": [{"code": 10013, "message": "namespace not found"}], "messages": [], "result": null}));
+            then.status(404).json_body(cf_namespace_not_found());
         })
         .await;
     let error = cloudflare_client(&server)
@@ -203,13 +210,9 @@ async fn a_missing_namespace_stays_an_error_when_reading_a_value() {
 
 #[tokio::test]
 async fn nothing_answering_is_a_transport_error() {
-    let client = edgekv::cloudflare::Client::builder(
-        edgekv::Credential::CloudflareToken("t".into()),
-        support::CF_ACCOUNT,
-    )
-    .base_url("http://127.0.0.1:9") // the discard port: nothing listens
-    .build()
-    .unwrap();
+    let credential = edgekv::Credential::CloudflareToken("t".into());
+    // The discard port: nothing listens.
+    let client = cloudflare_at("http://127.0.0.1:9", credential, RequestPolicy::default());
     let error = client.get_namespace(CF_NAMESPACE).await.unwrap_err();
     assert!(matches!(error, Error::Transport(_)), "{error:?}");
     assert!(std::error::Error::source(&error).is_some());

@@ -23,8 +23,11 @@ use std::time::{Duration, Instant};
 use edgekv::policy::{RequestPolicy, RetryPolicy};
 use edgekv::{Credential, Error, cloudflare, fastly};
 use futures_util::TryStreamExt as _;
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::envelope::{cf_ok, cf_page};
 
 /// Ids used where the parameter under test is another one: plain, so only the tested one varies.
 const STORE: &str = "st0re1d";
@@ -336,13 +339,7 @@ fn answer_for(provider: Provider, op: &str) -> Answer {
         headers: vec![],
         body: Vec::new(),
     };
-    let envelope = |result: &str, extra: &str| {
-        json(
-            200,
-            &format!(r#"{{"success":true,"errors":[],"messages":[],"result":{result}{extra}}}"#),
-        )
-    };
-    let namespace = r#"{"id":"nam3spac31d","title":"t","supports_url_encoding":true}"#;
+    let envelope = |body: serde_json::Value| json(200, &body.to_string());
     match (provider, op) {
         (Provider::Fastly, "kv_store_get") => json(200, r#"{"id":"st0re1d","name":"n"}"#),
         (Provider::Fastly, "kv_store_put" | "kv_store_upsert_item") => empty(200),
@@ -359,26 +356,28 @@ fn answer_for(provider: Provider, op: &str) -> Answer {
         (Provider::Fastly, "kv_store_batch") => {
             json(200, r#"{"type":"","title":"success","errors":[]}"#)
         }
-        (Provider::Cloudflare, "namespace_list") => envelope(
-            "[]",
-            r#","result_info":{"page":1,"per_page":20,"count":0,"total_count":0,"total_pages":1}"#,
-        ),
+        (Provider::Cloudflare, "namespace_list") => envelope(cf_page(
+            json!([]),
+            json!({"page": 1, "per_page": 20, "count": 0, "total_count": 0, "total_pages": 1}),
+        )),
         (Provider::Cloudflare, "namespace_create" | "namespace_get" | "namespace_rename") => {
-            envelope(namespace, "")
+            envelope(cf_ok(
+                json!({"id": NAMESPACE, "title": "t", "supports_url_encoding": true}),
+            ))
         }
         (Provider::Cloudflare, "keys_list") => {
-            envelope("[]", r#","result_info":{"count":0,"cursor":""}"#)
+            envelope(cf_page(json!([]), json!({"count": 0, "cursor": ""})))
         }
         (Provider::Cloudflare, "value_get") => Answer {
             status: 200,
             headers: vec![("content-type", "application/octet-stream")],
             body: b"v".to_vec(),
         },
-        (Provider::Cloudflare, "bulk_write" | "bulk_delete") => {
-            envelope(r#"{"successful_key_count":1,"unsuccessful_keys":[]}"#, "")
-        }
-        (Provider::Cloudflare, "bulk_get") => envelope(r#"{"values":{"k":"v"}}"#, ""),
-        (Provider::Cloudflare, _) => envelope("null", ""),
+        (Provider::Cloudflare, "bulk_write" | "bulk_delete") => envelope(cf_ok(
+            json!({"successful_key_count": 1, "unsuccessful_keys": []}),
+        )),
+        (Provider::Cloudflare, "bulk_get") => envelope(cf_ok(json!({"values": {"k": "v"}}))),
+        (Provider::Cloudflare, _) => envelope(cf_ok(serde_json::Value::Null)),
         (Provider::Fastly, _) => panic!("no answer for {op}"),
     }
 }

@@ -1,8 +1,6 @@
 //! The generated Cloudflare client (`edgekv::cloudflare::raw`): exact requests and decoded
 //! responses for every generated operation, with the seeds' examples and cloudflare-go's bodies.
 
-mod support;
-
 use edgekv::cloudflare::raw::types::{
     BulkDelete, BulkGetRequest, BulkGetResult, BulkGetType, BulkWrite, BulkWriteItem, Direction,
     NamespaceOrder, NamespaceTitle,
@@ -11,20 +9,14 @@ use edgekv::cloudflare::raw::{Error, types};
 use edgekv::transport::{Credential, Transport};
 use httpmock::MockServer;
 use serde_json::json;
-use support::{CLOUDFLARE_TOKEN, cloudflare, exact};
 
-const ACCOUNT: &str = "023e105f4ecef8ad9ca31a8372d0c353";
-const NAMESPACE: &str = "0f2ac74b498b48028cb68387c421e279";
-const BEARER: &str = "Bearer cloudflare-test-token";
-
-fn ns_path(rest: &str) -> String {
-    format!("/accounts/{ACCOUNT}/storage/kv/namespaces/{NAMESPACE}{rest}")
-}
-
-/// The failure envelope of a missing key, as the service sends it.
-fn key_not_found() -> serde_json::Value {
-    json!({"success": false, "errors": [{"code": 10009, "message": "get: 'key not found'"}], "messages": [], "result": null})
-}
+use crate::support;
+use crate::support::envelope::{
+    cf_failure, cf_failures, cf_key_not_found, cf_namespace_not_found, cf_ok, cf_page,
+};
+use crate::support::{
+    CF_ACCOUNT, CF_BEARER, CF_NAMESPACE, CLOUDFLARE_TOKEN, cf_path, cloudflare, exact,
+};
 
 fn failure(error: Error<types::Failure>) -> (u16, types::Failure) {
     match error {
@@ -45,16 +37,16 @@ async fn namespace_list_sends_paging_and_ordering_and_decodes_result_info() {
             exact(
                 when,
                 "GET",
-                &format!("/accounts/{ACCOUNT}/storage/kv/namespaces?direction=desc&order=title&page=2&per_page=100"),
+                &format!("/accounts/{CF_ACCOUNT}/storage/kv/namespaces?direction=desc&order=title&page=2&per_page=100"),
             )
-            .header("authorization", BEARER);
+            .header("authorization", CF_BEARER);
             then.status(200).json_body(body.clone());
         })
         .await;
 
     let page = cloudflare(&server)
         .namespace_list(
-            ACCOUNT,
+            CF_ACCOUNT,
             Some(Direction::Desc),
             Some(NamespaceOrder::Title),
             Some(2.try_into().unwrap()),
@@ -88,14 +80,13 @@ async fn namespace_create_posts_the_title_and_returns_the_namespace() {
     let server = MockServer::start_async().await;
     let mock = server
         .mock_async(|when, then| {
-            exact(when, "POST", &format!("/accounts/{ACCOUNT}/storage/kv/namespaces"))
-                .header("authorization", BEARER)
+            exact(when, "POST", &format!("/accounts/{CF_ACCOUNT}/storage/kv/namespaces"))
+                .header("authorization", CF_BEARER)
                 .header("content-type", "application/json")
                 .json_body(json!({"title": "My Own Namespace"}));
-            then.status(200).json_body(json!({
-                "errors": [], "messages": [], "success": true,
-                "result": {"id": NAMESPACE, "title": "My Own Namespace", "supports_url_encoding": true}
-            }));
+            then.status(200).json_body(cf_ok(
+                json!({"id": CF_NAMESPACE, "title": "My Own Namespace", "supports_url_encoding": true}),
+            ));
         })
         .await;
 
@@ -103,7 +94,7 @@ async fn namespace_create_posts_the_title_and_returns_the_namespace() {
         title: "My Own Namespace".into(),
     };
     let created = cloudflare(&server)
-        .namespace_create(ACCOUNT, &body)
+        .namespace_create(CF_ACCOUNT, &body)
         .await
         .unwrap()
         .into_inner();
@@ -112,7 +103,7 @@ async fn namespace_create_posts_the_title_and_returns_the_namespace() {
     let namespace = created.result.unwrap();
     assert_eq!(
         (namespace.id.as_str(), namespace.supports_url_encoding),
-        (NAMESPACE, Some(true))
+        (CF_NAMESPACE, Some(true))
     );
 }
 
@@ -121,15 +112,21 @@ async fn namespace_create_with_a_taken_title_decodes_every_error() {
     let server = MockServer::start_async().await;
     server
         .mock_async(|when, then| {
-            exact(when, "POST", &format!("/accounts/{ACCOUNT}/storage/kv/namespaces"));
-            then.status(400).json_body(json!({
-                "success": false,
-                "errors": [
-                    {"code": 10014, "message": "a namespace with this account ID and title already exists"},
-                    {"code": 10000, "message": "Authentication error", "documentation_url": "https://example.invalid/doc", "source": {"pointer": "/title"}}
-                ],
-                "messages": [], "result": null
-            }));
+            exact(
+                when,
+                "POST",
+                &format!("/accounts/{CF_ACCOUNT}/storage/kv/namespaces"),
+            );
+            let mut body = cf_failures(&[
+                (
+                    10014,
+                    "a namespace with this account ID and title already exists",
+                ),
+                (10000, "Authentication error"),
+            ]);
+            body["errors"][1]["documentation_url"] = json!("https://example.invalid/doc");
+            body["errors"][1]["source"] = json!({"pointer": "/title"});
+            then.status(400).json_body(body);
         })
         .await;
 
@@ -138,7 +135,7 @@ async fn namespace_create_with_a_taken_title_decodes_every_error() {
     };
     let (status, failure) = failure(
         cloudflare(&server)
-            .namespace_create(ACCOUNT, &body)
+            .namespace_create(CF_ACCOUNT, &body)
             .await
             .unwrap_err(),
     );
@@ -162,27 +159,25 @@ async fn namespace_create_with_a_taken_title_decodes_every_error() {
 async fn namespace_get_rename_and_delete() {
     let server = MockServer::start_async().await;
     let namespace =
-        json!({"id": NAMESPACE, "title": "My Own Namespace", "supports_url_encoding": true});
+        json!({"id": CF_NAMESPACE, "title": "My Own Namespace", "supports_url_encoding": true});
     let get = server
         .mock_async(|when, then| {
-            exact(when, "GET", &ns_path("")).header("authorization", BEARER);
-            then.status(200).json_body(
-                json!({"errors": [], "messages": [], "success": true, "result": namespace}),
-            );
+            exact(when, "GET", &cf_path("")).header("authorization", CF_BEARER);
+            then.status(200).json_body(cf_ok(namespace));
         })
         .await;
     let rename = server
         .mock_async(|when, then| {
-            exact(when, "PUT", &ns_path("")).json_body(json!({"title": "Renamed"}));
-            then.status(200)
-                .json_body(json!({"errors": [], "messages": [], "success": true,
-                "result": {"id": NAMESPACE, "title": "Renamed", "supports_url_encoding": true}}));
+            exact(when, "PUT", &cf_path("")).json_body(json!({"title": "Renamed"}));
+            then.status(200).json_body(cf_ok(
+                json!({"id": CF_NAMESPACE, "title": "Renamed", "supports_url_encoding": true}),
+            ));
         })
         .await;
     let delete = server
         .mock_async(|when, then| {
             // No body on DELETE (the upstream schema's required JSON body is not sent by anyone).
-            exact(when, "DELETE", &ns_path("")).header_missing("content-type");
+            exact(when, "DELETE", &cf_path("")).header_missing("content-type");
             then.status(200).json_body(support::cloudflare_go_body(
                 "TestWorkersKV_DeleteWorkersKVNamespace",
                 "response",
@@ -193,7 +188,7 @@ async fn namespace_get_rename_and_delete() {
     let client = cloudflare(&server);
     assert_eq!(
         client
-            .namespace_get(ACCOUNT, NAMESPACE)
+            .namespace_get(CF_ACCOUNT, CF_NAMESPACE)
             .await
             .unwrap()
             .into_inner()
@@ -204,8 +199,8 @@ async fn namespace_get_rename_and_delete() {
     );
     let renamed = client
         .namespace_rename(
-            ACCOUNT,
-            NAMESPACE,
+            CF_ACCOUNT,
+            CF_NAMESPACE,
             &NamespaceTitle {
                 title: "Renamed".into(),
             },
@@ -214,7 +209,7 @@ async fn namespace_get_rename_and_delete() {
         .unwrap();
     assert_eq!(renamed.into_inner().result.unwrap().title, "Renamed");
     let deleted = client
-        .namespace_delete(ACCOUNT, NAMESPACE)
+        .namespace_delete(CF_ACCOUNT, CF_NAMESPACE)
         .await
         .unwrap()
         .into_inner();
@@ -229,13 +224,13 @@ async fn namespace_get_of_a_missing_namespace_is_an_error_with_its_code() {
     let server = MockServer::start_async().await;
     server
         .mock_async(|when, then| {
-            exact(when, "GET", &ns_path(""));
-            then.status(404).json_body(json!({"success": false, "errors": [{"code": 10013, "message": "namespace not found"}], "messages": [], "result": null}));
+            exact(when, "GET", &cf_path(""));
+            then.status(404).json_body(cf_namespace_not_found());
         })
         .await;
     let (status, failure) = failure(
         cloudflare(&server)
-            .namespace_get(ACCOUNT, NAMESPACE)
+            .namespace_get(CF_ACCOUNT, CF_NAMESPACE)
             .await
             .unwrap_err(),
     );
@@ -251,14 +246,20 @@ async fn keys_list_sends_limit_prefix_and_cursor_and_decodes_full_keys() {
             exact(
                 when,
                 "GET",
-                &ns_path("/keys?cursor=a%2Bb%3D&limit=10&prefix=user%2F1+2"),
+                &cf_path("/keys?cursor=a%2Bb%3D&limit=10&prefix=user%2F1+2"),
             );
             then.status(200).json_body(body.clone());
         })
         .await;
 
     let page = cloudflare(&server)
-        .keys_list(ACCOUNT, NAMESPACE, Some("a+b="), Some(10), Some("user/1 2"))
+        .keys_list(
+            CF_ACCOUNT,
+            CF_NAMESPACE,
+            Some("a+b="),
+            Some(10),
+            Some("user/1 2"),
+        )
         .await
         .unwrap()
         .into_inner();
@@ -285,16 +286,15 @@ async fn keys_list_decodes_the_seed_example_with_expiration() {
     let server = MockServer::start_async().await;
     server
         .mock_async(|when, then| {
-            exact(when, "GET", &ns_path("/keys"));
-            then.status(200).json_body(json!({
-                "errors": [], "messages": [], "success": true,
-                "result": [{"name": "My-Key", "expiration": 1577836800, "metadata": {}}],
-                "result_info": {"count": 1, "cursor": "6Ck1la0VxJ0djhidm1MdX2FyDGxLKVeeHZZmORS_8XeSuhz9SjIJRaSa2lnsF01tQOHrfTGAP3R5X1Kv5iVUuMbNKhWNAXHOl6ePB0TUL8nw"}
-            }));
+            exact(when, "GET", &cf_path("/keys"));
+            then.status(200).json_body(cf_page(
+                json!([{"name": "My-Key", "expiration": 1577836800, "metadata": {}}]),
+                json!({"count": 1, "cursor": "6Ck1la0VxJ0djhidm1MdX2FyDGxLKVeeHZZmORS_8XeSuhz9SjIJRaSa2lnsF01tQOHrfTGAP3R5X1Kv5iVUuMbNKhWNAXHOl6ePB0TUL8nw"}),
+            ));
         })
         .await;
     let page = cloudflare(&server)
-        .keys_list(ACCOUNT, NAMESPACE, None, None, None)
+        .keys_list(CF_ACCOUNT, CF_NAMESPACE, None, None, None)
         .await
         .unwrap()
         .into_inner();
@@ -308,8 +308,8 @@ async fn value_get_returns_raw_bytes_and_the_expiration_header() {
     let mock = server
         .mock_async(|when, then| {
             // `a/b?c#d 100%` stays one path segment.
-            exact(when, "GET", &ns_path("/values/a%2Fb%3Fc%23d%20100%25"))
-                .header("authorization", BEARER);
+            exact(when, "GET", &cf_path("/values/a%2Fb%3Fc%23d%20100%25"))
+                .header("authorization", CF_BEARER);
             then.status(200)
                 .header("content-type", "application/octet-stream")
                 .header("expiration", "1578435000")
@@ -318,7 +318,7 @@ async fn value_get_returns_raw_bytes_and_the_expiration_header() {
         .await;
 
     let Ok(value) = cloudflare(&server)
-        .value_get(ACCOUNT, NAMESPACE, "a/b?c#d 100%")
+        .value_get(CF_ACCOUNT, CF_NAMESPACE, "a/b?c#d 100%")
         .await
     else {
         panic!("value_get failed");
@@ -337,12 +337,12 @@ async fn value_get_of_a_missing_key_is_a_404_with_code_10009() {
     let server = MockServer::start_async().await;
     server
         .mock_async(|when, then| {
-            exact(when, "GET", &ns_path("/values/%D0%BA%D0%BB%D1%8E%D1%87"));
-            then.status(404).json_body(key_not_found());
+            exact(when, "GET", &cf_path("/values/%D0%BA%D0%BB%D1%8E%D1%87"));
+            then.status(404).json_body(cf_key_not_found());
         })
         .await;
     let Err(error) = cloudflare(&server)
-        .value_get(ACCOUNT, NAMESPACE, "ключ")
+        .value_get(CF_ACCOUNT, CF_NAMESPACE, "ключ")
         .await
     else {
         panic!("a 404 must be an error");
@@ -359,9 +359,9 @@ async fn value_put_sends_the_raw_body_and_both_expirations() {
             exact(
                 when,
                 "PUT",
-                &ns_path("/values/My-Key?expiration=1578435000&expiration_ttl=300"),
+                &cf_path("/values/My-Key?expiration=1578435000&expiration_ttl=300"),
             )
-            .header("authorization", BEARER)
+            .header("authorization", CF_BEARER)
             .header("content-type", "application/octet-stream")
             .body("Some Value");
             then.status(200).json_body(support::cloudflare_go_body(
@@ -373,8 +373,8 @@ async fn value_put_sends_the_raw_body_and_both_expirations() {
 
     let written = cloudflare(&server)
         .value_put(
-            ACCOUNT,
-            NAMESPACE,
+            CF_ACCOUNT,
+            CF_NAMESPACE,
             "My-Key",
             Some(1_578_435_000),
             Some(300),
@@ -393,12 +393,15 @@ async fn value_put_rejected_by_the_service_is_an_error() {
     let server = MockServer::start_async().await;
     server
         .mock_async(|when, then| {
-            exact(when, "PUT", &ns_path("/values/k?expiration_ttl=1"));
-            then.status(400).json_body(json!({"success": false, "errors": [{"code": 10020, "message": "Invalid expiration_ttl of 1. Expiration TTL must be at least 60."}], "messages": [], "result": null}));
+            exact(when, "PUT", &cf_path("/values/k?expiration_ttl=1"));
+            then.status(400).json_body(cf_failure(
+                10020,
+                "Invalid expiration_ttl of 1. Expiration TTL must be at least 60.",
+            ));
         })
         .await;
     let error = cloudflare(&server)
-        .value_put(ACCOUNT, NAMESPACE, "k", None, Some(1), "v")
+        .value_put(CF_ACCOUNT, CF_NAMESPACE, "k", None, Some(1), "v")
         .await
         .unwrap_err();
     assert_eq!(failure(error).0, 400);
@@ -409,7 +412,7 @@ async fn value_delete_and_metadata_get() {
     let server = MockServer::start_async().await;
     let delete = server
         .mock_async(|when, then| {
-            exact(when, "DELETE", &ns_path("/values/My-Key")).header("authorization", BEARER);
+            exact(when, "DELETE", &cf_path("/values/My-Key")).header("authorization", CF_BEARER);
             then.status(200).json_body(support::cloudflare_go_body(
                 "TestWorkersKV_DeleteWorkersKVEntry",
                 "response",
@@ -418,28 +421,29 @@ async fn value_delete_and_metadata_get() {
         .await;
     let metadata = server
         .mock_async(|when, then| {
-            exact(when, "GET", &ns_path("/metadata/My-Key"));
-            then.status(200).json_body(json!({"errors": [], "messages": [], "success": true, "result": {"someMetadataKey": "someMetadataValue"}}));
+            exact(when, "GET", &cf_path("/metadata/My-Key"));
+            then.status(200)
+                .json_body(cf_ok(json!({"someMetadataKey": "someMetadataValue"})));
         })
         .await;
     let missing = server
         .mock_async(|when, then| {
-            exact(when, "GET", &ns_path("/metadata/gone"));
-            then.status(404).json_body(key_not_found());
+            exact(when, "GET", &cf_path("/metadata/gone"));
+            then.status(404).json_body(cf_key_not_found());
         })
         .await;
 
     let client = cloudflare(&server);
     assert!(
         client
-            .value_delete(ACCOUNT, NAMESPACE, "My-Key")
+            .value_delete(CF_ACCOUNT, CF_NAMESPACE, "My-Key")
             .await
             .unwrap()
             .into_inner()
             .success
     );
     let found = client
-        .metadata_get(ACCOUNT, NAMESPACE, "My-Key")
+        .metadata_get(CF_ACCOUNT, CF_NAMESPACE, "My-Key")
         .await
         .unwrap()
         .into_inner();
@@ -449,7 +453,7 @@ async fn value_delete_and_metadata_get() {
     );
     let (status, failure) = failure(
         client
-            .metadata_get(ACCOUNT, NAMESPACE, "gone")
+            .metadata_get(CF_ACCOUNT, CF_NAMESPACE, "gone")
             .await
             .unwrap_err(),
     );
@@ -464,12 +468,13 @@ async fn bulk_write_sends_every_field_and_reads_unsuccessful_keys() {
     let server = MockServer::start_async().await;
     let mock = server
         .mock_async(|when, then| {
-            exact(when, "PUT", &ns_path("/bulk")).header("content-type", "application/json").json_body(json!([
+            exact(when, "PUT", &cf_path("/bulk")).header("content-type", "application/json").json_body(json!([
                 {"key": "My-Key", "value": "Some string", "expiration_ttl": 300, "metadata": {"a": 1}},
                 {"key": "bin", "value": "AP8=", "base64": true, "expiration": 1578435000}
             ]));
-            then.status(200).json_body(json!({"errors": [], "messages": [], "success": true,
-                "result": {"successful_key_count": 1, "unsuccessful_keys": ["bin"]}}));
+            then.status(200).json_body(cf_ok(
+                json!({"successful_key_count": 1, "unsuccessful_keys": ["bin"]}),
+            ));
         })
         .await;
 
@@ -492,7 +497,7 @@ async fn bulk_write_sends_every_field_and_reads_unsuccessful_keys() {
         },
     ]);
     let result = cloudflare(&server)
-        .bulk_write(ACCOUNT, NAMESPACE, &body)
+        .bulk_write(CF_ACCOUNT, CF_NAMESPACE, &body)
         .await
         .unwrap()
         .into_inner()
@@ -509,7 +514,7 @@ async fn bulk_write_with_a_null_result_decodes() {
     let server = MockServer::start_async().await;
     server
         .mock_async(|when, then| {
-            exact(when, "PUT", &ns_path("/bulk"));
+            exact(when, "PUT", &cf_path("/bulk"));
             then.status(200).json_body(support::cloudflare_go_body(
                 "TestWorkersKV_WriteWorkersKVEntries",
                 "response",
@@ -517,7 +522,7 @@ async fn bulk_write_with_a_null_result_decodes() {
         })
         .await;
     let response = cloudflare(&server)
-        .bulk_write(ACCOUNT, NAMESPACE, &BulkWrite(vec![]))
+        .bulk_write(CF_ACCOUNT, CF_NAMESPACE, &BulkWrite(vec![]))
         .await
         .unwrap()
         .into_inner();
@@ -529,15 +534,15 @@ async fn bulk_delete_posts_keys() {
     let server = MockServer::start_async().await;
     let mock = server
         .mock_async(|when, then| {
-            exact(when, "POST", &ns_path("/bulk/delete")).json_body(json!(["My-Key", "a/b"]));
-            then.status(200)
-                .json_body(json!({"errors": [], "messages": [], "success": true,
-                "result": {"successful_key_count": 2, "unsuccessful_keys": []}}));
+            exact(when, "POST", &cf_path("/bulk/delete")).json_body(json!(["My-Key", "a/b"]));
+            then.status(200).json_body(cf_ok(
+                json!({"successful_key_count": 2, "unsuccessful_keys": []}),
+            ));
         })
         .await;
     let body = BulkDelete(vec!["My-Key".into(), "a/b".into()]);
     let result = cloudflare(&server)
-        .bulk_delete(ACCOUNT, NAMESPACE, &body)
+        .bulk_delete(CF_ACCOUNT, CF_NAMESPACE, &body)
         .await
         .unwrap()
         .into_inner()
@@ -552,11 +557,11 @@ async fn bulk_get_decodes_the_plain_shape() {
     let server = MockServer::start_async().await;
     let mock = server
         .mock_async(|when, then| {
-            exact(when, "POST", &ns_path("/bulk/get"))
+            exact(when, "POST", &cf_path("/bulk/get"))
                 .json_body(json!({"keys": ["key1", "key2", "gone"]}));
-            then.status(200)
-                .json_body(json!({"errors": [], "messages": [], "success": true,
-                "result": {"values": {"key1": "value1", "key2": "value2", "gone": null}}}));
+            then.status(200).json_body(cf_ok(
+                json!({"values": {"key1": "value1", "key2": "value2", "gone": null}}),
+            ));
         })
         .await;
     let body = BulkGetRequest {
@@ -565,7 +570,7 @@ async fn bulk_get_decodes_the_plain_shape() {
         with_metadata: None,
     };
     let result = cloudflare(&server)
-        .bulk_get(ACCOUNT, NAMESPACE, &body)
+        .bulk_get(CF_ACCOUNT, CF_NAMESPACE, &body)
         .await
         .unwrap()
         .into_inner()
@@ -584,14 +589,12 @@ async fn bulk_get_decodes_the_shape_with_metadata() {
     let server = MockServer::start_async().await;
     let mock = server
         .mock_async(|when, then| {
-            exact(when, "POST", &ns_path("/bulk/get"))
+            exact(when, "POST", &cf_path("/bulk/get"))
                 .json_body(json!({"keys": ["key1", "gone"], "type": "json", "withMetadata": true}));
-            then.status(200)
-                .json_body(json!({"errors": [], "messages": [], "success": true,
-                "result": {"values": {
-                    "key1": {"value": {"n": 1}, "metadata": {"m": true}, "expiration": 1578435000},
-                    "gone": null
-                }}}));
+            then.status(200).json_body(cf_ok(json!({"values": {
+                "key1": {"value": {"n": 1}, "metadata": {"m": true}, "expiration": 1578435000},
+                "gone": null
+            }})));
         })
         .await;
     let body = BulkGetRequest {
@@ -600,7 +603,7 @@ async fn bulk_get_decodes_the_shape_with_metadata() {
         with_metadata: Some(true),
     };
     let result = cloudflare(&server)
-        .bulk_get(ACCOUNT, NAMESPACE, &body)
+        .bulk_get(CF_ACCOUNT, CF_NAMESPACE, &body)
         .await
         .unwrap()
         .into_inner()
@@ -627,13 +630,12 @@ async fn the_global_key_pair_is_sent_as_two_headers_and_no_bearer() {
     let server = MockServer::start_async().await;
     let mock = server
         .mock_async(|when, then| {
-            exact(when, "GET", &ns_path(""))
+            exact(when, "GET", &cf_path(""))
                 .header("x-auth-email", "user@example.com")
                 .header("x-auth-key", "global-key")
                 .header_missing("authorization");
             then.status(200)
-                .json_body(json!({"errors": [], "messages": [], "success": true,
-                "result": {"id": NAMESPACE, "title": "t"}}));
+                .json_body(cf_ok(json!({"id": CF_NAMESPACE, "title": "t"})));
         })
         .await;
     let transport = Transport::new(Credential::CloudflareGlobalKey {
@@ -642,7 +644,10 @@ async fn the_global_key_pair_is_sent_as_two_headers_and_no_bearer() {
     })
     .unwrap();
     let client = edgekv::cloudflare::raw::Client::new(&server.base_url(), transport.clone());
-    client.namespace_get(ACCOUNT, NAMESPACE).await.unwrap();
+    client
+        .namespace_get(CF_ACCOUNT, CF_NAMESPACE)
+        .await
+        .unwrap();
     mock.assert_async().await;
     let debug = format!("{transport:?} {client:?}");
     assert!(

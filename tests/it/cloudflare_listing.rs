@@ -1,7 +1,5 @@
 //! Cloudflare listings as streams: namespaces by page, keys by cursor, read-ahead, resumption.
 
-mod support;
-
 use std::time::Duration;
 
 use edgekv::Error;
@@ -9,7 +7,10 @@ use edgekv::cloudflare::{Client, Key, ListKeys};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use httpmock::MockServer;
 use serde_json::{Value, json};
-use support::{CF_ACCOUNT, CF_NAMESPACE, cf_path, cloudflare_client, exact};
+
+use crate::support;
+use crate::support::envelope::cf_page;
+use crate::support::{CF_ACCOUNT, CF_NAMESPACE, cf_path, cloudflare_client, exact};
 
 fn keys_page(names: &[&str], cursor: Option<&str>) -> Value {
     let result: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
@@ -17,7 +18,7 @@ fn keys_page(names: &[&str], cursor: Option<&str>) -> Value {
     if let Some(cursor) = cursor {
         info["cursor"] = json!(cursor);
     }
-    json!({"success": true, "errors": [], "messages": [], "result": result, "result_info": info})
+    cf_page(json!(result), info)
 }
 
 #[tokio::test]
@@ -29,8 +30,8 @@ async fn namespaces_are_listed_over_three_pages_and_stop_on_result_info() {
         let result: Vec<Value> = ids
             .map(|i| json!({"id": format!("n{i}"), "title": format!("title {i}")}))
             .collect();
-        let body = json!({"success": true, "errors": [], "messages": [], "result": result,
-            "result_info": {"page": page, "per_page": 5, "count": result.len(), "total_count": 12}});
+        let info = json!({"page": page, "per_page": 5, "count": result.len(), "total_count": 12});
+        let body = cf_page(json!(result), info);
         mocks.push(
             server
                 .mock_async(|when, then| {

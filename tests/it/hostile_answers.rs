@@ -11,9 +11,6 @@
 //!   servers that echo the request (key raw and percent-encoded, value, metadata, credential) in
 //!   their bodies, headers and messages.
 
-#[path = "support/hostile.rs"]
-mod hostile;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,12 +20,12 @@ use bytes::Bytes;
 use edgekv::policy::RequestPolicy;
 use edgekv::{Credential, Error};
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use hostile::{Answer, Body, HostileServer, Request, bodies};
 use serde_json::json;
 
-const ACCOUNT: &str = "023e105f4ecef8ad9ca31a8372d0c353";
-const NAMESPACE: &str = "0f2ac74b498b48028cb68387c421e279";
-const STORE: &str = "iaa48y0oxw13s12xpfdkk9";
+use crate::support::envelope::{cf_failure, cf_ok};
+use crate::support::hostile::{self, Answer, Body, HostileServer, Request, bodies};
+use crate::support::{CF_NAMESPACE, FASTLY_STORE, child, cloudflare_at, fast_policy, fastly_at};
+
 const TOKEN: &str = "plantedTOKENc0ffee";
 const MIB: u64 = 1 << 20;
 /// Only a guard against hanging; no test relies on it for timing.
@@ -37,54 +34,30 @@ const GUARD: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------------
 // Clients and small helpers
 
-/// The default policy with retries that wait milliseconds.
-fn policy() -> RequestPolicy {
-    let mut policy = RequestPolicy::default();
-    policy.retry.base_delay = Duration::from_millis(1);
-    policy.retry.max_delay = Duration::from_millis(5);
-    policy
-}
-
-/// [`policy`] with one attempt per call.
+/// [`fast_policy`] with one attempt per call.
 fn one_attempt() -> RequestPolicy {
-    let mut policy = policy();
+    let mut policy = fast_policy();
     policy.retry.max_attempts = 1;
     policy
 }
 
 fn cloudflare(url: &str, policy: RequestPolicy) -> edgekv::cloudflare::Client {
-    edgekv::cloudflare::Client::builder(Credential::CloudflareToken(TOKEN.into()), ACCOUNT)
-        .base_url(url)
-        .policy(policy)
-        .build()
-        .expect("a Cloudflare client")
+    cloudflare_at(url, Credential::CloudflareToken(TOKEN.into()), policy)
 }
 
 /// The test namespace, told it URL-decodes keys (so no lookup precedes a call).
 fn namespace(client: &edgekv::cloudflare::Client) -> edgekv::cloudflare::Namespace {
-    client.namespace(NAMESPACE).with_url_encoding(true)
+    client.namespace(CF_NAMESPACE).with_url_encoding(true)
 }
 
 fn fastly(url: &str, policy: RequestPolicy) -> edgekv::fastly::Client {
-    edgekv::fastly::Client::builder(TOKEN)
-        .base_url(url)
-        .policy(policy)
-        .build()
-        .expect("a Fastly client")
+    fastly_at(url, TOKEN, policy)
 }
 
 async fn guarded<T>(what: &str, call: impl Future<Output = T>) -> T {
     tokio::time::timeout(GUARD, call)
         .await
         .unwrap_or_else(|_| panic!("{what}: still running after {GUARD:?} (hangs)"))
-}
-
-fn cf_ok(result: serde_json::Value) -> serde_json::Value {
-    json!({"success": true, "errors": [], "messages": [], "result": result})
-}
-
-fn cf_failure(code: i64, message: &str) -> serde_json::Value {
-    json!({"success": false, "errors": [{"code": code, "message": message}], "messages": [], "result": null})
 }
 
 fn variant(error: &Error) -> &'static str {
@@ -151,12 +124,8 @@ fn memory_child() {
 
 /// Runs `case` in a child process: its exit status, stdout and stderr.
 fn run_child(case: &str) -> (std::process::ExitStatus, String, String) {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = std::process::Command::new(exe)
-        .args(["--exact", "memory_child", "--nocapture", "--test-threads=1"])
-        .env(CASE_VAR, case)
-        .output()
-        .expect("the test binary runs");
+    let name = child::test_name(module_path!(), "memory_child");
+    let output = child::run_alone(&name, (CASE_VAR, case));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     for line in stdout
@@ -295,21 +264,21 @@ async fn memory_case(case: &str) {
         "cloudflare_500_with_a_1_gib_body" => {
             let answer = Answer::new(500, bodies::one_gib()).header("content-type", "text/html");
             let server = HostileServer::always(answer).await;
-            let client = cloudflare(&server.url(), policy());
-            let result = measured(case, bound, client.get_namespace(NAMESPACE)).await;
+            let client = cloudflare(&server.url(), fast_policy());
+            let result = measured(case, bound, client.get_namespace(CF_NAMESPACE)).await;
             expect_status(case, &result, 500);
         }
         "fastly_500_with_a_1_gib_body" => {
             let answer = Answer::new(500, bodies::one_gib()).header("content-type", "text/html");
             let server = HostileServer::always(answer).await;
-            let client = fastly(&server.url(), policy());
-            let result = measured(case, bound, client.get_store(STORE)).await;
+            let client = fastly(&server.url(), fast_policy());
+            let result = measured(case, bound, client.get_store(FASTLY_STORE)).await;
             expect_status(case, &result, 500);
         }
         "cloudflare_endless_chunked_400" => {
             let answer = Answer::new(400, bodies::endless_cloudflare_error()).json_type();
             let server = HostileServer::always(answer).await;
-            let client = cloudflare(&server.url(), policy());
+            let client = cloudflare(&server.url(), fast_policy());
             let ns = namespace(&client);
             let result = measured(case, bound, ns.get("k")).await;
             expect_status(case, &result, 400);
@@ -318,15 +287,15 @@ async fn memory_case(case: &str) {
             let answer =
                 Answer::new(503, bodies::endless_text()).header("content-type", "text/html");
             let server = HostileServer::always(answer).await;
-            let client = fastly(&server.url(), policy());
-            let store = client.store(STORE);
+            let client = fastly(&server.url(), fast_policy());
+            let store = client.store(FASTLY_STORE);
             let result = measured(case, bound, store.get("k")).await;
             expect_status(case, &result, 503);
         }
         "cloudflare_endless_key_page" => {
             let answer = Answer::new(200, bodies::endless_cloudflare_key_page()).json_type();
             let server = HostileServer::always(answer).await;
-            let client = cloudflare(&server.url(), policy());
+            let client = cloudflare(&server.url(), fast_policy());
             let ns = namespace(&client);
             let call = async {
                 let mut keys = ns.keys(edgekv::cloudflare::ListKeys::new());
@@ -338,7 +307,7 @@ async fn memory_case(case: &str) {
         "cloudflare_endless_namespace_page" => {
             let answer = Answer::new(200, bodies::endless_cloudflare_namespace_page()).json_type();
             let server = HostileServer::always(answer).await;
-            let client = cloudflare(&server.url(), policy());
+            let client = cloudflare(&server.url(), fast_policy());
             let call = async { client.namespaces(None).try_next().await };
             let result = measured(case, bound, call).await;
             expect_too_large(case, &result);
@@ -346,15 +315,15 @@ async fn memory_case(case: &str) {
         "cloudflare_endless_json_answer" => {
             let answer = Answer::new(200, bodies::endless_cloudflare_namespace()).json_type();
             let server = HostileServer::always(answer).await;
-            let client = cloudflare(&server.url(), policy());
-            let result = measured(case, bound, client.get_namespace(NAMESPACE)).await;
+            let client = cloudflare(&server.url(), fast_policy());
+            let result = measured(case, bound, client.get_namespace(CF_NAMESPACE)).await;
             expect_too_large(case, &result);
         }
         "fastly_endless_key_page" => {
             let answer = Answer::new(200, bodies::endless_fastly_key_page()).json_type();
             let server = HostileServer::always(answer).await;
-            let client = fastly(&server.url(), policy());
-            let store = client.store(STORE);
+            let client = fastly(&server.url(), fast_policy());
+            let store = client.store(FASTLY_STORE);
             let call = async {
                 let mut keys = store.keys(edgekv::fastly::ListKeys::new());
                 keys.try_next().await
@@ -365,8 +334,8 @@ async fn memory_case(case: &str) {
         "fastly_endless_batch_answer" => {
             let answer = Answer::new(400, bodies::endless_fastly_batch_errors()).json_type();
             let server = HostileServer::always(answer).await;
-            let client = fastly(&server.url(), policy());
-            let store = client.store(STORE);
+            let client = fastly(&server.url(), fast_policy());
+            let store = client.store(FASTLY_STORE);
             let entries: Vec<_> = (0..10)
                 .map(|i| edgekv::fastly::BulkEntry::new(format!("k{i}"), "v"))
                 .collect();
@@ -386,7 +355,7 @@ async fn memory_case(case: &str) {
             let answer = Answer::new(200, bodies::one_gib())
                 .header("content-type", "application/octet-stream");
             let server = HostileServer::always(answer).await;
-            let mut policy = policy();
+            let mut policy = fast_policy();
             policy.read_limits.value_bytes = Some(MIB);
             let client = cloudflare(&server.url(), policy);
             let ns = namespace(&client);
@@ -402,10 +371,10 @@ async fn memory_case(case: &str) {
                 .header("content-type", "application/octet-stream")
                 .header("generation", "1");
             let server = HostileServer::always(answer).await;
-            let mut policy = policy();
+            let mut policy = fast_policy();
             policy.read_limits.value_bytes = Some(MIB);
             let client = fastly(&server.url(), policy);
-            let store = client.store(STORE);
+            let store = client.store(FASTLY_STORE);
             let call = async {
                 let item = store.get("k").await?.expect("the item exists");
                 item.bytes().await
@@ -513,7 +482,7 @@ fn dripped(status: u16, body: &[u8]) -> Answer {
 }
 
 fn namespace_json() -> Vec<u8> {
-    cf_ok(json!({"id": NAMESPACE, "title": "a namespace with a long enough title to drip", "supports_url_encoding": true}))
+    cf_ok(json!({"id": CF_NAMESPACE, "title": "a namespace with a long enough title to drip", "supports_url_encoding": true}))
         .to_string()
         .into_bytes()
 }
@@ -531,17 +500,17 @@ async fn drip_json_body_ends_at_the_attempt_timeout() {
     let mut policy = one_attempt();
     policy.timeouts.attempt = Duration::from_secs(1);
     let client = cloudflare(&server.url(), policy);
-    let result = guarded("a dripped JSON answer", client.get_namespace(NAMESPACE)).await;
+    let result = guarded("a dripped JSON answer", client.get_namespace(CF_NAMESPACE)).await;
     expect_timeout("a JSON answer dripped past timeouts.attempt", &result);
 }
 
 #[tokio::test]
 async fn drip_json_body_ends_at_the_call_deadline() {
     let server = HostileServer::always(dripped(200, &namespace_json())).await;
-    let mut policy = policy();
+    let mut policy = fast_policy();
     policy.retry.deadline = Some(Duration::from_secs(1));
     let client = cloudflare(&server.url(), policy);
-    let result = guarded("a dripped JSON answer", client.get_namespace(NAMESPACE)).await;
+    let result = guarded("a dripped JSON answer", client.get_namespace(CF_NAMESPACE)).await;
     expect_timeout("a JSON answer dripped past the call's deadline", &result);
 }
 
@@ -552,7 +521,7 @@ async fn drip_error_body_ends_at_the_attempt_timeout() {
     let mut policy = one_attempt();
     policy.timeouts.attempt = Duration::from_secs(1);
     let client = fastly(&server.url(), policy);
-    let result = guarded("a dripped error body", client.get_store(STORE)).await;
+    let result = guarded("a dripped error body", client.get_store(FASTLY_STORE)).await;
     expect_timeout("an error body dripped past timeouts.attempt", &result);
 }
 
@@ -560,7 +529,7 @@ async fn drip_error_body_ends_at_the_attempt_timeout() {
 async fn drip_error_body_ends_at_the_call_deadline() {
     let body = cf_failure(10001, "a bad request, dripped one byte at a time");
     let server = HostileServer::always(dripped(400, body.to_string().as_bytes())).await;
-    let mut policy = policy();
+    let mut policy = fast_policy();
     policy.retry.deadline = Some(Duration::from_secs(1));
     let client = cloudflare(&server.url(), policy);
     let ns = namespace(&client);
@@ -609,7 +578,7 @@ async fn drip_value_under_idle_read_item_bytes_ends_at_the_call_deadline() {
     let mut policy = idle_read_1_s();
     policy.retry.deadline = Some(Duration::from_secs(1));
     let client = fastly(&server.url(), policy);
-    let store = client.store(STORE);
+    let store = client.store(FASTLY_STORE);
     let result = guarded("bytes() of a dripped item", async {
         let item = store.get("k").await?.expect("the item exists");
         item.bytes().await
@@ -623,7 +592,7 @@ async fn drip_value_stream_with_deadline_ends_in_time() {
     let server = HostileServer::always(dripped_value()).await;
     // The call's deadline stays the default 120 s: only the stream's own bound can end it.
     let client = fastly(&server.url(), idle_read_1_s());
-    let store = client.store(STORE);
+    let store = client.store(FASTLY_STORE);
     let result = guarded("a dripped value stream with a deadline", async {
         let item = store.get("k").await?.expect("the item exists");
         let mut stream = item.into_body().with_deadline(Duration::from_secs(1));
@@ -668,7 +637,7 @@ async fn close_delimited_value_cut_early_is_not_returned_as_complete() {
     }
 
     let client = fastly(&server.url(), one_attempt());
-    let store = client.store(STORE);
+    let store = client.store(FASTLY_STORE);
     let result = guarded("Fastly get", async {
         match store.get("k").await? {
             Some(item) => item.bytes().await.map(Some),
@@ -693,7 +662,7 @@ async fn fastly_non_utf8_metadata_is_not_silently_replaced() {
         .header("metadata", b"caf\xe9 \xff\xfe tag");
     let server = HostileServer::always(answer).await;
     let client = fastly(&server.url(), one_attempt());
-    let result = guarded("Fastly get", client.store(STORE).get("k")).await;
+    let result = guarded("Fastly get", client.store(FASTLY_STORE).get("k")).await;
     match &result {
         Err(Error::BadResponse(_)) => {}
         Ok(Some(item)) if !item.metadata().unwrap_or("").contains('\u{FFFD}') => {}
@@ -714,7 +683,7 @@ async fn cloudflare_code_10009_on_a_5xx_is_not_a_missing_key() {
         Answer::json(500, &cf_failure(10009, "key not found")).header("retry-after", "0"),
     )
     .await;
-    let client = cloudflare(&server.url(), policy());
+    let client = cloudflare(&server.url(), fast_policy());
     let ns = namespace(&client);
     let mut failures = Vec::new();
     let result = guarded("get", ns.get("k")).await;
@@ -790,7 +759,11 @@ async fn a_303_answering_a_put_is_not_a_successful_write() {
     let server = redirecting_server().await;
     let client = fastly(&server.url(), one_attempt());
     let options = edgekv::fastly::PutOptions::new();
-    let result = guarded("Fastly put", client.store(STORE).put("k", "v", options)).await;
+    let result = guarded(
+        "Fastly put",
+        client.store(FASTLY_STORE).put("k", "v", options),
+    )
+    .await;
     if result.is_ok() {
         failures.push(format!("Fastly put: Ok after {:?}", methods(&server)));
     }
@@ -799,10 +772,7 @@ async fn a_303_answering_a_put_is_not_a_successful_write() {
 
 /// The answer the keys and namespaces listings misread: a 200 saying `success: false`.
 fn key_not_found_200() -> Answer {
-    Answer::json(
-        200,
-        &json!({"success": false, "errors": [{"code": 10009, "message": "key not found"}], "messages": [], "result": null}),
-    )
+    Answer::json(200, &cf_failure(10009, "key not found"))
 }
 
 fn expect_10009<T>(failures: &mut Vec<String>, call: &str, result: &Result<T, Error>) {
@@ -819,7 +789,7 @@ fn expect_10009<T>(failures: &mut Vec<String>, call: &str, result: &Result<T, Er
 async fn cloudflare_success_false_10009_is_an_api_not_found_on_every_json_call() {
     use edgekv::cloudflare::{BulkEntry, BulkGetOptions, BulkOptions, ListKeys, PutOptions};
     let server = HostileServer::always(key_not_found_200()).await;
-    let client = cloudflare(&server.url(), policy());
+    let client = cloudflare(&server.url(), fast_policy());
     let ns = namespace(&client);
     let mut failures = Vec::new();
     let f = &mut failures;
@@ -830,13 +800,17 @@ async fn cloudflare_success_false_10009_is_an_api_not_found_on_every_json_call()
     expect_10009(f, "keys listing", &result);
     let result = guarded("key_pages", ns.key_pages(ListKeys::new()).try_next()).await;
     expect_10009(f, "key_pages listing", &result);
-    let result = guarded("get_namespace", client.get_namespace(NAMESPACE)).await;
+    let result = guarded("get_namespace", client.get_namespace(CF_NAMESPACE)).await;
     expect_10009(f, "get_namespace", &result);
     let result = guarded("create_namespace", client.create_namespace("t")).await;
     expect_10009(f, "create_namespace", &result);
-    let result = guarded("rename_namespace", client.rename_namespace(NAMESPACE, "t")).await;
+    let result = guarded(
+        "rename_namespace",
+        client.rename_namespace(CF_NAMESPACE, "t"),
+    )
+    .await;
     expect_10009(f, "rename_namespace", &result);
-    let result = guarded("delete_namespace", client.delete_namespace(NAMESPACE)).await;
+    let result = guarded("delete_namespace", client.delete_namespace(CF_NAMESPACE)).await;
     expect_10009(f, "delete_namespace", &result);
     let result = guarded("delete", ns.delete("k")).await;
     expect_10009(f, "delete", &result);
@@ -912,7 +886,7 @@ async fn lying_namespace_listing(
             .and_then(|p| p.parse::<u64>().ok())
             .unwrap_or(1);
         let result: Vec<_> = (0..items(page))
-            .map(|i| json!({"id": format!("{NAMESPACE}{page}x{i}"), "title": format!("t{page}-{i}")}))
+            .map(|i| json!({"id": format!("{CF_NAMESPACE}{page}x{i}"), "title": format!("t{page}-{i}")}))
             .collect();
         let mut body = cf_ok(json!(result));
         body["result_info"] = info(page);
@@ -1024,7 +998,7 @@ async fn huge_retry_after_with_unbounded_policy_values_does_not_panic() {
         .header("retry-after", u64::MAX.to_string());
     let server = HostileServer::always(answer).await;
     let unbounded = |deadline: Option<Duration>| {
-        let mut policy = policy();
+        let mut policy = fast_policy();
         policy.retry.max_retry_after = Duration::MAX;
         policy.retry.max_delay = Duration::MAX;
         policy.retry.deadline = deadline;
@@ -1050,7 +1024,7 @@ async fn huge_retry_after_with_unbounded_policy_values_does_not_panic() {
         checks.push(futures_util::future::FutureExt::boxed(no_panic(
             what,
             must_end,
-            async move { client.get_namespace(NAMESPACE).await.is_ok() },
+            async move { client.get_namespace(CF_NAMESPACE).await.is_ok() },
         )));
 
         let client = cloudflare(&server.url(), policy.clone());
@@ -1077,7 +1051,7 @@ async fn huge_retry_after_with_unbounded_policy_values_does_not_panic() {
             async move {
                 let entries = vec![edgekv::fastly::BulkEntry::new("a", "1")];
                 let options = edgekv::fastly::BulkOptions::default();
-                let store = client.store(STORE);
+                let store = client.store(FASTLY_STORE);
                 store
                     .bulk_write(entries, &options)
                     .await
@@ -1277,11 +1251,11 @@ async fn redaction_invalid_input() {
     .await;
     let cf = cloudflare(&server.url(), one_attempt());
     let fst = fastly(&server.url(), one_attempt());
-    let store = fst.store(STORE);
+    let store = fst.store(FASTLY_STORE);
     let mut failures = Vec::new();
     let f = &mut failures;
 
-    let literal = cf.namespace(NAMESPACE).with_url_encoding(false);
+    let literal = cf.namespace(CF_NAMESPACE).with_url_encoding(false);
     let result = literal
         .put(KEY, VALUE, CfPut::new().metadata(json!({ "m": META })))
         .await;
@@ -1363,7 +1337,7 @@ async fn redaction_transport() {
     let fst = fastly(&refused, one_attempt());
     let result = guarded(
         "connect",
-        fst.store(STORE)
+        fst.store(FASTLY_STORE)
             .put(KEY, VALUE, FastlyPut::new().metadata(META)),
     )
     .await;
@@ -1392,7 +1366,7 @@ async fn redaction_transport() {
         &result,
     );
     let fst = fastly(&hangup.url(), one_attempt());
-    let result = guarded("hang-up", fst.store(STORE).get(KEY)).await;
+    let result = guarded("hang-up", fst.store(FASTLY_STORE).get(KEY)).await;
     expect_redacted(f, "Fastly get, hang-up", "Transport", &result);
 
     // No answer in time.
@@ -1416,7 +1390,11 @@ async fn redaction_transport() {
     let server = HostileServer::always(cut).await;
     let fst = fastly(&server.url(), one_attempt());
     let result = guarded("cut value", async {
-        let item = fst.store(STORE).get(KEY).await?.expect("the item exists");
+        let item = fst
+            .store(FASTLY_STORE)
+            .get(KEY)
+            .await?
+            .expect("the item exists");
         item.bytes().await
     })
     .await;
@@ -1449,21 +1427,18 @@ async fn redaction_api() {
     use edgekv::fastly::PutOptions as FastlyPut;
     let server = HostileServer::start(|request: &Request, _| {
         let echo = echo(request);
-        let body = json!({
-            "success": false,
-            "errors": [{"code": 10001, "message": echo}],
-            "messages": [{"code": 1, "message": echo}],
-            "result": null,
-            "msg": echo,
-            "detail": echo,
-        });
+        // Cloudflare's failure envelope, its message echoed everywhere, with Fastly's fields.
+        let mut body = cf_failure(10001, &echo);
+        body["messages"] = json!([{"code": 1, "message": echo}]);
+        body["msg"] = json!(echo);
+        body["detail"] = json!(echo);
         with_echo_headers(Answer::json(400, &body), request)
     })
     .await;
     let cf = cloudflare(&server.url(), one_attempt());
     let ns = namespace(&cf);
     let store_client = fastly(&server.url(), one_attempt());
-    let store = store_client.store(STORE);
+    let store = store_client.store(FASTLY_STORE);
     let mut failures = Vec::new();
     let f = &mut failures;
 
@@ -1505,8 +1480,9 @@ async fn redaction_bad_response() {
         let echo = echo(request);
         let body = if request.path().ends_with("/keys") {
             // A string where a list belongs: serde's error quotes the string.
-            json!({"success": true, "errors": [], "messages": [], "result": echo, "data": echo})
-                .to_string()
+            let mut body = cf_ok(json!(echo));
+            body["data"] = json!(echo);
+            body.to_string()
         } else {
             format!(r#"{{"success":true,"errors":[],"messages":[],"result":{echo}"#)
         };
@@ -1534,7 +1510,7 @@ async fn redaction_bad_response() {
     );
     let fst = fastly(&server.url(), one_attempt());
     let listing = edgekv::fastly::ListKeys::new().prefix(KEY);
-    let result = guarded("keys", fst.store(STORE).keys(listing).try_next()).await;
+    let result = guarded("keys", fst.store(FASTLY_STORE).keys(listing).try_next()).await;
     expect_redacted(
         f,
         "Fastly keys, a string for the list",
@@ -1560,7 +1536,7 @@ async fn redaction_bad_response() {
         &result,
     );
     let fst = fastly(&server.url(), one_attempt());
-    let result = guarded("get", fst.store(STORE).get(KEY)).await;
+    let result = guarded("get", fst.store(FASTLY_STORE).get(KEY)).await;
     expect_redacted(f, "Fastly get, generation header", "BadResponse", &result);
     check(&failures);
 }

@@ -1,14 +1,14 @@
 //! The generated Fastly client (`edgekv::fastly::raw`): exact requests and decoded responses for
 //! every generated operation, and every recorded live interaction replayed through it.
 
-mod support;
-
 use edgekv::fastly::raw::types::{
     KvStoreConsistency, KvStoreLocation, KvStoreRequestCreateOrUpdate,
 };
 use edgekv::fastly::raw::{Error, types};
 use httpmock::MockServer;
-use support::{FASTLY_TOKEN, collect, exact, fastly};
+
+use crate::support;
+use crate::support::{FASTLY_TOKEN, Replay, Replayed, collect, exact, fastly};
 
 /// A generation seen live: above 2^32, so it must travel as u64.
 const LIVE_GENERATION: u64 = 1_750_707_676_353_461;
@@ -236,7 +236,8 @@ async fn list_keys_encodes_a_padded_cursor_and_reads_the_last_page() {
 #[tokio::test]
 async fn list_keys_of_a_missing_store_is_a_404_error() {
     let server = MockServer::start_async().await;
-    server
+    // httpmock answers an unmatched request 404 too: the mock's count shows the path was right.
+    let mock = server
         .mock_async(|when, then| {
             exact(when, "GET", "/resources/stores/kv/gone/keys");
             then.status(404);
@@ -247,6 +248,7 @@ async fn list_keys_of_a_missing_store_is_a_404_error() {
         .await
         .unwrap_err();
     assert_eq!(status_of(&error), Some(404));
+    mock.assert_async().await;
 }
 
 #[tokio::test]
@@ -374,13 +376,16 @@ async fn upsert_item_with_a_stale_generation_is_a_412_with_an_empty_body() {
 #[tokio::test]
 async fn upsert_item_answers_400_and_404_as_errors() {
     let server = MockServer::start_async().await;
+    let mut mocks = Vec::new();
     for (store, status) in [("bad", 400), ("gone", 404)] {
-        server
-            .mock_async(|when, then| {
-                exact(when, "PUT", &format!("/resources/stores/kv/{store}/keys/k"));
-                then.status(status);
-            })
-            .await;
+        mocks.push(
+            server
+                .mock_async(|when, then| {
+                    exact(when, "PUT", &format!("/resources/stores/kv/{store}/keys/k"));
+                    then.status(status);
+                })
+                .await,
+        );
     }
     let client = fastly(&server);
     for (store, status) in [("bad", 400), ("gone", 404)] {
@@ -388,6 +393,10 @@ async fn upsert_item_answers_400_and_404_as_errors() {
             .kv_store_upsert_item(store, "k", None, None, None, None, None, None, None, "v")
             .await;
         assert_eq!(status_of(&error.unwrap_err()), Some(status));
+    }
+    // httpmock answers an unmatched request 404 too: the counts show each path was right.
+    for mock in mocks {
+        mock.assert_async().await;
     }
 }
 
@@ -471,46 +480,21 @@ fn a_token_that_cannot_be_a_header_is_refused_when_the_transport_is_built() {
 /// it, and each recorded JSON body must decode into the generated types without losing a field.
 #[tokio::test]
 async fn every_recorded_interaction_replays_through_the_raw_client() {
-    let mut replayed = 0;
-    for (name, cassette) in support::fastly_cassettes() {
-        for (i, interaction) in cassette.interactions.iter().enumerate() {
-            let context = format!(
-                "{name} #{i}: {} {}",
-                interaction.request.method, interaction.request.url
-            );
-            replay(interaction, &context).await;
-            replayed += 1;
-        }
-    }
-    assert_eq!(replayed, 50, "every recorded interaction is replayed");
+    support::replay_every_recording(replay).await;
 }
 
-async fn replay(interaction: &support::Interaction, context: &str) {
-    let (request, response) = (&interaction.request, &interaction.response);
-    let server = MockServer::start_async().await;
-    let mock = support::serve_recorded(&server, interaction).await;
-
-    let client = fastly(&server);
-    let url = url::Url::parse(&request.url).unwrap();
-    let query = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
+async fn replay(recording: &Replay<'_>) -> Replayed {
+    let (request, response) = (recording.request, recording.response);
+    let context = recording.context.as_str();
+    let client = fastly(recording.server);
+    let query = |name: &str| recording.query(name);
     let flag = |name: &str| query(name).map(|v| v == "true");
-    let segments: Vec<String> = url
-        .path_segments()
-        .unwrap()
-        .map(|s| s.to_string())
-        .collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let generation = request
-        .header("If-Generation-Match")
-        .map(|g| g.parse::<u64>().unwrap());
-    let expect_ok = (200..300).contains(&response.code);
+    let generation = recording.generation();
+    let expect_ok = recording.succeeded();
+    let segments = recording.segments();
 
     // What the generated client decoded, re-serialized, for JSON responses.
-    let decoded: Option<serde_json::Value> = match (request.method.as_str(), &segments[3..]) {
+    let decoded: Option<serde_json::Value> = match (request.method.as_str(), segments.as_slice()) {
         ("GET", []) => {
             let limit = query("limit").map(|l| l.parse().unwrap());
             outcome(
@@ -606,11 +590,10 @@ async fn replay(interaction: &support::Interaction, context: &str) {
             let batch: types::KvStoreBatchResponse = serde_json::from_str(&response.body).unwrap();
             assert!(batch.errors.is_empty(), "{context}");
             assert_eq!(batch.title.as_deref(), Some("success"));
-            return;
+            return Replayed::NotSent;
         }
         other => panic!("{context}: no generated operation for {other:?}"),
     };
-    mock.assert_async().await;
     if let Some(decoded) = decoded {
         let recorded: serde_json::Value = serde_json::from_str(&response.body).unwrap();
         assert_eq!(
@@ -618,6 +601,7 @@ async fn replay(interaction: &support::Interaction, context: &str) {
             "{context}: a recorded field was lost or changed in decoding"
         );
     }
+    Replayed::Sent
 }
 
 /// Unwraps a generated call's result as the recording says it ended.

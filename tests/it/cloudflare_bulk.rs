@@ -1,7 +1,5 @@
 //! Cloudflare bulk calls: split to the limits, retried by key, and every key accounted for.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,16 +7,14 @@ use edgekv::cloudflare::{BulkEntry, BulkGetOptions, BulkOptions, BulkValue, limi
 use httpmock::MockServer;
 use httpmock::prelude::HttpMockResponse;
 use serde_json::{Value, json};
-use support::{CF_NAMESPACE, cf_ok, cf_path, cloudflare_client, exact};
+
+use crate::support::envelope::{cf_failure, cf_ok};
+use crate::support::{CF_NAMESPACE, cf_path, cloudflare_client, exact, numbered_key};
 
 fn fast_retries() -> BulkOptions {
     let mut options = BulkOptions::default();
     options.min_key_interval = Duration::from_millis(1);
     options
-}
-
-fn key(i: usize) -> String {
-    format!("key-{i:05}")
 }
 
 /// Answers bulk writes with `unsuccessful_keys` chosen by `unsuccessful(keys in the body)`, and
@@ -55,7 +51,7 @@ fn bulk_answer(
 async fn a_25000_entry_write_is_split_10000_10000_5000_and_retries_unsuccessful_keys() {
     let server = MockServer::start_async().await;
     let log = Arc::new(Mutex::new(Vec::new()));
-    let (flaky, doomed) = (key(7), key(12_345));
+    let (flaky, doomed) = (numbered_key(7), numbered_key(12_345));
     let answer = bulk_answer(log.clone(), {
         let (flaky, doomed) = (flaky.clone(), doomed.clone());
         move |keys| {
@@ -73,7 +69,7 @@ async fn a_25000_entry_write_is_split_10000_10000_5000_and_retries_unsuccessful_
         })
         .await;
 
-    let entries = (0..25_000).map(|i| BulkEntry::text(key(i), format!("value {i}")));
+    let entries = (0..25_000).map(|i| BulkEntry::text(numbered_key(i), format!("value {i}")));
     let report = cloudflare_client(&server)
         .namespace(CF_NAMESPACE)
         .bulk_write(entries, &fast_retries())
@@ -134,7 +130,7 @@ async fn the_byte_bound_splits_a_write() {
         .await;
     let mut options = fast_retries();
     options.max_request_bytes = 1024;
-    let entries = (0..20).map(|i| BulkEntry::text(key(i), "v".repeat(100)));
+    let entries = (0..20).map(|i| BulkEntry::text(numbered_key(i), "v".repeat(100)));
     let report = cloudflare_client(&server)
         .namespace(CF_NAMESPACE)
         .bulk_write(entries, &options)
@@ -214,10 +210,11 @@ async fn a_chunk_the_service_rejects_reports_each_of_its_keys() {
     server
         .mock_async(|when, then| {
             exact(when, "PUT", &cf_path("/bulk"));
-            then.status(413).json_body(json!({"success": false, "errors": [{"code": 10024, "message": "payload too large"}], "messages": [], "result": null}));
+            then.status(413)
+                .json_body(cf_failure(10024, "payload too large"));
         })
         .await;
-    let entries = (0..3).map(|i| BulkEntry::text(key(i), "v"));
+    let entries = (0..3).map(|i| BulkEntry::text(numbered_key(i), "v"));
     let report = cloudflare_client(&server)
         .namespace(CF_NAMESPACE)
         .bulk_write(entries, &fast_retries())
@@ -279,7 +276,7 @@ async fn entries_are_read_from_a_stream_as_requests_go_out() {
     let counter = pulled.clone();
     let entries = futures_util::stream::iter(0..25_000).map(move |i| {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        BulkEntry::text(key(i), "v")
+        BulkEntry::text(numbered_key(i), "v")
     });
     let mut options = fast_retries();
     options.concurrency = 1;
@@ -305,7 +302,7 @@ async fn bulk_delete_is_split_at_10000_keys() {
             then.respond_with(answer);
         })
         .await;
-    let keys: Vec<String> = (0..10_001).map(key).collect();
+    let keys: Vec<String> = (0..10_001).map(numbered_key).collect();
     let report = cloudflare_client(&server)
         .namespace(CF_NAMESPACE)
         .bulk_delete(keys, &fast_retries())
@@ -353,7 +350,7 @@ async fn bulk_get_is_split_at_100_keys_and_decodes_both_shapes() {
         })
         .await;
     let namespace = cloudflare_client(&server).namespace(CF_NAMESPACE);
-    let mut keys: Vec<String> = (0..149).map(key).collect();
+    let mut keys: Vec<String> = (0..149).map(numbered_key).collect();
     keys.push("gone".into());
     let values = namespace
         .bulk_get(keys, BulkGetOptions::default())
@@ -361,7 +358,7 @@ async fn bulk_get_is_split_at_100_keys_and_decodes_both_shapes() {
         .unwrap();
     assert_eq!(values.len(), 150);
     assert_eq!(
-        values[&key(120)].as_ref().unwrap().value,
+        values[&numbered_key(120)].as_ref().unwrap().value,
         json!("value of key-00120")
     );
     assert_eq!(values["gone"], None);

@@ -1,15 +1,14 @@
 //! Fastly items through the facade: generations and metadata, write modes, conditions,
 //! streaming both ways, key encoding, and the checks refused before any request.
 
-mod support;
-
 use bytes::Bytes;
 use edgekv::Body;
 use edgekv::error::{Error, InvalidInput};
 use edgekv::fastly::{DeleteOptions, PutOptions, WriteMode, limits};
 use futures_util::StreamExt as _;
 use httpmock::MockServer;
-use support::{FASTLY_STORE, FASTLY_TOKEN, exact, fastly_client, fastly_path};
+
+use crate::support::{FASTLY_STORE, FASTLY_TOKEN, exact, fastly_client, fastly_path};
 
 const LIVE_GENERATION: u64 = 1_750_707_676_353_461;
 
@@ -136,13 +135,15 @@ async fn a_missing_key_is_none_once_the_store_is_known_to_exist() {
 #[tokio::test]
 async fn a_missing_store_stays_an_error() {
     let server = MockServer::start_async().await;
-    server
+    // httpmock answers a request no mock matches with 404 too: only the calls counted below show
+    // that these two paths were asked.
+    let missing = server
         .mock_async(|when, then| {
             exact(when, "GET", "/resources/stores/kv/gone/keys/k");
             then.status(404);
         })
         .await;
-    server
+    let store_check = server
         .mock_async(|when, then| {
             exact(when, "GET", "/resources/stores/kv/gone");
             then.status(404);
@@ -154,6 +155,8 @@ async fn a_missing_store_stays_an_error() {
         .await
         .unwrap_err();
     assert!(error.is_not_found(), "{error:?}");
+    missing.assert_async().await;
+    store_check.assert_async().await;
 }
 
 #[tokio::test]

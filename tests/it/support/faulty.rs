@@ -1,8 +1,7 @@
-//! The fault suites' misbehaving server: it plays a script of [`Reply`]s, one per request (the
+//! The fault suite's misbehaving server: it plays a script of [`Reply`]s, one per request (the
 //! last one repeats), recording every request it saw. Test machinery, so it lives here rather
 //! than in the library; the replies themselves are the library's (`edgekv::emulator::faults`),
 //! which the emulator's fault injection plays too.
-#![allow(dead_code)] // Only the fault suites use it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

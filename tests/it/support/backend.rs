@@ -2,17 +2,37 @@
 //! exchanges a test declares (checking the requests' wire shape), and the emulator, which
 //! ignores the declarations and answers from its own semantics. The same assertions must hold
 //! on both.
-#![cfg(feature = "emulator")]
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use edgekv::emulator::{DEFAULT_ACCOUNT, DEFAULT_TOKEN, Emulator, EmulatorConfig};
+use edgekv::policy::RequestPolicy;
 use edgekv::{Credential, cloudflare, fastly};
 use httpmock::MockServer;
 use httpmock::prelude::HttpMockResponse;
 
+use super::envelope::cf_ok;
+use super::{exact, fast_policy, fastly_at};
+
 type Queue = Arc<Mutex<VecDeque<HttpMockResponse>>>;
+
+/// The Fastly facade at `url` with the emulator's default token, under `policy`.
+pub fn emulator_fastly(url: &str, policy: RequestPolicy) -> fastly::Client {
+    fastly_at(url, DEFAULT_TOKEN, policy)
+}
+
+/// The Cloudflare facade at `url` with the emulator's default token and account, under `policy`.
+pub fn emulator_cloudflare(url: &str, policy: RequestPolicy) -> cloudflare::Client {
+    cloudflare::Client::builder(
+        Credential::CloudflareToken(DEFAULT_TOKEN.into()),
+        DEFAULT_ACCOUNT,
+    )
+    .base_url(url)
+    .policy(policy)
+    .build()
+    .unwrap()
+}
 
 pub enum Backend {
     Mock {
@@ -46,22 +66,11 @@ impl Backend {
     }
 
     pub fn fastly(&self) -> fastly::Client {
-        fastly::Client::builder(DEFAULT_TOKEN)
-            .base_url(self.urls().0)
-            .policy(super::fast_policy())
-            .build()
-            .unwrap()
+        emulator_fastly(&self.urls().0, fast_policy())
     }
 
     pub fn cloudflare(&self) -> cloudflare::Client {
-        cloudflare::Client::builder(
-            Credential::CloudflareToken(DEFAULT_TOKEN.into()),
-            DEFAULT_ACCOUNT,
-        )
-        .base_url(self.urls().1)
-        .policy(super::fast_policy())
-        .build()
-        .unwrap()
+        emulator_cloudflare(&self.urls().1, fast_policy())
     }
 
     /// The next request with this method, path and query (as sent) gets this answer from the
@@ -93,7 +102,7 @@ impl Backend {
         if new {
             server
                 .mock_async(|when, then| {
-                    super::exact(when, method, path_and_query);
+                    exact(when, method, path_and_query);
                     then.respond_with(move |_| {
                         queue
                             .lock()
@@ -152,7 +161,9 @@ impl Backend {
     /// A namespace to work in: the mock's fixed one, or one the emulator creates.
     pub async fn cloudflare_namespace(&self, client: &cloudflare::Client) -> String {
         let id = "0000000000000000000000000000beef";
-        let body = serde_json::json!({"success": true, "errors": [], "messages": [], "result": {"id": id, "title": "behaviour", "supports_url_encoding": true}});
+        let body = cf_ok(
+            serde_json::json!({"id": id, "title": "behaviour", "supports_url_encoding": true}),
+        );
         self.expect_json(
             "POST",
             &format!("/accounts/{DEFAULT_ACCOUNT}/storage/kv/namespaces"),

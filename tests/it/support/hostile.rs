@@ -1,4 +1,4 @@
-//! Scripted hostile HTTP/1.1 servers for the hostile-answer suite (`tests/hostile_answers.rs`).
+//! Scripted hostile HTTP/1.1 servers for the hostile-answer suite (`hostile_answers.rs`).
 //!
 //! Every answer is written by hand, byte for byte, so its framing (`Content-Length`, chunked, or
 //! neither), its pace and its size are exactly what the script says, however wrong. Bodies are
@@ -7,7 +7,6 @@
 //! the peer closes; dropping the server stops every connection it still serves. Loopback only.
 //!
 //! Self-contained (no crate under test, no other support module), so it can move unchanged.
-#![allow(dead_code)] // Each test uses part of it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,16 +1,21 @@
 //! What the crate logs: a span per attempt with the operation and path template, never a
 //! credential, a key, a value or metadata.
-
-mod support;
+//!
+//! The test runs alone in a child process. Whether a call site is wanted is cached once per
+//! process, decided on the thread that first reaches it; the subscriber here is scoped to this
+//! test's thread, so another test reaching the crate's call sites first, in parallel, could
+//! make them silent here.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use httpmock::MockServer;
 use serde_json::json;
-use support::fast_policy;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
+
+use crate::support::envelope::cf_failure;
+use crate::support::{CF_NAMESPACE, FASTLY_STORE, child, cloudflare_at, fast_policy, fastly_at};
 
 const TOKEN: &str = "tok-3f9c1a77e2";
 const EMAIL: &str = "owner-5c2e@example.com";
@@ -38,8 +43,31 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
-#[tokio::test]
-async fn puts_are_traced_without_credentials_keys_values_or_metadata() {
+/// Set in the child process that runs the test.
+const ALONE: &str = "EDGEKV_TRACING_ALONE";
+
+#[test]
+fn puts_are_traced_without_credentials_keys_values_or_metadata() {
+    if std::env::var_os(ALONE).is_none() {
+        let test = "puts_are_traced_without_credentials_keys_values_or_metadata";
+        let output = child::run_alone(&child::test_name(module_path!(), test), (ALONE, "1"));
+        assert!(
+            child::passed_alone(&output),
+            "failed in its child process ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(puts_are_traced());
+}
+
+async fn puts_are_traced() {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())
@@ -55,18 +83,15 @@ async fn puts_are_traced_without_credentials_keys_values_or_metadata() {
     let unavailable = server
         .mock_async(|when, then| {
             when.any_request();
-            then.status(503).json_body(json!({"success": false, "errors": [{"code": 10001, "message": format!("no luck for {KEY}")}], "messages": [], "result": null}));
+            then.status(503)
+                .json_body(cf_failure(10001, &format!("no luck for {KEY}")));
         })
         .await;
 
-    let fastly = edgekv::fastly::Client::builder(TOKEN)
-        .base_url(server.base_url())
-        .policy(fast_policy())
-        .build()
-        .unwrap();
+    let fastly = fastly_at(&server.base_url(), TOKEN, fast_policy());
     let options = edgekv::fastly::PutOptions::new().metadata(METADATA);
     let fastly_error = fastly
-        .store(support::FASTLY_STORE)
+        .store(FASTLY_STORE)
         .put(KEY, VALUE, options)
         .await
         .unwrap_err();
@@ -75,14 +100,10 @@ async fn puts_are_traced_without_credentials_keys_values_or_metadata() {
         email: EMAIL.into(),
         key: TOKEN.into(),
     };
-    let cloudflare = edgekv::cloudflare::Client::builder(credential, support::CF_ACCOUNT)
-        .base_url(server.base_url())
-        .policy(fast_policy())
-        .build()
-        .unwrap();
+    let cloudflare = cloudflare_at(&server.base_url(), credential, fast_policy());
     let options = edgekv::cloudflare::PutOptions::new().metadata(json!({"m": METADATA}));
     let cloudflare_error = cloudflare
-        .namespace(support::CF_NAMESPACE)
+        .namespace(CF_NAMESPACE)
         .put(KEY, VALUE, options)
         .await
         .unwrap_err();
@@ -116,8 +137,8 @@ async fn puts_are_traced_without_credentials_keys_values_or_metadata() {
     }
     let debug = format!(
         "{fastly:?} {cloudflare:?} {:?} {:?}",
-        fastly.store(support::FASTLY_STORE),
-        cloudflare.namespace(support::CF_NAMESPACE)
+        fastly.store(FASTLY_STORE),
+        cloudflare.namespace(CF_NAMESPACE)
     );
     for secret in [TOKEN, EMAIL] {
         assert!(!debug.contains(secret), "{debug}");

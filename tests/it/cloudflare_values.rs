@@ -1,8 +1,6 @@
 //! Cloudflare values through the facade: reading, streaming both ways, metadata, key encoding,
 //! and the limits refused before any request.
 
-mod support;
-
 use bytes::Bytes;
 use edgekv::Body;
 use edgekv::cloudflare::{PutOptions, limits};
@@ -10,7 +8,9 @@ use edgekv::error::{Error, InvalidInput};
 use futures_util::StreamExt as _;
 use httpmock::MockServer;
 use serde_json::json;
-use support::{CF_NAMESPACE, cf_ok, cf_path, cloudflare_client, exact};
+
+use crate::support::envelope::{cf_key_not_found, cf_ok};
+use crate::support::{CF_BEARER, CF_NAMESPACE, cf_path, cloudflare_client, exact};
 
 const THREE_MIB: usize = 3 * 1024 * 1024;
 
@@ -26,8 +26,7 @@ async fn get_returns_the_value_and_its_expiration() {
     let server = MockServer::start_async().await;
     server
         .mock_async(|when, then| {
-            exact(when, "GET", &cf_path("/values/My-Key"))
-                .header("authorization", "Bearer cloudflare-test-token");
+            exact(when, "GET", &cf_path("/values/My-Key")).header("authorization", CF_BEARER);
             then.status(200)
                 .header("expiration", "1578435000")
                 .body("Some Value");
@@ -49,7 +48,7 @@ async fn get_of_a_missing_key_is_none() {
     let mock = server
         .mock_async(|when, then| {
             exact(when, "GET", &cf_path("/values/gone"));
-            then.status(404).json_body(json!({"success": false, "errors": [{"code": 10009, "message": "get: 'key not found'"}], "messages": [], "result": null}));
+            then.status(404).json_body(cf_key_not_found());
         })
         .await;
     let value = cloudflare_client(&server)
@@ -140,7 +139,7 @@ async fn put_with_metadata_sends_a_multipart_form_with_both_parts() {
     let mock = server
         .mock_async(|when, then| {
             exact(when, "PUT", &cf_path("/values/with-meta?expiration_ttl=120"))
-                .header("authorization", "Bearer cloudflare-test-token")
+                .header("authorization", CF_BEARER)
                 .header_missing("api-version")
                 .is_true(|req| {
                     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
@@ -187,7 +186,7 @@ async fn metadata_reads_as_json_or_a_type_and_a_missing_key_is_none() {
     server
         .mock_async(|when, then| {
             exact(when, "GET", &cf_path("/metadata/gone"));
-            then.status(404).json_body(json!({"success": false, "errors": [{"code": 10009, "message": "get: 'key not found'"}], "messages": [], "result": null}));
+            then.status(404).json_body(cf_key_not_found());
         })
         .await;
     let namespace = cloudflare_client(&server).namespace(CF_NAMESPACE);

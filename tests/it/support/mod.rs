@@ -1,22 +1,31 @@
-//! Shared by the integration tests: exact request matching, clients pointed at a mock server, and
-//! the recorded fixtures under `tests/fixtures/`.
-#![allow(dead_code)] // Each test crate uses part of it.
+//! Shared by the integration tests: exact request matching, clients pointed at a test server,
+//! the recorded fixtures under `tests/fixtures/` and their replay, and the modules below.
+#![allow(dead_code)] // Each suite uses part of it, and some suites need the emulator feature.
 
+#[cfg(feature = "emulator")]
 pub mod backend;
+pub mod child;
+pub mod envelope;
 #[cfg(feature = "emulator")]
 pub mod faulty;
+pub mod hostile;
+#[cfg(feature = "emulator")]
+pub mod provider;
 #[cfg(feature = "emulator")]
 pub mod scripted;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use edgekv::policy::RequestPolicy;
 use edgekv::transport::{Credential, Transport};
 use httpmock::{MockServer, When};
 use serde::Deserialize;
 
 pub const FASTLY_TOKEN: &str = "fastly-test-token";
 pub const CLOUDFLARE_TOKEN: &str = "cloudflare-test-token";
+/// How [`CLOUDFLARE_TOKEN`] travels.
+pub const CF_BEARER: &str = "Bearer cloudflare-test-token";
 
 /// Matches only a request with this method and exactly this path and query, as sent on the wire
 /// (still percent-encoded, parameters in order), and without progenitor's `api-version` header.
@@ -158,23 +167,41 @@ pub fn cloudflare_go_body(test: &str, response: &str) -> serde_json::Value {
 pub const CF_ACCOUNT: &str = "023e105f4ecef8ad9ca31a8372d0c353";
 pub const CF_NAMESPACE: &str = "0f2ac74b498b48028cb68387c421e279";
 
+/// The `i`th of many keys; they sort in numeric order.
+pub fn numbered_key(i: usize) -> String {
+    format!("key-{i:05}")
+}
+
 /// The default policy with retries that wait milliseconds, not seconds, so failure cases stay
 /// fast; the number of attempts is the default's.
-pub fn fast_policy() -> edgekv::policy::RequestPolicy {
-    let mut policy = edgekv::policy::RequestPolicy::default();
+pub fn fast_policy() -> RequestPolicy {
+    let mut policy = RequestPolicy::default();
     policy.retry.base_delay = std::time::Duration::from_millis(1);
     policy.retry.max_delay = std::time::Duration::from_millis(5);
     policy
 }
 
-/// The Cloudflare facade pointed at the mock server, under [`fast_policy`].
-pub fn cloudflare_client(server: &MockServer) -> edgekv::cloudflare::Client {
-    let credential = Credential::CloudflareToken(CLOUDFLARE_TOKEN.to_string());
+/// The Cloudflare facade at `url` with `credential`, for the test account, under `policy`.
+pub fn cloudflare_at(
+    url: &str,
+    credential: Credential,
+    policy: RequestPolicy,
+) -> edgekv::cloudflare::Client {
     edgekv::cloudflare::Client::builder(credential, CF_ACCOUNT)
-        .base_url(server.base_url())
-        .policy(fast_policy())
+        .base_url(url)
+        .policy(policy)
         .build()
         .unwrap()
+}
+
+/// The Cloudflare facade pointed at the mock server, under [`fast_policy`].
+pub fn cloudflare_client(server: &MockServer) -> edgekv::cloudflare::Client {
+    cloudflare_at(&server.base_url(), cloudflare_token(), fast_policy())
+}
+
+/// [`CLOUDFLARE_TOKEN`] as a credential.
+pub fn cloudflare_token() -> Credential {
+    Credential::CloudflareToken(CLOUDFLARE_TOKEN.to_string())
 }
 
 /// A path under the test namespace, e.g. `cf_path("/values/k")`.
@@ -182,20 +209,20 @@ pub fn cf_path(rest: &str) -> String {
     format!("/accounts/{CF_ACCOUNT}/storage/kv/namespaces/{CF_NAMESPACE}{rest}")
 }
 
-/// A successful Cloudflare envelope around `result`.
-pub fn cf_ok(result: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({"success": true, "errors": [], "messages": [], "result": result})
-}
-
 pub const FASTLY_STORE: &str = "iaa48y0oxw13s12xpfdkk9";
+
+/// The Fastly facade at `url` with `token`, under `policy`.
+pub fn fastly_at(url: &str, token: &str, policy: RequestPolicy) -> edgekv::fastly::Client {
+    edgekv::fastly::Client::builder(token)
+        .base_url(url)
+        .policy(policy)
+        .build()
+        .unwrap()
+}
 
 /// The Fastly facade pointed at the mock server, under [`fast_policy`].
 pub fn fastly_client(server: &MockServer) -> edgekv::fastly::Client {
-    edgekv::fastly::Client::builder(FASTLY_TOKEN)
-        .base_url(server.base_url())
-        .policy(fast_policy())
-        .build()
-        .unwrap()
+    fastly_at(&server.base_url(), FASTLY_TOKEN, fast_policy())
 }
 
 /// A path under the test store, e.g. `fastly_path("/keys/apple")`.
@@ -230,4 +257,74 @@ pub async fn serve_recorded<'a>(
             }
         })
         .await
+}
+
+/// One go-fastly interaction being replayed: `server` answers only its recorded request.
+pub struct Replay<'a> {
+    /// Which recording and interaction, for failure messages.
+    pub context: String,
+    pub request: &'a RecordedRequest,
+    pub response: &'a RecordedResponse,
+    pub server: &'a MockServer,
+    url: url::Url,
+}
+
+impl Replay<'_> {
+    /// A query parameter of the recorded request.
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.url
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The recorded path's segments after `/resources/stores/kv`: `[]`, `[store]`,
+    /// `[store, "keys"]`, `[store, "keys", key]` or `[store, "batch"]`.
+    pub fn segments(&self) -> Vec<&str> {
+        self.url.path_segments().unwrap().skip(3).collect()
+    }
+
+    /// The recorded `If-Generation-Match`.
+    pub fn generation(&self) -> Option<u64> {
+        self.request
+            .header("If-Generation-Match")
+            .map(|g| g.parse().unwrap())
+    }
+
+    /// Whether the service answered with a success.
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.response.code)
+    }
+}
+
+/// Whether a replay sent its interaction's request.
+pub enum Replayed {
+    Sent,
+    /// The client under test has no call for it (the raw client and the ndjson batch).
+    NotSent,
+}
+
+/// Replays every go-fastly interaction through `replay`, each against its own mock, and checks
+/// that every request sent was the recorded one.
+pub async fn replay_every_recording(mut replay: impl AsyncFnMut(&Replay<'_>) -> Replayed) {
+    let mut replayed = 0;
+    for (name, cassette) in fastly_cassettes() {
+        for (i, interaction) in cassette.interactions.iter().enumerate() {
+            let (request, response) = (&interaction.request, &interaction.response);
+            let server = MockServer::start_async().await;
+            let mock = serve_recorded(&server, interaction).await;
+            let recording = Replay {
+                context: format!("{name} #{i}: {} {}", request.method, request.url),
+                request,
+                response,
+                url: url::Url::parse(&request.url).unwrap(),
+                server: &server,
+            };
+            if let Replayed::Sent = replay(&recording).await {
+                mock.assert_async().await;
+            }
+            replayed += 1;
+        }
+    }
+    assert_eq!(replayed, 50, "every recorded interaction is replayed");
 }

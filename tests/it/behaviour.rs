@@ -1,15 +1,14 @@
 //! What a caller observes — round trips, conditional writes, pagination, conflicts, bulk
 //! reports — written once and run against httpmock (which checks every request's wire shape)
 //! and against the emulator (which checks the semantics behind the same observations).
-#![cfg(feature = "emulator")]
-
-mod support;
 
 use edgekv::emulator::DEFAULT_ACCOUNT;
 use edgekv::{cloudflare, fastly};
 use futures_util::TryStreamExt as _;
 use serde_json::json;
-use support::backend::Backend;
+
+use crate::support::backend::Backend;
+use crate::support::envelope::{cf_key_not_found, cf_ok, cf_page};
 
 /// Runs a behaviour on both backends, as two tests.
 macro_rules! on_both_backends {
@@ -38,10 +37,6 @@ on_both_backends!(
     cloudflare_keys_are_listed_page_by_page_after_a_bulk_write,
     cloudflare_bulk_get_and_delete_report_by_key,
 );
-
-fn cf_ok(result: serde_json::Value) -> serde_json::Value {
-    json!({"success": true, "errors": [], "messages": [], "result": result})
-}
 
 async fn fastly_items_round_trip_with_conditional_writes(backend: &Backend) {
     let client = backend.fastly();
@@ -271,7 +266,7 @@ async fn cloudflare_values_round_trip_with_metadata_and_expiration(backend: &Bac
         Some(json!({"role": "admin"}))
     );
 
-    let missing = json!({"success": false, "errors": [{"code": 10009, "message": "get: 'key not found'"}], "messages": [], "result": null});
+    let missing = cf_key_not_found();
     backend
         .expect_json("GET", &path("/values/user%2F2"), 404, missing.clone())
         .await;
@@ -312,7 +307,10 @@ async fn cloudflare_keys_are_listed_page_by_page_after_a_bulk_write(backend: &Ba
 
     let page = |keys: &[String], cursor: &str| {
         let result: Vec<_> = keys.iter().map(|k| json!({"name": k})).collect();
-        json!({"success": true, "errors": [], "messages": [], "result": result, "result_info": {"count": keys.len(), "cursor": cursor}})
+        cf_page(
+            json!(result),
+            json!({"count": keys.len(), "cursor": cursor}),
+        )
     };
     backend
         .expect_json(

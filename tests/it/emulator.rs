@@ -1,30 +1,22 @@
 //! The emulator: what a caller observes through the facades, every operation's answer decoded
 //! through the generated types, and the standalone binary.
-#![cfg(feature = "emulator")]
-
-mod support;
 
 use edgekv::cloudflare::raw as cf_raw;
 use edgekv::emulator::{DEFAULT_ACCOUNT, DEFAULT_TOKEN, Emulator, EmulatorConfig, Faults};
 use edgekv::fastly::raw as fastly_raw;
+use edgekv::policy::RequestPolicy;
 use edgekv::transport::{Credential, Transport};
 use edgekv::{cloudflare, fastly};
 use futures_util::TryStreamExt as _;
 use serde_json::json;
 
+use crate::support::backend::{emulator_cloudflare, emulator_fastly};
+use crate::support::fast_policy;
+
 async fn start() -> (Emulator, fastly::Client, cloudflare::Client) {
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let fastly = fastly::Client::builder(DEFAULT_TOKEN)
-        .base_url(emulator.fastly_url())
-        .policy(support::fast_policy())
-        .build()
-        .unwrap();
-    let credential = Credential::CloudflareToken(DEFAULT_TOKEN.into());
-    let cloudflare = cloudflare::Client::builder(credential, DEFAULT_ACCOUNT)
-        .base_url(emulator.cloudflare_url())
-        .policy(support::fast_policy())
-        .build()
-        .unwrap();
+    let fastly = emulator_fastly(&emulator.fastly_url(), fast_policy());
+    let cloudflare = emulator_cloudflare(&emulator.cloudflare_url(), fast_policy());
     (emulator, fastly, cloudflare)
 }
 
@@ -343,15 +335,11 @@ async fn injected_faults_are_retried_by_the_clients() {
     (faults.server_errors, faults.seed) = (0.3, 7);
     config.faults = faults;
     let emulator = Emulator::start(config).await.unwrap();
-    let mut policy = support::fast_policy();
+    let mut policy = fast_policy();
     policy.retry.max_attempts = 10;
     // Faults are injected before a request is served, so even a create is safe to send again.
     policy.retry.retry_non_idempotent = true;
-    let client = fastly::Client::builder(DEFAULT_TOKEN)
-        .base_url(emulator.fastly_url())
-        .policy(policy)
-        .build()
-        .unwrap();
+    let client = emulator_fastly(&emulator.fastly_url(), policy);
     let store = client.store(client.create_store("faulty", None).await.unwrap().id);
     for i in 0..20 {
         store
@@ -712,13 +700,9 @@ async fn injected_429s_carry_retry_after_and_latency_is_added() {
     let mut config = EmulatorConfig::default();
     config.faults.rate_limited = 1.0;
     let emulator = Emulator::start(config).await.unwrap();
-    let mut policy = support::fast_policy();
+    let mut policy = fast_policy();
     policy.retry = edgekv::policy::RetryPolicy::disabled();
-    let client = fastly::Client::builder(DEFAULT_TOKEN)
-        .base_url(emulator.fastly_url())
-        .policy(policy)
-        .build()
-        .unwrap();
+    let client = emulator_fastly(&emulator.fastly_url(), policy);
     let error = client.get_store("any").await.unwrap_err();
     assert!(error.is_rate_limited(), "{error:?}");
     assert_eq!(error.retry_after(), Some(std::time::Duration::from_secs(1)));
@@ -726,10 +710,7 @@ async fn injected_429s_carry_retry_after_and_latency_is_added() {
     let mut config = EmulatorConfig::default();
     config.faults.latency = std::time::Duration::from_millis(150);
     let slow = Emulator::start(config).await.unwrap();
-    let client = fastly::Client::builder(DEFAULT_TOKEN)
-        .base_url(slow.fastly_url())
-        .build()
-        .unwrap();
+    let client = emulator_fastly(&slow.fastly_url(), RequestPolicy::default());
     let started = std::time::Instant::now();
     client.create_store("slow", None).await.unwrap();
     assert!(started.elapsed() >= std::time::Duration::from_millis(150));

@@ -4,9 +4,6 @@
 //! whole-batch 4xx and 5xx, unreadable 2xx bodies and hang-ups, and records what it refused. The
 //! test counts what it submitted itself; the server's record is the oracle: every key is reported
 //! exactly once, and reported written exactly when the last answer that concerned it accepted it.
-#![cfg(feature = "emulator")]
-
-mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash as _, Hasher as _};
@@ -15,11 +12,16 @@ use std::time::Duration;
 
 use edgekv::emulator::faults::{Reply, Seen};
 use edgekv::policy::{RequestPolicy, RetryPolicy};
-use edgekv::transport::Credential;
 use edgekv::{cloudflare, fastly};
 use serde_json::{Value, json};
-use support::scripted::Scripted;
-use support::{CF_ACCOUNT, CF_NAMESPACE, FASTLY_STORE, FASTLY_TOKEN, cf_ok};
+
+use crate::support::backend::emulator_fastly;
+use crate::support::envelope::{cf_failure, cf_ok};
+use crate::support::scripted::Scripted;
+use crate::support::{
+    CF_NAMESPACE, FASTLY_STORE, FASTLY_TOKEN, cloudflare_at, cloudflare_token, fast_policy,
+    fastly_at,
+};
 
 /// Entries submitted per seed and provider.
 const ENTRIES: usize = 3_000;
@@ -246,7 +248,6 @@ fn cloudflare_answer(rng: &mut fastrand::Rng, keys: &[String]) -> Outcome {
     let result = |count: usize, unsuccessful: Vec<String>| {
         cf_ok(json!({"successful_key_count": count, "unsuccessful_keys": unsuccessful}))
     };
-    let failure = |code: u32, message: &str| json!({"success": false, "errors": [{"code": code, "message": message}], "messages": [], "result": null});
     match rng.u8(0..20) {
         0..=5 => Outcome::none("success", Reply::json(200, result(n, Vec::new())), n),
         6 => Outcome::none(
@@ -276,16 +277,16 @@ fn cloudflare_answer(rng: &mut fastrand::Rng, keys: &[String]) -> Outcome {
         }
         13 => Outcome::all(
             "200 without success",
-            Reply::json(200, failure(10001, "could not write")),
+            Reply::json(200, cf_failure(10001, "could not write")),
             n,
         ),
         14 => {
             let status = [400, 403, 404, 413][rng.usize(0..4)];
-            Outcome::all("4xx", Reply::json(status, failure(10013, "refused")), n)
+            Outcome::all("4xx", Reply::json(status, cf_failure(10013, "refused")), n)
         }
         15 => {
             let reply = match rng.bool() {
-                true => Reply::json(503, failure(10000, "unavailable")),
+                true => Reply::json(503, cf_failure(10000, "unavailable")),
                 false => Reply::body(502, "text/html", "<html>bad gateway</html>"),
             };
             Outcome::all("5xx", reply, n)
@@ -397,11 +398,7 @@ async fn a_fastly_batch_reports_no_refused_line_written_whatever_the_answers() {
         let expected = ("PUT", "/batch");
         let server =
             Scripted::bulk(seed, expected, fastly_keys, fastly_answer, record.clone()).await;
-        let client = fastly::Client::builder(FASTLY_TOKEN)
-            .base_url(server.url.clone())
-            .policy(policy(seed))
-            .build()
-            .unwrap();
+        let client = fastly_at(&server.url, FASTLY_TOKEN, policy(seed));
         let mut rng = fastrand::Rng::with_seed(seed);
         let submitted = keys(&mut rng, seed, "..");
         let entries: Vec<fastly::BulkEntry> = submitted
@@ -436,12 +433,7 @@ async fn a_cloudflare_bulk_write_reports_no_refused_key_written_whatever_the_ans
         let record = Arc::new(Mutex::new(Record::default()));
         let (expected, answer) = (("PUT", "/bulk"), cloudflare_answer);
         let server = Scripted::bulk(seed, expected, cloudflare_keys, answer, record.clone()).await;
-        let credential = Credential::CloudflareToken(support::CLOUDFLARE_TOKEN.into());
-        let client = cloudflare::Client::builder(credential, CF_ACCOUNT)
-            .base_url(server.url.clone())
-            .policy(policy(seed))
-            .build()
-            .unwrap();
+        let client = cloudflare_at(&server.url, cloudflare_token(), policy(seed));
         let mut rng = fastrand::Rng::with_seed(seed);
         let submitted = keys(&mut rng, seed, "");
         let entries: Vec<cloudflare::BulkEntry> = submitted
@@ -469,15 +461,6 @@ async fn a_cloudflare_bulk_write_reports_no_refused_key_written_whatever_the_ans
     check_mix("cloudflare", &kinds, 11);
 }
 
-fn cloudflare_client(url: &str, policy: RequestPolicy) -> cloudflare::Client {
-    let credential = Credential::CloudflareToken(support::CLOUDFLARE_TOKEN.into());
-    cloudflare::Client::builder(credential, CF_ACCOUNT)
-        .base_url(url)
-        .policy(policy)
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn bulk_get_returns_only_the_keys_asked_for() {
     let server = Scripted::start(Arc::new(|_: &Seen| {
@@ -485,7 +468,8 @@ async fn bulk_get_returns_only_the_keys_asked_for() {
         Reply::json(200, cf_ok(values))
     }))
     .await;
-    let namespace = cloudflare_client(&server.url, support::fast_policy()).namespace(CF_NAMESPACE);
+    let namespace =
+        cloudflare_at(&server.url, cloudflare_token(), fast_policy()).namespace(CF_NAMESPACE);
     for with_metadata in [false, true] {
         let options = cloudflare::BulkGetOptions {
             json: false,
@@ -527,10 +511,10 @@ async fn sized_values(sizes: Arc<Mutex<Vec<usize>>>) -> Scripted {
 async fn a_bulk_get_answer_over_the_read_limit_is_split_down_to_single_keys() {
     let sizes = Arc::new(Mutex::new(Vec::new()));
     let server = sized_values(sizes.clone()).await;
-    let mut policy = support::fast_policy();
+    let mut policy = fast_policy();
     // Two 1,000-byte values and their envelope fit; three do not.
     policy.read_limits.bulk_get = 2_600;
-    let namespace = cloudflare_client(&server.url, policy).namespace(CF_NAMESPACE);
+    let namespace = cloudflare_at(&server.url, cloudflare_token(), policy).namespace(CF_NAMESPACE);
     let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
     let got = namespace
         .bulk_get(keys.clone(), cloudflare::BulkGetOptions::default())
@@ -561,11 +545,7 @@ async fn a_bulk_get_answer_over_the_read_limit_is_split_down_to_single_keys() {
 async fn the_emulator_refuses_a_generation_precondition_that_is_no_generation() {
     use edgekv::emulator::{DEFAULT_TOKEN, Emulator, EmulatorConfig};
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let client = fastly::Client::builder(DEFAULT_TOKEN)
-        .base_url(emulator.fastly_url())
-        .policy(support::fast_policy())
-        .build()
-        .unwrap();
+    let client = emulator_fastly(&emulator.fastly_url(), fast_policy());
     let store = client.create_store("s", None).await.unwrap().id;
     client
         .store(&store)

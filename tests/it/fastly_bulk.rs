@@ -1,8 +1,6 @@
 //! Fastly batch writes: ndjson with base64 values, chunked, every key accounted for by the
 //! caller's own index.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -10,11 +8,8 @@ use edgekv::fastly::{BulkEntry, BulkOptions, limits};
 use httpmock::MockServer;
 use httpmock::prelude::HttpMockResponse;
 use serde_json::{Value, json};
-use support::{FASTLY_STORE, FASTLY_TOKEN, exact, fastly_client, fastly_path};
 
-fn key(i: usize) -> String {
-    format!("key-{i:05}")
-}
+use crate::support::{FASTLY_STORE, FASTLY_TOKEN, exact, fastly_client, fastly_path, numbered_key};
 
 fn lines(body: &[u8]) -> Vec<Value> {
     body.split(|b| *b == b'\n')
@@ -53,7 +48,7 @@ async fn a_25000_entry_batch_goes_in_chunks_and_a_refused_chunk_fails_with_the_n
         })
         .await;
 
-    let entries = (0..25_000).map(|i| BulkEntry::new(key(i), format!("value {i}")));
+    let entries = (0..25_000).map(|i| BulkEntry::new(numbered_key(i), format!("value {i}")));
     let report = fastly_client(&server)
         .store(FASTLY_STORE)
         .bulk_write(entries, &BulkOptions::default())
@@ -141,7 +136,7 @@ async fn the_byte_bound_splits_a_batch_and_local_checks_are_reported() {
     let mut options = BulkOptions::default();
     options.max_request_bytes = 1024;
     let mut entries: Vec<BulkEntry> = (0..30)
-        .map(|i| BulkEntry::new(key(i), "v".repeat(60)))
+        .map(|i| BulkEntry::new(numbered_key(i), "v".repeat(60)))
         .collect();
     entries.insert(5, BulkEntry::new("..", "v"));
     entries.insert(9, BulkEntry::new("m", "v").metadata("x".repeat(2001)));
@@ -198,7 +193,7 @@ async fn a_chunk_the_service_rejects_whole_reports_each_of_its_keys() {
                 .body("<html>upstream unavailable</html>");
         })
         .await;
-    let entries = (0..3).map(|i| BulkEntry::new(key(i), "v"));
+    let entries = (0..3).map(|i| BulkEntry::new(numbered_key(i), "v"));
     let report = fastly_client(&server)
         .store(FASTLY_STORE)
         .bulk_write(entries, &BulkOptions::default())

@@ -2,56 +2,35 @@
 //! mock serves each recorded response only to a request with the recorded method, path and
 //! query, and the facade must decode it into what the recording shows.
 
-mod support;
-
 use base64::Engine as _;
 use edgekv::fastly::{
     BulkEntry, BulkOptions, Consistency, DeleteOptions, ListKeys, ListStores, Location, PutOptions,
     WriteMode,
 };
+use edgekv::policy::RequestPolicy;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use httpmock::MockServer;
 use serde_json::Value;
+
+use crate::support;
+use crate::support::{FASTLY_TOKEN, Replay, Replayed, fastly_at};
 
 #[tokio::test]
 async fn every_recorded_interaction_replays_through_the_facade() {
-    let mut replayed = 0;
-    for (name, cassette) in support::fastly_cassettes() {
-        for (i, interaction) in cassette.interactions.iter().enumerate() {
-            let context = format!(
-                "{name} #{i}: {} {}",
-                interaction.request.method, interaction.request.url
-            );
-            replay(interaction, &context).await;
-            replayed += 1;
-        }
-    }
-    assert_eq!(replayed, 50, "every recorded interaction is replayed");
+    support::replay_every_recording(replay).await;
 }
 
-async fn replay(interaction: &support::Interaction, context: &str) {
-    let (request, response) = (&interaction.request, &interaction.response);
-    let server = MockServer::start_async().await;
-    let mock = support::serve_recorded(&server, interaction).await;
-    let client = edgekv::fastly::Client::builder(support::FASTLY_TOKEN)
-        .base_url(server.base_url())
-        .build()
-        .unwrap();
-    let url = url::Url::parse(&request.url).unwrap();
-    let query = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
-    let segments: Vec<String> = url.path_segments().unwrap().map(str::to_string).collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let generation = request
-        .header("If-Generation-Match")
-        .map(|g| g.parse::<u64>().unwrap());
+async fn replay(recording: &Replay<'_>) -> Replayed {
+    let (request, response) = (recording.request, recording.response);
+    let context = recording.context.as_str();
+    let url = recording.server.base_url();
+    let client = fastly_at(&url, FASTLY_TOKEN, RequestPolicy::default());
+    let query = |name: &str| recording.query(name);
+    let generation = recording.generation();
     let recorded: Option<Value> = serde_json::from_str(&response.body).ok();
-    let succeeded = (200..300).contains(&response.code);
+    let succeeded = recording.succeeded();
+    let segments = recording.segments();
 
-    match (request.method.as_str(), &segments[3..]) {
+    match (request.method.as_str(), segments.as_slice()) {
         ("GET", []) => {
             let stores: Vec<_> = client
                 .stores(ListStores::default())
@@ -203,7 +182,7 @@ async fn replay(interaction: &support::Interaction, context: &str) {
         }
         other => panic!("{context}: no facade call for {other:?}"),
     }
-    mock.assert_async().await;
+    Replayed::Sent
 }
 
 fn check(result: Result<(), edgekv::Error>, succeeded: bool, code: u16, context: &str) {
