@@ -76,8 +76,9 @@ pub fn generate(spec_path: &Path) -> Result<String, String> {
     ))
 }
 
-/// T3: every `encode_path(…)` call becomes `crate::transport::segment::encode(…)`, and
-/// `encode_path` leaves the generated `use progenitor_client::{…}`.
+/// T3: every `encode_path(…)` call becomes `crate::transport::segment::encode(…)` (given the
+/// `&str` parameter itself, not a copy of it), and `encode_path` leaves the generated
+/// `use progenitor_client::{…}`.
 pub fn use_crate_segment_encoder(tokens: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
     use proc_macro2::{Delimiter, Group, TokenTree};
     let mut out = Vec::new();
@@ -93,6 +94,29 @@ pub fn use_crate_segment_encoder(tokens: proc_macro2::TokenStream) -> proc_macro
                     let path: proc_macro2::TokenStream =
                         quote_path("crate::transport::segment::encode");
                     out.extend(path);
+                    // `(& name . to_string ())`: the parameter is a `&str` already; encoding it
+                    // borrows rather than copying it first.
+                    if let Some(TokenTree::Group(args)) = tokens.peek()
+                        && let [
+                            TokenTree::Punct(amp),
+                            TokenTree::Ident(name),
+                            TokenTree::Punct(dot),
+                            TokenTree::Ident(method),
+                            TokenTree::Group(empty),
+                        ] = args.stream().into_iter().collect::<Vec<_>>().as_slice()
+                        && amp.as_char() == '&'
+                        && dot.as_char() == '.'
+                        && method == "to_string"
+                        && empty.stream().is_empty()
+                    {
+                        let mut borrowed = Group::new(
+                            Delimiter::Parenthesis,
+                            TokenTree::Ident(name.clone()).into(),
+                        );
+                        borrowed.set_span(args.span());
+                        tokens.next();
+                        out.push(TokenTree::Group(borrowed));
+                    }
                 } else if matches!(tokens.peek(), Some(TokenTree::Punct(p)) if p.as_char() == ',') {
                     // The name in a `use` list: drop it and its comma.
                     tokens.next();
@@ -117,7 +141,9 @@ pub fn use_crate_segment_encoder(tokens: proc_macro2::TokenStream) -> proc_macro
 ///   nothing when it is `None` (progenitor re-serialises the URL's query for each parameter);
 ///   required ones (`required`) keep progenitor's call;
 /// - `ResponseValue::{from_response, stream, empty}` become `crate::transport::generated`'s
-///   versions, which move the answer's headers instead of cloning them.
+///   versions, which move the answer's headers instead of cloning them;
+/// - the request URL's `format!("{}/…/{}", …)` becomes `crate::transport::generated::url(&[…])`,
+///   which joins the parts without the formatting machinery.
 pub fn leaner_calls(
     tokens: proc_macro2::TokenStream,
     required: &std::collections::HashSet<String>,
@@ -166,6 +192,16 @@ fn leaner_calls_in(
         {
             out.extend(quote_path(&format!("crate::transport::generated::{ours}")));
             i += 4;
+            continue;
+        }
+        // `format ! ("{}/path/{}" , self . baseurl , encode (…) ,)`: the request's URL.
+        if matches!(&tokens[i], TokenTree::Ident(id) if id == "format")
+            && tokens.get(i + 1).is_some_and(|t| text(t) == "!")
+            && let Some(TokenTree::Group(args)) = tokens.get(i + 2)
+            && let Some(joined) = url_from_parts(args, required)
+        {
+            out.extend(joined);
+            i += 3;
             continue;
         }
         // `. query (& progenitor_client :: QueryParam :: new ("name" , & value))`.
@@ -393,6 +429,70 @@ fn settings() -> progenitor::GenerationSettings {
         .with_inner_type(quote_path("crate::transport::Transport"))
         .with_derive("PartialEq");
     settings
+}
+
+/// `crate::transport::generated::url(&["literal", &*arg, …])` for a `format!` of a URL template
+/// whose placeholders are all `{}`; `None` for any other `format!`.
+fn url_from_parts(
+    args: &proc_macro2::Group,
+    required: &std::collections::HashSet<String>,
+) -> Option<proc_macro2::TokenStream> {
+    use proc_macro2::{Literal, TokenStream, TokenTree};
+    let mut parts: Vec<Vec<TokenTree>> = vec![Vec::new()];
+    for token in args.stream() {
+        match &token {
+            TokenTree::Punct(p) if p.as_char() == ',' => parts.push(Vec::new()),
+            _ => parts.last_mut().expect("one part at least").push(token),
+        }
+    }
+    if parts.last().is_some_and(Vec::is_empty) {
+        parts.pop();
+    }
+    let (template, values) = parts.split_first()?;
+    let [TokenTree::Literal(template)] = template.as_slice() else {
+        return None;
+    };
+    let template = template.to_string();
+    let template = template.strip_prefix('"')?.strip_suffix('"')?;
+    let plain =
+        !template.contains(['\\', '"']) && !template.contains("{{") && !template.contains("}}");
+    let pieces: Vec<&str> = template.split("{}").collect();
+    if !template.starts_with("{}/") || !plain || pieces.len() != values.len() + 1 {
+        return None;
+    }
+    if pieces.iter().any(|piece| piece.contains(['{', '}'])) {
+        return None;
+    }
+    let mut list = TokenStream::new();
+    for (index, piece) in pieces.iter().enumerate() {
+        if !piece.is_empty() {
+            list.extend([TokenTree::Literal(Literal::string(piece))]);
+            list.extend(quote_path(","));
+        }
+        if let Some(value) = values.get(index) {
+            let value: TokenStream = value.iter().cloned().collect();
+            let value = leaner_calls_in(value, required);
+            list.extend(quote_path("& *"));
+            list.extend([TokenTree::Group(proc_macro2::Group::new(
+                proc_macro2::Delimiter::Parenthesis,
+                value,
+            ))]);
+            list.extend(quote_path(","));
+        }
+    }
+    let mut call = quote_path("crate::transport::generated::url");
+    let slice: TokenStream = quote_path("&")
+        .into_iter()
+        .chain([TokenTree::Group(proc_macro2::Group::new(
+            proc_macro2::Delimiter::Bracket,
+            list,
+        ))])
+        .collect();
+    call.extend([TokenTree::Group(proc_macro2::Group::new(
+        proc_macro2::Delimiter::Parenthesis,
+        slice,
+    ))]);
+    Some(call)
 }
 
 fn quote_path(path: &str) -> proc_macro2::TokenStream {

@@ -595,7 +595,9 @@ fn main() {
         return;
     }
     if let Some(at) = args.iter().position(|a| a == "--profile") {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        // One thread: a multi-thread runtime's parking and stealing vary by ±2k instructions
+        // per call between identical runs, more than the differences measured here.
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime");

@@ -702,7 +702,7 @@ fn spellings(secret: &str) -> Vec<String> {
     let mut all = vec![
         secret.to_string(),
         secret.replace(' ', "+"),
-        crate::transport::segment::encode(secret),
+        crate::transport::segment::encode(secret).into_owned(),
         utf8_percent_encode(secret, FORM)
             .to_string()
             .replace("%20", "+"),

@@ -614,9 +614,13 @@ Arguments:
         page: Option<::std::num::NonZeroU32>,
         per_page: Option<u32>,
     ) -> Result<ResponseValue<types::NamespaceListResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces",
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -667,9 +671,13 @@ Arguments:
         account_id: &'a str,
         body: &'a types::NamespaceTitle,
     ) -> Result<ResponseValue<types::NamespaceResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces",
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -717,10 +725,14 @@ Arguments:
         account_id: &'a str,
         namespace_id: &'a str,
     ) -> Result<ResponseValue<types::NamespaceResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -769,10 +781,14 @@ Arguments:
         namespace_id: &'a str,
         body: &'a types::NamespaceTitle,
     ) -> Result<ResponseValue<types::NamespaceResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -820,10 +836,14 @@ Arguments:
         account_id: &'a str,
         namespace_id: &'a str,
     ) -> Result<ResponseValue<types::EmptyResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -876,10 +896,15 @@ Arguments:
         limit: Option<u32>,
         prefix: Option<&'a str>,
     ) -> Result<ResponseValue<types::KeyListResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/keys", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+                "/keys",
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -931,11 +956,16 @@ Arguments:
         namespace_id: &'a str,
         key_name: &'a str,
     ) -> Result<ResponseValue<ByteStream>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()), crate
-            ::transport::segment::encode(& key_name.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+                "/values/",
+                &*(crate::transport::segment::encode(key_name)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -982,11 +1012,16 @@ Arguments:
         expiration_ttl: Option<i64>,
         body: B,
     ) -> Result<ResponseValue<types::EmptyResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()), crate
-            ::transport::segment::encode(& key_name.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+                "/values/",
+                &*(crate::transport::segment::encode(key_name)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -1042,11 +1077,16 @@ Arguments:
         namespace_id: &'a str,
         key_name: &'a str,
     ) -> Result<ResponseValue<types::EmptyResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/values/{}", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()), crate
-            ::transport::segment::encode(& key_name.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+                "/values/",
+                &*(crate::transport::segment::encode(key_name)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -1095,11 +1135,16 @@ Arguments:
         namespace_id: &'a str,
         key_name: &'a str,
     ) -> Result<ResponseValue<types::MetadataResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/metadata/{}", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()), crate
-            ::transport::segment::encode(& key_name.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+                "/metadata/",
+                &*(crate::transport::segment::encode(key_name)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -1148,10 +1193,15 @@ Arguments:
         namespace_id: &'a str,
         body: &'a types::BulkWrite,
     ) -> Result<ResponseValue<types::BulkResultResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/bulk", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+                "/bulk",
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -1201,10 +1251,15 @@ Arguments:
         namespace_id: &'a str,
         body: &'a types::BulkDelete,
     ) -> Result<ResponseValue<types::BulkResultResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/bulk/delete", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+                "/bulk/delete",
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -1254,10 +1309,15 @@ Arguments:
         namespace_id: &'a str,
         body: &'a types::BulkGetRequest,
     ) -> Result<ResponseValue<types::BulkGetResponse>, Error<types::Failure>> {
-        let url = format!(
-            "{}/accounts/{}/storage/kv/namespaces/{}/bulk/get", self.baseurl, crate
-            ::transport::segment::encode(& account_id.to_string()), crate
-            ::transport::segment::encode(& namespace_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/accounts/",
+                &*(crate::transport::segment::encode(account_id)),
+                "/storage/kv/namespaces/",
+                &*(crate::transport::segment::encode(namespace_id)),
+                "/bulk/get",
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]

@@ -336,7 +336,9 @@ Arguments:
         limit: Option<::std::num::NonZeroU32>,
         name: Option<&'a str>,
     ) -> Result<ResponseValue<types::KvStoreList>, Error<()>> {
-        let url = format!("{}/resources/stores/kv", self.baseurl,);
+        let url = crate::transport::generated::url(
+            &[&*(self.baseurl), "/resources/stores/kv"],
+        );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
@@ -381,7 +383,9 @@ Arguments:
         location: Option<types::KvStoreLocation>,
         body: &'a types::KvStoreRequestCreateOrUpdate,
     ) -> Result<ResponseValue<types::KvStoreDetails>, Error<()>> {
-        let url = format!("{}/resources/stores/kv", self.baseurl,);
+        let url = crate::transport::generated::url(
+            &[&*(self.baseurl), "/resources/stores/kv"],
+        );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
         let mut request = self
@@ -426,9 +430,12 @@ Arguments:
         &'a self,
         store_id: &'a str,
     ) -> Result<ResponseValue<types::KvStoreDetails>, Error<()>> {
-        let url = format!(
-            "{}/resources/stores/kv/{}", self.baseurl, crate
-            ::transport::segment::encode(& store_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/resources/stores/kv/",
+                &*(crate::transport::segment::encode(store_id)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -474,9 +481,12 @@ Arguments:
         store_id: &'a str,
         body: &'a types::KvStoreRequestCreateOrUpdate,
     ) -> Result<ResponseValue<()>, Error<()>> {
-        let url = format!(
-            "{}/resources/stores/kv/{}", self.baseurl, crate
-            ::transport::segment::encode(& store_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/resources/stores/kv/",
+                &*(crate::transport::segment::encode(store_id)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -515,9 +525,12 @@ Arguments:
         &'a self,
         store_id: &'a str,
     ) -> Result<ResponseValue<()>, Error<()>> {
-        let url = format!(
-            "{}/resources/stores/kv/{}", self.baseurl, crate
-            ::transport::segment::encode(& store_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/resources/stores/kv/",
+                &*(crate::transport::segment::encode(store_id)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -564,9 +577,13 @@ Arguments:
         limit: Option<::std::num::NonZeroU32>,
         prefix: Option<&'a str>,
     ) -> Result<ResponseValue<types::KvStoreKeyList>, Error<()>> {
-        let url = format!(
-            "{}/resources/stores/kv/{}/keys", self.baseurl, crate
-            ::transport::segment::encode(& store_id.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/resources/stores/kv/",
+                &*(crate::transport::segment::encode(store_id)),
+                "/keys",
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -616,10 +633,14 @@ Arguments:
         store_id: &'a str,
         key: &'a str,
     ) -> Result<ResponseValue<ByteStream>, Error<()>> {
-        let url = format!(
-            "{}/resources/stores/kv/{}/keys/{}", self.baseurl, crate
-            ::transport::segment::encode(& store_id.to_string()), crate
-            ::transport::segment::encode(& key.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/resources/stores/kv/",
+                &*(crate::transport::segment::encode(store_id)),
+                "/keys/",
+                &*(crate::transport::segment::encode(key)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(0usize);
         #[allow(unused_mut)]
@@ -673,10 +694,14 @@ Arguments:
         time_to_live_sec: Option<u32>,
         body: B,
     ) -> Result<ResponseValue<()>, Error<()>> {
-        let url = format!(
-            "{}/resources/stores/kv/{}/keys/{}", self.baseurl, crate
-            ::transport::segment::encode(& store_id.to_string()), crate
-            ::transport::segment::encode(& key.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/resources/stores/kv/",
+                &*(crate::transport::segment::encode(store_id)),
+                "/keys/",
+                &*(crate::transport::segment::encode(key)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(3usize);
         if let Some(value) = if_generation_match {
@@ -746,10 +771,14 @@ Arguments:
         force: Option<bool>,
         if_generation_match: Option<u64>,
     ) -> Result<ResponseValue<()>, Error<()>> {
-        let url = format!(
-            "{}/resources/stores/kv/{}/keys/{}", self.baseurl, crate
-            ::transport::segment::encode(& store_id.to_string()), crate
-            ::transport::segment::encode(& key.to_string()),
+        let url = crate::transport::generated::url(
+            &[
+                &*(self.baseurl),
+                "/resources/stores/kv/",
+                &*(crate::transport::segment::encode(store_id)),
+                "/keys/",
+                &*(crate::transport::segment::encode(key)),
+            ],
         );
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
         if let Some(value) = if_generation_match {

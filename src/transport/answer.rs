@@ -5,6 +5,7 @@ use reqwest::StatusCode;
 
 use crate::error::{ApiError, ApiMessage, Error, InvalidInput, Provider, excerpt};
 use crate::transport::capped::{AnswerTooLarge, find};
+use crate::transport::generated::NotTheExpectedJson;
 use crate::transport::segment;
 
 /// How a provider's error body becomes an [`ApiError`].
@@ -55,7 +56,6 @@ pub(crate) fn from_reqwest(provider: Provider, error: reqwest::Error) -> Error {
 pub(crate) async fn convert<E: ErrorBody>(
     provider: Provider,
     error: progenitor_client::Error<E>,
-    status: Option<StatusCode>,
 ) -> Error {
     use progenitor_client::Error as P;
     match error {
@@ -64,23 +64,25 @@ pub(crate) async fn convert<E: ErrorBody>(
             let (errors, messages) = response.into_inner().into_messages();
             Error::Api(ApiError::new(provider, status, errors, messages, None))
         }
-        P::UnexpectedResponse(response) => {
+        P::UnexpectedResponse(mut response) => {
             let status = response.status();
+            let source = response
+                .extensions_mut()
+                .remove::<NotTheExpectedJson>()
+                .map(|e| Box::new(e.0) as Box<dyn std::error::Error + Send + Sync>);
             match response.bytes().await {
-                Ok(body) => from_undecoded_body::<E>(provider, status, &body, None),
+                Ok(body) => from_undecoded_body::<E>(provider, status, &body, source),
                 Err(e) => from_reqwest(provider, e),
             }
         }
-        P::InvalidResponsePayload(body, e) => match status {
-            Some(status) => from_undecoded_body::<E>(provider, status, &body, Some(Box::new(e))),
-            None => Error::BadResponse(crate::error::BadResponse::new(
-                provider,
-                None,
-                format!("the body is not the expected JSON: {e}"),
-                excerpt(&body),
-                Some(Box::new(e)),
-            )),
-        },
+        // The generated code decodes through `generated::json`, which keeps the answer instead.
+        P::InvalidResponsePayload(body, e) => Error::BadResponse(crate::error::BadResponse::new(
+            provider,
+            None,
+            format!("the body is not the expected JSON: {e}"),
+            excerpt(&body),
+            Some(Box::new(e)),
+        )),
         P::CommunicationError(e) | P::InvalidUpgrade(e) | P::ResponseBodyError(e) => {
             from_reqwest(provider, e)
         }

@@ -13,7 +13,7 @@ use crate::transport::Transport;
 use crate::transport::answer::{
     ErrorBody, convert, from_reqwest, from_undecoded_body, invalid_request,
 };
-use crate::transport::hooks::{OBSERVED, observe};
+use crate::transport::hooks::kept_headers;
 
 /// One facade call: what it is, for retries and logs.
 #[derive(Clone, Copy, Debug)]
@@ -66,9 +66,13 @@ impl<'a> Call<'a> {
     }
 }
 
+/// What an attempt learned of the answer, whatever became of its body: the status and the
+/// headers the loop reads ([`kept_headers`]).
+type Seen = Option<(StatusCode, HeaderMap)>;
+
 /// Runs a generated call: `make` builds each attempt, `None` when the request cannot be built
 /// again (its streamed body is spent). Progenitor's error becomes the crate's here, the one place
-/// for both providers.
+/// for both providers; the answer's status and headers come from progenitor's value or error.
 pub(crate) async fn call<T, E, F, Fut>(
     transport: &Transport,
     call: Call<'_>,
@@ -81,16 +85,25 @@ where
 {
     let provider = call.provider;
     attempts(transport, call, || {
-        let attempt = make()?;
+        // Boxed where it is made: a generated call's future is large, and each move copies it.
+        let attempt = Box::pin(make()?);
         Some(async move {
             match attempt.await {
-                Ok(value) => Ok(value),
+                Ok(value) => {
+                    let seen = Some((value.status(), kept_headers(value.headers())));
+                    (Ok(value), seen)
+                }
                 Err(error) => {
-                    let status = OBSERVED
-                        .try_with(|o| o.borrow().as_ref().map(|(s, _)| *s))
-                        .ok()
-                        .flatten();
-                    Err(convert(provider, error, status).await)
+                    let seen = match &error {
+                        progenitor_client::Error::ErrorResponse(answer) => {
+                            Some((answer.status(), kept_headers(answer.headers())))
+                        }
+                        progenitor_client::Error::UnexpectedResponse(answer) => {
+                            Some((answer.status(), kept_headers(answer.headers())))
+                        }
+                        _ => None,
+                    };
+                    (Err(convert(provider, error).await), seen)
                 }
             }
         })
@@ -118,7 +131,10 @@ where
     attempts(client.inner(), call, || {
         let request = make()?;
         Some(async move {
-            let mut request = request?;
+            let mut request = match request {
+                Ok(request) => request,
+                Err(error) => return (Err(error), None),
+            };
             let info = progenitor_client::OperationInfo { operation_id };
             let hooks = async {
                 client.pre::<()>(&mut request, &info).await?;
@@ -126,20 +142,29 @@ where
                 client.post::<()>(&result, &info).await?;
                 Ok::<_, progenitor_client::Error<()>>(result?)
             };
-            let response = hooks.await.map_err(|e| match e {
-                progenitor_client::Error::CommunicationError(e) => from_reqwest(provider, e),
-                progenitor_client::Error::InvalidRequest(reason) => invalid_request(reason),
-                other => Error::transport(provider, "a request hook failed", other.to_string()),
-            })?;
+            let response = match hooks.await {
+                Ok(response) => response,
+                Err(e) => {
+                    let error = match e {
+                        progenitor_client::Error::CommunicationError(e) => {
+                            from_reqwest(provider, e)
+                        }
+                        progenitor_client::Error::InvalidRequest(reason) => invalid_request(reason),
+                        other => {
+                            Error::transport(provider, "a request hook failed", other.to_string())
+                        }
+                    };
+                    return (Err(error), None);
+                }
+            };
             let status = response.status();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| from_reqwest(provider, e))?;
-            if accept(status) {
-                return Ok((status, body));
-            }
-            Err(from_undecoded_body::<E>(provider, status, &body, None))
+            let seen = Some((status, kept_headers(response.headers())));
+            let result = match response.bytes().await {
+                Err(e) => Err(from_reqwest(provider, e)),
+                Ok(body) if accept(status) => Ok((status, body)),
+                Ok(body) => Err(from_undecoded_body::<E>(provider, status, &body, None)),
+            };
+            (result, seen)
         })
     })
     .await
@@ -150,12 +175,11 @@ where
 async fn attempts<T, F, Fut>(transport: &Transport, call: Call<'_>, mut make: F) -> Result<T, Error>
 where
     F: FnMut() -> Option<Fut>,
-    Fut: Future<Output = Result<T, Error>>,
+    Fut: Future<Output = (Result<T, Error>, Seen)>,
 {
     let policy = &transport.shared.policy;
     let retry = call.retry.unwrap_or(&policy.retry);
     let started = tokio::time::Instant::now();
-    let (method, path) = template(call.operations, call.operation);
     let mut attempt = 0u32;
     let mut last_error: Option<Error> = None;
     loop {
@@ -178,33 +202,44 @@ where
         if let Some(limiter) = &transport.shared.limiter {
             limiter.acquire().await;
         }
-        let span = tracing::info_span!(
-            "edgekv.request",
-            provider = %call.provider,
-            operation = call.operation,
-            method,
-            path,
-            attempt,
-            status = tracing::field::Empty,
-            latency_ms = tracing::field::Empty,
-            request_id = tracing::field::Empty,
-        );
-        let attempt_started = tokio::time::Instant::now();
+        // Nothing listens below INFO (or at all): no span to build, enter or fill.
+        let span = if tracing::level_enabled!(tracing::Level::INFO) {
+            tracing::info_span!(
+                "edgekv.request",
+                provider = %call.provider,
+                operation = call.operation,
+                method = tracing::field::Empty,
+                path = tracing::field::Empty,
+                attempt,
+                status = tracing::field::Empty,
+                latency_ms = tracing::field::Empty,
+                request_id = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let traced = !span.is_disabled();
+        if traced {
+            let (method, path) = template(call.operations, call.operation);
+            span.record("method", method);
+            span.record("path", path);
+        }
+        // The first attempt starts with the call unless it waited for the client-side limit
+        // (one clock read fewer per call).
+        let attempt_started = if attempt == 1 && transport.shared.limiter.is_none() {
+            started
+        } else {
+            tokio::time::Instant::now()
+        };
         // One timer per attempt: the attempt's own limit or the call's deadline, the sooner.
         let attempt_end = attempt_started
             .checked_add(policy.timeouts.attempt)
-            .map(|end| (end, "the attempt timeout", policy.timeouts.attempt));
+            .map(|end| (end, "the attempt timeout", attempt_started));
         let call_end = match call.budget {
             Some(budget) => budget.deadline(),
             None => retry.deadline.and_then(|d| started.checked_add(d)),
         }
-        .map(|end| {
-            (
-                end,
-                "the call's deadline",
-                end.saturating_duration_since(started),
-            )
-        });
+        .map(|end| (end, "the call's deadline", started));
         let timer = match (attempt_end, call_end) {
             (Some(a), Some(c)) => Some(if c.0 < a.0 { c } else { a }),
             (a, c) => a.or(c),
@@ -217,14 +252,16 @@ where
                 None => Some(future.await),
             }
         };
-        let (outcome, answer) = observe(timed).instrument(span.clone()).await;
-        let result = outcome.unwrap_or_else(|| {
-            let (_, what, after) = timer.expect("only a timer ends an attempt without an outcome");
-            Err(Error::transport(
-                call.provider,
-                "timed out",
-                TimedOut { what, after },
-            ))
+        let outcome = if traced {
+            timed.instrument(span.clone()).await
+        } else {
+            timed.await
+        };
+        let (result, answer) = outcome.unwrap_or_else(|| {
+            let (end, what, from) = timer.expect("only a timer ends an attempt without an outcome");
+            let after = end.saturating_duration_since(from);
+            let error = Error::transport(call.provider, "timed out", TimedOut { what, after });
+            (Err(error), None)
         });
         let rate_limit = answer
             .as_ref()
@@ -235,8 +272,7 @@ where
         {
             *latest = Some(rate_limit.clone());
         }
-        // Nothing listens when the span is disabled: skip the fields and events.
-        if !span.is_disabled() {
+        if traced {
             trace_attempt(
                 &span,
                 answer.as_ref(),

@@ -98,13 +98,18 @@ fn mode(response: &reqwest::Response, answer: Answer, limits: &ReadLimits) -> Op
 
 /// An HTTP/1 body delimited only by the connection's close.
 fn unframed(response: &reqwest::Response) -> bool {
-    let headers = response.headers();
+    // A declared length makes the body's size exact: no header lookup on the common answer.
     response.version() <= reqwest::Version::HTTP_11
-        && !headers.contains_key(CONTENT_LENGTH)
-        && !headers.get_all(TRANSFER_ENCODING).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
-        })
+        && response.content_length().is_none()
+        && !response.headers().contains_key(CONTENT_LENGTH)
+        && !response
+            .headers()
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+            })
 }
 
 /// `response` with its body read under the limit for `answer`.

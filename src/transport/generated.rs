@@ -1,7 +1,10 @@
 //! What the generated clients call instead of progenitor's own helpers (`codegen.rs` transform
 //! T4), to spare every call work it does not need: an absent optional query parameter adds
-//! nothing to the URL (progenitor re-serialises the query for each one), and an answer's headers
-//! are moved into its `ResponseValue`, not cloned.
+//! nothing to the URL (progenitor re-serialises the query for each one), the URL is joined from
+//! its parts without `format!`, and an answer's headers are moved into its `ResponseValue`, not
+//! cloned. A body that does not decode keeps its answer's status and headers.
+
+use std::sync::Arc;
 
 use progenitor_client::{ByteStream, Error, QueryParam, ResponseValue};
 use serde::Serialize;
@@ -21,17 +24,43 @@ impl OptionalQuery for reqwest::RequestBuilder {
     }
 }
 
-/// `ResponseValue::from_response`, moving the headers.
+/// A request's URL from its parts, as the generated `format!` would build it, without the
+/// formatting machinery (every call builds one).
+pub(crate) fn url(parts: &[&str]) -> String {
+    let mut url = String::with_capacity(parts.iter().map(|part| part.len()).sum());
+    for part in parts {
+        url.push_str(part);
+    }
+    url
+}
+
+/// `ResponseValue::from_response`, moving the headers. A body that is not the expected JSON
+/// comes back as the answer it was (status, headers and body, the decoding error attached as
+/// [`NotTheExpectedJson`]), where progenitor's `InvalidResponsePayload` would keep only the body:
+/// the attempt loop needs the status and `Retry-After`.
 pub(crate) async fn json<T: serde::de::DeserializeOwned, E>(
     mut response: reqwest::Response,
 ) -> Result<ResponseValue<T>, Error<E>> {
     let status = response.status();
     let headers = std::mem::take(response.headers_mut());
     let full = response.bytes().await.map_err(Error::ResponseBodyError)?;
-    let inner =
-        serde_json::from_slice(&full).map_err(|e| Error::InvalidResponsePayload(full, e))?;
-    Ok(ResponseValue::new(inner, status, headers))
+    match serde_json::from_slice(&full) {
+        Ok(inner) => Ok(ResponseValue::new(inner, status, headers)),
+        Err(e) => {
+            let mut answer = http::Response::new(reqwest::Body::from(full));
+            *answer.status_mut() = status;
+            *answer.headers_mut() = headers;
+            answer
+                .extensions_mut()
+                .insert(NotTheExpectedJson(Arc::new(e)));
+            Err(Error::UnexpectedResponse(answer.into()))
+        }
+    }
 }
+
+/// Why an answer's body did not decode, attached to the answer [`json`] hands back.
+#[derive(Clone, Debug)]
+pub(crate) struct NotTheExpectedJson(pub(crate) Arc<serde_json::Error>);
 
 /// `ResponseValue::stream`, moving the headers.
 pub(crate) fn stream(mut response: reqwest::Response) -> ResponseValue<ByteStream> {

@@ -7,6 +7,8 @@
 //! characters, sub-delims, `:` and `@` stay literal: a Cloudflare namespace that stores keys
 //! literally (`supports_url_encoding: false`) keeps accepting the keys it accepted before.
 
+use std::borrow::Cow;
+
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 /// Every ASCII byte outside `pchar`; non-ASCII is always encoded by `utf8_percent_encode`.
@@ -30,9 +32,13 @@ const NOT_PCHAR: &AsciiSet = &CONTROLS
 
 /// Encodes `segment` as one URL path segment. The generated clients call this instead of
 /// `progenitor_client::encode_path` (`codegen.rs` rewrites them), as does every hand-written
-/// request.
-pub(crate) fn encode(segment: &str) -> String {
-    utf8_percent_encode(segment, NOT_PCHAR).to_string()
+/// request. Most keys and every id need no encoding: those are borrowed, not copied.
+pub(crate) fn encode(segment: &str) -> Cow<'_, str> {
+    if needs_encoding(segment) {
+        Cow::Owned(utf8_percent_encode(segment, NOT_PCHAR).to_string())
+    } else {
+        Cow::Borrowed(segment)
+    }
 }
 
 /// Whether [`encode`] changes `segment`.
@@ -49,8 +55,26 @@ pub(crate) fn first_to_encode(segment: &str) -> Option<usize> {
 /// Whether `byte` is an ASCII byte of RFC 3986 `pchar` other than `%`: unreserved, a
 /// sub-delim, `:` or `@`. Kept in step with [`NOT_PCHAR`] by a test.
 fn is_pchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte)
+    // A table: every byte of every request's path is looked up here, some twice.
+    PCHAR[usize::from(byte)]
 }
+
+const PCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let others = b"-._~!$&'()*+,;=:@";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// Whether no URL can carry `segment` as one path segment: the parser drops or resolves these
 /// whatever their encoding.
@@ -73,43 +97,62 @@ pub(crate) fn check_path(path: &str, base_url: &str, template: &str) -> Result<(
         // `https://host/v4/` + `/accounts…`: the URL keeps both slashes.
         sent = &sent[1..];
     }
-    // Byte by byte, segment by segment: every request passes here.
-    let mut expected = template.as_bytes();
+    // Every request passes here: literal parts compared whole, each parameter read once.
+    let mut template = template.as_bytes();
     loop {
-        match (expected.split_first(), sent.split_first()) {
-            (None, None) => return Ok(()),
-            (Some((b'/', t)), Some((b'/', s))) => (expected, sent) = (t, s),
-            _ => return Err(REFUSED),
-        }
-        let (want, t) = expected.split_at(segment_len(expected));
-        let (got, s) = sent.split_at(segment_len(sent));
-        let fits = match want.first() {
-            Some(b'{') => !got.is_empty() && !is_dot_segment(got) && is_encoded(got),
-            _ => want == got,
+        let open = template.iter().position(|b| *b == b'{');
+        let literal = &template[..open.unwrap_or(template.len())];
+        sent = sent.strip_prefix(literal).ok_or(REFUSED)?;
+        let Some(open) = open else {
+            return if sent.is_empty() {
+                Ok(())
+            } else {
+                Err(REFUSED)
+            };
         };
-        if !fits {
+        template = &template[open..];
+        let close = template.iter().position(|b| *b == b'}').ok_or(REFUSED)?;
+        template = &template[close + 1..];
+        let end = encoded_len(sent).ok_or(REFUSED)?;
+        let segment = &sent[..end];
+        if segment.is_empty() || is_dot_segment(segment) {
             return Err(REFUSED);
         }
-        (expected, sent) = (t, s);
+        sent = &sent[end..];
     }
 }
 
 /// Whether `segment` is exactly what [`encode`] writes for some text: `pchar` bytes as they are,
 /// everything else as `%XX` in upper case, and no `%XX` for a byte that stays literal. A segment
 /// any other encoder wrote (a raw `%`, a `%2f` left for the server to decode) is refused.
+#[cfg(test)]
 fn is_encoded(segment: &[u8]) -> bool {
-    let mut rest = segment;
-    while let Some((&byte, tail)) = rest.split_first() {
-        rest = match (byte, tail) {
-            (b'%', [high, low, tail @ ..]) => match (upper_hex(*high), upper_hex(*low)) {
-                (Some(high), Some(low)) if !is_pchar(high << 4 | low) => tail,
-                _ => return false,
-            },
-            (byte, tail) if is_pchar(byte) => tail,
-            _ => return false,
-        };
+    encoded_len(segment) == Some(segment.len())
+}
+
+/// The length of the segment `path` starts with (up to its first `/`), if that segment is
+/// exactly what [`encode`] writes (see [`is_encoded`]). One pass, indexed: it runs on every
+/// parameter of every request.
+fn encoded_len(path: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < path.len() {
+        let byte = path[at];
+        if is_pchar(byte) {
+            at += 1;
+        } else if byte == b'/' {
+            return Some(at);
+        } else if byte == b'%' {
+            let high = upper_hex(*path.get(at + 1)?)?;
+            let low = upper_hex(*path.get(at + 2)?)?;
+            if is_pchar(high << 4 | low) {
+                return None;
+            }
+            at += 3;
+        } else {
+            return None;
+        }
     }
-    true
+    Some(at)
 }
 
 fn upper_hex(digit: u8) -> Option<u8> {
@@ -118,10 +161,6 @@ fn upper_hex(digit: u8) -> Option<u8> {
         b'A'..=b'F' => Some(digit - b'A' + 10),
         _ => None,
     }
-}
-
-fn segment_len(path: &[u8]) -> usize {
-    path.iter().position(|b| *b == b'/').unwrap_or(path.len())
 }
 
 /// The path of a base URL without its trailing `/` (empty for `https://host`), and whether it

@@ -277,8 +277,8 @@ mod tests {
         let text = codegen::use_crate_segment_encoder(tokens).to_string();
         assert!(!text.contains("encode_path"), "{text}");
         assert!(
-            text.contains("crate :: transport :: segment :: encode (& x . to_string ())"),
-            "{text}"
+            text.contains("crate :: transport :: segment :: encode (x)"),
+            "a `&str` parameter is borrowed, not copied first: {text}"
         );
         assert!(
             text.contains("use progenitor_client :: { ClientHooks }"),
@@ -292,6 +292,8 @@ mod tests {
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map.append(::reqwest::header::HeaderName::from_static("api-version"), v());
             header_map.append("metadata", m());
+                let url = format!("{}/stores/{}/keys/{}", self.baseurl, encode(a), encode(b),);
+            let other = format!("{x}/not/a/url/{}", y);
             let r = c.get(url)
                 .query(&progenitor_client::QueryParam::new("cursor", &cursor))
                 .query(&progenitor_client::QueryParam::new("page", &page))
@@ -327,6 +329,16 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("ResponseValue ::"), "{text}");
+        assert!(
+            text.contains(
+                "let url = crate :: transport :: generated :: url (& [& * (self . baseurl) , \"/stores/\" , & * (encode (a)) , \"/keys/\" , & * (encode (b)) ,])"
+            ),
+            "a URL is joined from its parts: {text}"
+        );
+        assert!(
+            text.contains("format ! (\"{x}/not/a/url/{}\" , y)"),
+            "another `format!` stays: {text}"
+        );
     }
 
     #[test]
