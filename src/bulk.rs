@@ -1,9 +1,12 @@
-//! What both providers' bulk calls share: the report that accounts for every submitted key, and
-//! lazy chunking of entries into bounded request bodies.
+//! What both providers' bulk calls share: the report that accounts for every submitted key, the
+//! checks of their options, lazy chunking of entries into bounded request bodies, and the runner
+//! that sends chunks a bounded number at a time and merges their reports.
+
+use std::num::NonZeroUsize;
 
 use futures_util::{Stream, StreamExt as _};
 
-use crate::error::InvalidInput;
+use crate::error::{Error, InvalidInput};
 
 /// A key a bulk call did not write (or delete).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +81,18 @@ pub(crate) struct Chunk<B> {
     pub(crate) rejected: Vec<FailedKey>,
 }
 
+impl<B> Chunk<B> {
+    /// The body, its items' indices, and the chunk's report so far: the entries refused before
+    /// sending.
+    pub(crate) fn start(self) -> (B, Vec<u64>, BulkReport) {
+        let report = BulkReport {
+            written: 0,
+            failed: self.rejected,
+        };
+        (self.body, self.indices, report)
+    }
+}
+
 /// A key refused before sending, as reported.
 pub(crate) fn refused(key: &str, index: u64, error: &InvalidInput) -> FailedKey {
     FailedKey {
@@ -85,6 +100,51 @@ pub(crate) fn refused(key: &str, index: u64, error: &InvalidInput) -> FailedKey 
         index,
         reason: format!("refused before sending: {error}"),
     }
+}
+
+/// Refuses an item too large for any request: `size` bytes, plus the body's brackets, over
+/// `max_bytes`.
+pub(crate) fn check_fits(
+    key: &str,
+    index: u64,
+    size: usize,
+    max_bytes: usize,
+) -> Result<(), FailedKey> {
+    if size.saturating_add(2) <= max_bytes {
+        return Ok(());
+    }
+    Err(FailedKey {
+        key: key.to_string(),
+        index,
+        reason: format!("the entry alone is {size} bytes, over the request bound of {max_bytes}"),
+    })
+}
+
+/// The smallest request bound a bulk call takes.
+pub(crate) const MIN_REQUEST_BYTES: usize = 1024;
+
+/// The `concurrency` option of a bulk call: at least 1 request in flight.
+pub(crate) fn concurrency(concurrency: usize) -> Result<NonZeroUsize, InvalidInput> {
+    NonZeroUsize::new(concurrency).ok_or(InvalidInput::OutOfRange {
+        what: "concurrency",
+        allowed: "at least 1",
+    })
+}
+
+/// The `max_request_bytes` option of a bulk call: [`MIN_REQUEST_BYTES`] to `max` (`allowed`
+/// says so in words).
+pub(crate) fn check_request_bytes(
+    max_request_bytes: usize,
+    max: usize,
+    allowed: &'static str,
+) -> Result<(), InvalidInput> {
+    if (MIN_REQUEST_BYTES..=max).contains(&max_request_bytes) {
+        return Ok(());
+    }
+    Err(InvalidInput::OutOfRange {
+        what: "max_request_bytes",
+        allowed,
+    })
 }
 
 impl<T> Chunk<Vec<T>> {
@@ -153,9 +213,205 @@ where
     )
 }
 
+/// Runs `send` on every chunk, `concurrency` at a time (chunks are pulled only as a slot frees, so
+/// memory stays about chunk size × concurrency), and merges the reports in the order they end.
+/// The first error ends the run; a chunk's own failures belong in its report, not here.
+pub(crate) async fn run<C, F, Fut>(
+    chunks: impl Stream<Item = C>,
+    concurrency: NonZeroUsize,
+    send: F,
+) -> Result<BulkReport, Error>
+where
+    F: FnMut(C) -> Fut,
+    Fut: Future<Output = Result<BulkReport, Error>>,
+{
+    let mut report = BulkReport::default();
+    let outcomes = chunks.map(send).buffer_unordered(concurrency.get());
+    let mut outcomes = std::pin::pin!(outcomes);
+    while let Some(outcome) = outcomes.next().await {
+        report.absorb(outcome?);
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{MAX_REASON_BYTES, clip};
+    use std::num::NonZeroUsize;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::StreamExt as _;
+
+    use super::{
+        BulkReport, Chunk, FailedKey, MAX_REASON_BYTES, check_fits, check_request_bytes, chunked,
+        clip, concurrency, run,
+    };
+    use crate::error::{Error, InvalidInput};
+
+    /// Chunks of `sizes` (an item per size; 0 is refused), at most `max_items` items and
+    /// `max_bytes` bytes each, as (items, indices, refused indices).
+    async fn chunks_of(
+        sizes: &[usize],
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Vec<(Vec<usize>, Vec<u64>, Vec<u64>)> {
+        let entries = futures_util::stream::iter(sizes.to_vec()).boxed();
+        let prepare = |index: u64, size: usize| {
+            if size == 0 {
+                return Err(FailedKey {
+                    key: format!("k{index}"),
+                    index,
+                    reason: "refused".into(),
+                });
+            }
+            Ok((size, size))
+        };
+        chunked(entries, max_items, max_bytes, prepare)
+            .map(|c: Chunk<Vec<usize>>| {
+                let refused = c.rejected.iter().map(|f| f.index).collect();
+                (c.body, c.indices, refused)
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn chunks_close_at_the_item_or_byte_bound_and_keep_every_index() {
+        // 2 items at most.
+        let by_items = chunks_of(&[1, 1, 1, 1, 1], 2, usize::MAX).await;
+        let bodies: Vec<Vec<u64>> = by_items.iter().map(|c| c.1.clone()).collect();
+        assert_eq!(bodies, [vec![0, 1], vec![2, 3], vec![4]]);
+        // 10 bytes at most, 2 of them the brackets: 4 + 4 fit, a third 4 does not.
+        let by_bytes = chunks_of(&[4, 4, 4, 8], 100, 10).await;
+        let sizes: Vec<Vec<usize>> = by_bytes.iter().map(|c| c.0.clone()).collect();
+        assert_eq!(sizes, [vec![4, 4], vec![4], vec![8]]);
+    }
+
+    #[tokio::test]
+    async fn refused_entries_travel_with_the_chunk_being_built() {
+        let chunks = chunks_of(&[1, 0, 1, 1, 0], 2, usize::MAX).await;
+        assert_eq!(
+            chunks,
+            [
+                (vec![1, 1], vec![0, 2], vec![1]),
+                (vec![1], vec![3], vec![4]),
+            ]
+        );
+        // Only refused entries: one chunk with nothing to send, still reported.
+        let refused_only = chunks_of(&[0, 0], 2, usize::MAX).await;
+        assert_eq!(refused_only, [(vec![], vec![], vec![0, 1])]);
+        assert!(chunks_of(&[], 2, usize::MAX).await.is_empty());
+    }
+
+    #[test]
+    fn a_chunk_starts_its_report_with_the_refused_entries() {
+        let refused = FailedKey {
+            key: "k".into(),
+            index: 3,
+            reason: "refused".into(),
+        };
+        let chunk = Chunk {
+            body: vec!["a"],
+            indices: vec![2],
+            rejected: vec![refused.clone()],
+        };
+        let (body, indices, report) = chunk.start();
+        assert_eq!((body, indices), (vec!["a"], vec![2]));
+        assert_eq!(report.written, 0);
+        assert_eq!(report.failed, [refused]);
+    }
+
+    #[test]
+    fn an_item_fits_when_it_and_the_brackets_are_within_the_bound() {
+        assert!(check_fits("k", 0, 8, 10).is_ok());
+        let refused = check_fits("k", 7, 9, 10).unwrap_err();
+        assert_eq!((refused.key.as_str(), refused.index), ("k", 7));
+        assert_eq!(
+            refused.reason,
+            "the entry alone is 9 bytes, over the request bound of 10"
+        );
+        // An item whose size could not be measured (`usize::MAX`) never fits a real bound.
+        assert!(check_fits("k", 0, usize::MAX, 100_000_000).is_err());
+    }
+
+    #[test]
+    fn the_options_are_checked_alike_for_every_bulk_call() {
+        assert_eq!(concurrency(4).unwrap().get(), 4);
+        assert_eq!(
+            concurrency(0),
+            Err(InvalidInput::OutOfRange {
+                what: "concurrency",
+                allowed: "at least 1",
+            })
+        );
+        assert!(check_request_bytes(1024, usize::MAX, "at least 1024").is_ok());
+        assert!(check_request_bytes(2000, 2000, "1024 to 2000").is_ok());
+        for bad in [0, 1023, 2001] {
+            assert_eq!(
+                check_request_bytes(bad, 2000, "1024 to 2000"),
+                Err(InvalidInput::OutOfRange {
+                    what: "max_request_bytes",
+                    allowed: "1024 to 2000",
+                })
+            );
+        }
+    }
+
+    fn written(n: u64) -> BulkReport {
+        BulkReport {
+            written: n,
+            failed: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_runner_merges_every_report_with_at_most_concurrency_in_flight() {
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let chunks = futures_util::stream::iter(1..=6u64);
+        let two = NonZeroUsize::new(2).unwrap();
+        let report = run(chunks, two, |n| {
+            let (running, most) = (running.clone(), most.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                let mut report = written(n);
+                report.fail_all([("k", n)], "no");
+                Ok(report)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(report.written, 21);
+        let mut failed: Vec<u64> = report.failed.iter().map(|f| f.index).collect();
+        failed.sort_unstable();
+        assert_eq!(failed, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_first_error_ends_the_run() {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counted = pulled.clone();
+        let chunks = futures_util::stream::iter(0..100u64).inspect(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let one = NonZeroUsize::new(1).unwrap();
+        let outcome = run(chunks, one, |n| async move {
+            if n == 2 {
+                return Err(Error::bad_response(crate::Provider::Fastly, None, "broke"));
+            }
+            Ok(written(1))
+        })
+        .await;
+        assert!(matches!(outcome, Err(Error::BadResponse(e)) if e.reason == "broke"));
+        assert_eq!(
+            pulled.load(Ordering::SeqCst),
+            3,
+            "nothing is pulled after it"
+        );
+    }
 
     #[test]
     fn a_short_reason_is_kept_and_a_long_one_cut_at_a_character() {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod body;
+mod builder;
 mod bulk;
 pub mod cloudflare;
 #[cfg(feature = "emulator")]

@@ -4,6 +4,11 @@
 //! stream that, with `read_ahead` > 0, fetches up to that many pages ahead of the consumer on a
 //! spawned task (so the next request is in flight while the caller works on this page), and with
 //! 0 fetches only when polled. After an error nothing more is fetched.
+//!
+//! [`by_cursor`] is the one cursor listing (Fastly stores and keys, Cloudflare keys): the cursor
+//! guard, the end of the listing and the prefix's redaction are here, and each facade only asks
+//! for a page. Cloudflare's namespace listing is numbered by page, not by cursor: it uses
+//! [`pages`] directly.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -13,7 +18,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 
-use crate::error::{Error, Provider};
+use crate::error::{Error, Provider, Secrets};
 
 /// One step of a listing: this page, and the state to fetch the next (`None` after the last).
 pub(crate) type Step<T, S> = Result<(T, Option<S>), Error>;
@@ -135,17 +140,65 @@ where
         .boxed()
 }
 
+/// A page of a cursor listing: its items, and the cursor of the next page (`None` on the last),
+/// which the facades hand to the caller to resume from.
+pub(crate) struct CursorPage<I> {
+    pub(crate) items: Vec<I>,
+    pub(crate) cursor: Option<String>,
+}
+
+/// The pages of a cursor listing from `start` (`None`: the beginning). `fetch(cursor)` returns a
+/// future that requests the page at `cursor` and answers its items with the cursor the service
+/// gave for the next page; that future is polled only once its cursor has been admitted by the
+/// [`CursorGuard`]. The listing ends on an absent or empty cursor. `prefix`, the caller's and
+/// sent with every request, is replaced in every error of the listing.
+pub(crate) fn by_cursor<I, F, Fut>(
+    provider: Provider,
+    read_ahead: usize,
+    start: Option<String>,
+    prefix: Option<String>,
+    mut fetch: F,
+) -> Pages<CursorPage<I>>
+where
+    I: Send + 'static,
+    F: FnMut(Option<String>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(Vec<I>, Option<String>), Error>> + Send + 'static,
+{
+    let first = (start, CursorGuard::default());
+    pages(read_ahead, first, move |(cursor, mut guard)| {
+        let admitted = match &cursor {
+            Some(cursor) => guard.admit(provider, cursor),
+            None => Ok(()),
+        };
+        let page = admitted.map(|()| fetch(cursor));
+        let prefix = prefix.clone();
+        boxed(async move {
+            let secrets = Secrets::new().with_opt(prefix.as_deref(), "<prefix>");
+            crate::error::redacting(secrets, async move {
+                let (items, next) = page?.await?;
+                let next = next_cursor(next);
+                let page = CursorPage {
+                    items,
+                    cursor: next.clone(),
+                };
+                Ok((page, next.map(|next| (Some(next), guard))))
+            })
+            .await
+        })
+    })
+}
+
 /// Ends a cursor listing on an absent or empty cursor, and with an error (never a loop) when
 /// the service hands back a cursor it gave before. The page that carried the repeated cursor is
 /// still delivered; the error comes instead of the next request.
 #[derive(Debug, Default)]
-pub(crate) struct CursorGuard {
+struct CursorGuard {
     seen: HashSet<String>,
 }
 
 impl CursorGuard {
     /// Admits the cursor of the page about to be fetched.
-    pub(crate) fn admit(&mut self, provider: Provider, cursor: &str) -> Result<(), Error> {
+    fn admit(&mut self, provider: Provider, cursor: &str) -> Result<(), Error> {
         if self.seen.insert(cursor.to_string()) {
             return Ok(());
         }
@@ -158,7 +211,7 @@ impl CursorGuard {
 }
 
 /// The cursor of the next page: `None` (the listing is complete) when absent or empty.
-pub(crate) fn next_cursor(cursor: Option<String>) -> Option<String> {
+fn next_cursor(cursor: Option<String>) -> Option<String> {
     cursor.filter(|c| !c.is_empty())
 }
 
@@ -178,7 +231,7 @@ mod tests {
     use futures_util::StreamExt as _;
     use futures_util::future::BoxFuture;
 
-    use super::{CursorGuard, Step, boxed, items, next_cursor, pages};
+    use super::{CursorGuard, CursorPage, Step, boxed, by_cursor, items, next_cursor, pages};
     use crate::error::{Error, Provider};
 
     /// A listing of pages `0..=last`, each page its own number; page `fail` is an error instead.
@@ -305,33 +358,99 @@ mod tests {
         }
     }
 
+    /// What a scripted page answers: its items and the service's next cursor, or an error.
+    type Answer = Result<(Vec<u32>, Option<&'static str>), &'static str>;
+    /// What a page request returns to the pager.
+    type Fetched = BoxFuture<'static, Result<(Vec<u32>, Option<String>), Error>>;
+    /// The pages a listing yielded, as (items, cursor to resume after them).
+    type Got = Vec<Result<(Vec<u32>, Option<String>), Error>>;
+
+    /// A scripted cursor listing: request `i` answers `script[i]`; `asked` records the cursor
+    /// of every request made.
+    fn scripted(
+        script: Vec<Answer>,
+        asked: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    ) -> impl FnMut(Option<String>) -> Fetched + Send + 'static {
+        let mut script = script.into_iter();
+        move |cursor| {
+            let answer = script.next().expect("no request past the script");
+            let asked = asked.clone();
+            Box::pin(async move {
+                asked.lock().unwrap().push(cursor);
+                match answer {
+                    Ok((items, next)) => Ok((items, next.map(String::from))),
+                    Err(reason) => Err(Error::bad_response(Provider::Fastly, None, reason)),
+                }
+            })
+        }
+    }
+
+    async fn list(
+        start: Option<&str>,
+        prefix: Option<&str>,
+        script: Vec<Answer>,
+    ) -> (Got, Vec<Option<String>>) {
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let pages = by_cursor(
+            Provider::Fastly,
+            0,
+            start.map(String::from),
+            prefix.map(String::from),
+            scripted(script, asked.clone()),
+        );
+        // `take` so a listing that fails to end fails the test instead of hanging.
+        let got = pages
+            .take(10)
+            .map(|page| page.map(|p: CursorPage<u32>| (p.items, p.cursor)))
+            .collect()
+            .await;
+        let asked = asked.lock().unwrap().clone();
+        (got, asked)
+    }
+
+    #[tokio::test]
+    async fn a_cursor_listing_follows_each_cursor_until_an_absent_or_empty_one() {
+        for last in [None, Some("")] {
+            let script = vec![Ok((vec![1, 2], Some("c1"))), Ok((vec![3], last))];
+            let (got, asked) = list(None, None, script).await;
+            let got: Vec<_> = got.into_iter().map(Result::unwrap).collect();
+            // Each page carries the cursor to resume after it; the last carries none.
+            assert_eq!(got, [(vec![1, 2], Some("c1".to_string())), (vec![3], None)]);
+            assert_eq!(asked, [None, Some("c1".to_string())]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cursor_listing_resumes_at_the_cursor_given() {
+        let (got, asked) = list(Some("c7"), None, vec![Ok((vec![7], None))]).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(asked, [Some("c7".to_string())]);
+    }
+
     #[tokio::test]
     async fn a_repeated_cursor_ends_the_listing_without_another_request() {
         // The service answers every request with the same cursor "c", as a buggy one might.
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
-        let stream = pages(
-            0,
-            (None::<String>, CursorGuard::default()),
-            move |(cursor, mut guard)| {
-                let counter = counter.clone();
-                boxed(async move {
-                    if let Some(cursor) = &cursor {
-                        guard.admit(Provider::Fastly, cursor)?;
-                    }
-                    let page = counter.fetch_add(1, Ordering::SeqCst);
-                    Ok((page, Some((Some("c".to_string()), guard))))
-                })
-            },
-        );
-        // `take` so a guard that fails to stop the listing fails the test instead of hanging.
-        let got: Vec<Result<usize, Error>> = stream.take(4).collect().await;
+        let script = vec![Ok((vec![0], Some("c"))), Ok((vec![1], Some("c")))];
+        let (got, asked) = list(None, None, script).await;
         // The page that repeated the cursor is delivered; the error replaces the third request.
         assert_eq!(got.len(), 3);
-        assert_eq!(*got[0].as_ref().unwrap(), 0);
-        assert_eq!(*got[1].as_ref().unwrap(), 1);
+        assert_eq!(got[0].as_ref().unwrap().0, [0]);
+        assert_eq!(got[1].as_ref().unwrap().0, [1]);
         assert!(matches!(&got[2], Err(Error::BadResponse(e)) if e.reason.contains(r#""c""#)));
-        assert_eq!(requests.load(Ordering::SeqCst), 2);
+        assert_eq!(asked.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_cursor_listing_error_ends_it_with_the_prefix_replaced() {
+        let script = vec![Ok((vec![1], Some("c1"))), Err("no such prefix user/7")];
+        let (got, asked) = list(None, Some("user/7"), script).await;
+        assert_eq!(got.len(), 2);
+        assert!(
+            matches!(&got[1], Err(Error::BadResponse(e)) if e.reason == "no such prefix <prefix>"),
+            "{:?}",
+            got[1]
+        );
+        assert_eq!(asked.len(), 2);
     }
 
     #[test]

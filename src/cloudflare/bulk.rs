@@ -7,6 +7,10 @@
 //! per key); whatever still fails is reported by key and by the caller's own index:
 //! `written + failed.len()` is always the number of entries submitted.
 //!
+//! Resends and retries do not multiply: a chunk has one [`Budget`] (the namespace's
+//! `max_attempts` and deadline), and every HTTP request for it, first send, transport retry or
+//! resend of unsuccessful keys, takes its attempt from that budget.
+//!
 //! A key is counted written only from a successful answer that holds together. A non-2xx answer,
 //! `success: false`, an answer that cannot be read, or no answer fails every key of the request;
 //! an answer whose `unsuccessful_keys` names a key not sent, or whose `successful_key_count` is
@@ -15,6 +19,7 @@
 //! reported written was.
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -24,7 +29,7 @@ use futures_util::{FutureExt as _, Stream, StreamExt as _};
 
 use super::envelope::{self, Reply};
 use super::{Namespace, limits, raw::types};
-use crate::bulk::{BulkReport, Chunk, FailedKey, chunked, clip, refused};
+use crate::bulk::{self, BulkReport, Chunk, FailedKey, chunked, clip, refused};
 use crate::error::{Error, InvalidInput, Secrets};
 use crate::policy::Budget;
 
@@ -88,12 +93,10 @@ impl BulkEntry {
         &self.key
     }
 
-    /// The wire item, after the checks a single write would get.
+    /// The wire item, after the checks a single write would get. The key travels in JSON, so
+    /// URL encoding is no concern; the service still refuses an empty key, `.` and `..`.
     fn into_item(self) -> Result<types::BulkWriteItem, InvalidInput> {
-        check_bulk_key(&self.key)?;
-        if let Some(metadata) = &self.metadata {
-            limits::metadata_json(metadata)?;
-        }
+        limits::check_key(&self.key, false)?;
         let (value, base64) = match self.value {
             EntryValue::Text(text) => (text, None),
             EntryValue::Bytes(bytes) => (
@@ -101,21 +104,23 @@ impl BulkEntry {
                 Some(true),
             ),
         };
-        limits::check_value_len(Some(value.len() as u64))?;
-        let expiration_ttl = limits::ttl_seconds(self.expiration_ttl)?;
+        let value_len = Some(value.len() as u64);
+        let checked = limits::check_write(value_len, self.metadata.as_ref(), self.expiration_ttl)?;
         Ok(types::BulkWriteItem {
             key: self.key,
             value,
             base64,
             expiration: self.expiration,
-            expiration_ttl,
+            expiration_ttl: checked.expiration_ttl,
             metadata: self.metadata,
         })
     }
 }
 
-/// Keys in a bulk body travel in JSON, not in a URL: any non-empty key within the length limit.
-fn check_bulk_key(key: &str) -> Result<(), InvalidInput> {
+/// A key a bulk delete or get names travels in JSON, not in a URL: any non-empty key within the
+/// length limit. (`.` and `..` are not refused here: no such key can be written, so the service
+/// finds nothing under them.)
+fn check_named_key(key: &str) -> Result<(), InvalidInput> {
     if key.is_empty() {
         return Err(InvalidInput::UnaddressableKey { len: 0 });
     }
@@ -149,20 +154,12 @@ impl Default for BulkOptions {
 }
 
 impl BulkOptions {
-    fn check(&self) -> Result<(), InvalidInput> {
-        if self.concurrency == 0 {
-            return Err(InvalidInput::OutOfRange {
-                what: "concurrency",
-                allowed: "at least 1",
-            });
-        }
-        if !(1024..=limits::BULK_WRITE_MAX_BYTES).contains(&self.max_request_bytes) {
-            return Err(InvalidInput::OutOfRange {
-                what: "max_request_bytes",
-                allowed: "1024 to 100,000,000",
-            });
-        }
-        Ok(())
+    /// The concurrency, once both options are checked.
+    fn check(&self) -> Result<NonZeroUsize, InvalidInput> {
+        let concurrency = bulk::concurrency(self.concurrency)?;
+        let (max, allowed) = (limits::BULK_WRITE_MAX_BYTES, "1024 to 100,000,000");
+        bulk::check_request_bytes(self.max_request_bytes, max, allowed)?;
+        Ok(concurrency)
     }
 }
 
@@ -287,32 +284,20 @@ impl Namespace {
     where
         S: Stream<Item = BulkEntry> + Send,
     {
-        options.check()?;
+        let concurrency = options.check()?;
         self.check_ids()?;
         let max_bytes = options.max_request_bytes;
         let chunks = chunked(
             entries.boxed(),
             limits::BULK_WRITE_MAX_PAIRS,
             max_bytes,
-            |index, entry: BulkEntry| {
-                let key = entry.key.clone();
-                let item = entry.into_item().map_err(|e| refused(&key, index, &e))?;
-                // The item's share of the body: its JSON and a separating comma.
-                let size = serde_json::to_vec(&item)
-                    .map(|v| v.len() + 1)
-                    .unwrap_or(usize::MAX);
-                if size + 2 > max_bytes {
-                    let reason = format!(
-                        "the entry alone is {size} bytes, over the request bound of {max_bytes}"
-                    );
-                    return Err(FailedKey { key, index, reason });
-                }
-                Ok((item, size))
-            },
+            move |index, entry| write_item(index, entry, max_bytes),
         );
-        Ok(self
-            .run_chunks(chunks.map(|c| c.map_body(types::BulkWrite)), options)
-            .await)
+        let chunks = chunks.map(|c| c.map_body(types::BulkWrite));
+        bulk::run(chunks, concurrency, |chunk| {
+            self.send_chunk(chunk, options).map(Ok)
+        })
+        .await
     }
 
     /// Deletes every key, in requests of at most 10,000 keys. Reported like a write.
@@ -326,7 +311,7 @@ impl Namespace {
         I::IntoIter: Send,
         K: Into<String>,
     {
-        options.check()?;
+        let concurrency = options.check()?;
         self.check_ids()?;
         let keys = futures_util::stream::iter(keys.into_iter().map(Into::into));
         let chunks = chunked(
@@ -334,42 +319,24 @@ impl Namespace {
             limits::BULK_DELETE_MAX_KEYS,
             usize::MAX,
             |index, key: String| {
-                check_bulk_key(&key).map_err(|e| refused(&key, index, &e))?;
+                check_named_key(&key).map_err(|e| refused(&key, index, &e))?;
                 Ok((key, 0))
             },
         );
-        Ok(self
-            .run_chunks(chunks.map(|c| c.map_body(types::BulkDelete)), options)
-            .await)
-    }
-
-    async fn run_chunks<B: BulkBody>(
-        &self,
-        chunks: impl Stream<Item = Chunk<B>> + Send,
-        options: &BulkOptions,
-    ) -> BulkReport {
-        let mut report = BulkReport::default();
-        let outcomes = chunks
-            .map(|chunk| self.send_chunk(chunk, options))
-            .buffer_unordered(options.concurrency);
-        let mut outcomes = std::pin::pin!(outcomes);
-        while let Some(outcome) = outcomes.next().await {
-            report.absorb(outcome);
-        }
-        report
+        let chunks = chunks.map(|c| c.map_body(types::BulkDelete));
+        bulk::run(chunks, concurrency, |chunk| {
+            self.send_chunk(chunk, options).map(Ok)
+        })
+        .await
     }
 
     /// Sends one chunk, then again its unsuccessful keys with backoff, and reports every key.
+    ///
+    /// The chunk's one budget: each request (the transport takes an attempt per try through
+    /// `Call::budget`) and each resend (checked here before waiting for it) come out of the same
+    /// `max_attempts` and deadline, so a chunk makes at most `max_attempts` requests in all.
     async fn send_chunk<B: BulkBody>(&self, chunk: Chunk<B>, options: &BulkOptions) -> BulkReport {
-        let Chunk {
-            mut body,
-            mut indices,
-            rejected,
-        } = chunk;
-        let mut report = BulkReport {
-            written: 0,
-            failed: rejected,
-        };
+        let (mut body, mut indices, mut report) = chunk.start();
         let retry = self.retry_policy();
         let budget = Budget::new(retry);
         let mut sends = 0;
@@ -400,6 +367,8 @@ impl Namespace {
             if body.items().is_empty() {
                 break;
             }
+            // A resend is one more attempt of the chunk: backed off like a retry, and only if
+            // the budget still has an attempt and the time to wait for it.
             let wait = retry.backoff(sends + 1).max(options.min_key_interval);
             if !budget.allows(wait) {
                 let reason = format!("{why} after {sends} sends; the retry budget is spent");
@@ -428,11 +397,12 @@ impl Namespace {
     {
         let keys: Vec<String> = keys.into_iter().map(Into::into).collect();
         for key in &keys {
-            check_bulk_key(key)?;
+            check_named_key(key)?;
         }
         let mut values = HashMap::with_capacity(keys.len());
         // Requests still to make, each a run of `keys`: 100 keys at most, and halved when its
-        // answer is over `ReadLimits::bulk_get`, down to a single key.
+        // answer is over `ReadLimits::bulk_get`, down to a single key. A half is a smaller
+        // request, not a retry of the same one: each is its own call, retried by the transport.
         let mut pending: Vec<&[String]> = keys.chunks(limits::BULK_GET_MAX_KEYS).rev().collect();
         while let Some(part) = pending.pop() {
             let result = match self.bulk_get_once(part, options).await {
@@ -488,6 +458,22 @@ impl Namespace {
         let reply = envelope::call(self.client().raw(), self.op("bulk_get"), get).await?;
         Ok(reply.into_inner())
     }
+}
+
+/// A bulk write entry as its chunk carries it: the wire item and its share of the body (its JSON
+/// and a separating comma), or why it is refused before sending.
+fn write_item(
+    index: u64,
+    entry: BulkEntry,
+    max_bytes: usize,
+) -> Result<(types::BulkWriteItem, usize), FailedKey> {
+    let key = entry.key.clone();
+    let item = entry.into_item().map_err(|e| refused(&key, index, &e))?;
+    let size = serde_json::to_vec(&item)
+        .map(|v| v.len() + 1)
+        .unwrap_or(usize::MAX);
+    bulk::check_fits(&key, index, size, max_bytes)?;
+    Ok((item, size))
 }
 
 /// The keys of a request a bulk answer leaves unwritten, and why, from the keys sent. The
@@ -561,7 +547,64 @@ fn bulk_values(
 mod tests {
     use std::collections::HashSet;
 
-    use super::{left_unwritten, types};
+    use futures_util::StreamExt as _;
+
+    use super::{BulkEntry, check_named_key, left_unwritten, types, write_item};
+    use crate::bulk::chunked;
+    use crate::error::InvalidInput;
+
+    #[test]
+    fn a_bulk_write_refuses_the_keys_the_service_refuses() {
+        // "A key cannot be empty, have a . or .." (Cloudflare's KV docs; specs/README.md).
+        for (key, len) in [("", 0), (".", 1), ("..", 2)] {
+            let refused = BulkEntry::text(key, "v").into_item().unwrap_err();
+            assert_eq!(refused, InvalidInput::UnaddressableKey { len }, "{key:?}");
+        }
+        for key in ["...", ".a", "a.", "a/../b", "./"] {
+            assert!(BulkEntry::text(key, "v").into_item().is_ok(), "{key:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn dot_keys_are_reported_not_written_and_never_sent() {
+        let entries = ["a", ".", "b", "..", "c"].map(|k| BulkEntry::text(k, "v"));
+        let entries = futures_util::stream::iter(entries).boxed();
+        let chunks: Vec<_> = chunked(entries, 10, 1024, |index, entry| {
+            write_item(index, entry, 1024)
+        })
+        .collect()
+        .await;
+        assert_eq!(chunks.len(), 1);
+        let sent: Vec<&str> = chunks[0]
+            .body
+            .iter()
+            .map(|item| item.key.as_str())
+            .collect();
+        assert_eq!(sent, ["a", "b", "c"]);
+        assert_eq!(chunks[0].indices, [0, 2, 4]);
+        let refused: Vec<(&str, u64)> = chunks[0]
+            .rejected
+            .iter()
+            .map(|f| (f.key.as_str(), f.index))
+            .collect();
+        assert_eq!(refused, [(".", 1), ("..", 3)]);
+        assert!(
+            chunks[0].rejected[0]
+                .reason
+                .starts_with("refused before sending:")
+        );
+    }
+
+    #[test]
+    fn a_bulk_delete_or_get_still_names_dot_keys() {
+        // No such key can be written, so the service just finds nothing under it.
+        assert!(check_named_key(".").is_ok());
+        assert!(check_named_key("..").is_ok());
+        assert_eq!(
+            check_named_key(""),
+            Err(InvalidInput::UnaddressableKey { len: 0 })
+        );
+    }
 
     const SENT: [&str; 3] = ["a", "b", "c"];
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 use reqwest::multipart::{Form, Part};
 use serde::de::DeserializeOwned;
@@ -10,7 +11,7 @@ use super::envelope::{self, Reply};
 use super::{Client, limits, raw};
 use crate::body::{Body, Repr, ValueStream};
 use crate::error::{Error, InvalidInput, Provider, Secrets};
-use crate::paging::{self, CursorGuard};
+use crate::paging::{self, CursorPage};
 use crate::policy::RetryPolicy;
 use crate::transport::{self, Call};
 
@@ -309,14 +310,13 @@ impl Namespace {
             .with_opt(metadata_text.as_deref(), "<metadata>");
         crate::error::redacting(secrets, async move {
             self.check_key(key).await?;
-            limits::check_value_len(value.len())?;
-            let metadata = options
-                .metadata
-                .as_ref()
-                .map(limits::metadata_json)
-                .transpose()?;
-            let ttl = limits::ttl_seconds(options.expiration_ttl)?;
-            let reply = match metadata {
+            let checked = limits::check_write(
+                value.len(),
+                options.metadata.as_ref(),
+                options.expiration_ttl,
+            )?;
+            let ttl = checked.expiration_ttl;
+            let reply = match checked.metadata {
                 None => {
                     let mut body = value.into_source();
                     let put = || {
@@ -458,15 +458,19 @@ impl Namespace {
     /// # }
     /// ```
     pub fn keys(&self, options: ListKeys) -> BoxStream<'static, Result<Key, Error>> {
-        paging::items(self.pages(options), |page: KeyPage| page.keys)
+        paging::items(self.pages(options), |page| page.items)
     }
 
     /// The key listing a page at a time, each with the cursor to resume after it.
     pub fn key_pages(&self, options: ListKeys) -> BoxStream<'static, Result<KeyPage, Error>> {
-        Box::pin(self.pages(options))
+        let page = |page: CursorPage<Key>| KeyPage {
+            keys: page.items,
+            cursor: page.cursor,
+        };
+        self.pages(options).map(move |p| p.map(page)).boxed()
     }
 
-    fn pages(&self, options: ListKeys) -> paging::Pages<KeyPage> {
+    fn pages(&self, options: ListKeys) -> paging::Pages<CursorPage<Key>> {
         let namespace = self.clone();
         let ListKeys {
             prefix,
@@ -476,18 +480,17 @@ impl Namespace {
         } = options;
         let checked =
             limits::check_page_limit("limit", limit, limits::KEYS_PAGE_LIMIT, "10 to 1000");
-        let first = (cursor, CursorGuard::default(), checked);
-        paging::pages(read_ahead, first, move |(cursor, mut guard, checked)| {
-            let namespace = namespace.clone();
-            let prefix = prefix.clone();
-            paging::boxed(async move {
-                let prefix_text = prefix.clone();
-                let secrets = Secrets::new().with_opt(prefix_text.as_deref(), "<prefix>");
-                crate::error::redacting(secrets, async move {
+        let sent_prefix = prefix.clone();
+        paging::by_cursor(
+            Provider::Cloudflare,
+            read_ahead,
+            cursor,
+            prefix,
+            move |cursor| {
+                let (namespace, prefix) = (namespace.clone(), sent_prefix.clone());
+                let checked = checked.clone();
+                async move {
                     checked?;
-                    if let Some(cursor) = &cursor {
-                        guard.admit(Provider::Cloudflare, cursor)?;
-                    }
                     let list = || {
                         let (account, id) = (namespace.account(), &namespace.id);
                         Some(namespace.raw().keys_list(
@@ -498,21 +501,16 @@ impl Namespace {
                             prefix.as_deref(),
                         ))
                     };
-                    let response = transport::call(
-                        namespace.client.transport(),
-                        namespace.op("keys_list"),
-                        list,
-                    )
-                    .await?;
+                    let transport = namespace.client.transport();
+                    let response =
+                        transport::call(transport, namespace.op("keys_list"), list).await?;
                     let status = response.status();
                     let body = response.into_inner();
-                    let next = paging::next_cursor(
-                        body.result_info
-                            .as_ref()
-                            .and_then(|info| info.cursor.clone()),
-                    );
-                    let (keys, _) =
-                        envelope::unwrap(namespace.client.transport(), status, body)?.into_parts();
+                    let next = body
+                        .result_info
+                        .as_ref()
+                        .and_then(|info| info.cursor.clone());
+                    let (keys, _) = envelope::unwrap(transport, status, body)?.into_parts();
                     let keys = keys
                         .into_iter()
                         .map(|k| Key {
@@ -521,15 +519,10 @@ impl Namespace {
                             metadata: k.metadata,
                         })
                         .collect();
-                    let page = KeyPage {
-                        keys,
-                        cursor: next.clone(),
-                    };
-                    Ok((page, next.map(|next| (Some(next), guard, Ok(())))))
-                })
-                .await
-            })
-        })
+                    Ok((keys, next))
+                }
+            },
+        )
     }
 
     pub(super) fn client(&self) -> &Client {

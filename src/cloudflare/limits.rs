@@ -77,6 +77,32 @@ pub(crate) fn metadata_json(metadata: &impl Serialize) -> Result<String, Invalid
     Ok(json)
 }
 
+/// What a write sends besides its key and value, once checked.
+#[derive(Debug, PartialEq)]
+pub(crate) struct CheckedWrite {
+    /// The metadata serialized, as the multipart form sends it.
+    pub(crate) metadata: Option<String>,
+    /// `expiration_ttl` as the API takes it.
+    pub(crate) expiration_ttl: Option<i64>,
+}
+
+/// The checks every write gets, single (plain or multipart) or bulk, in this order: the value's
+/// length when known, the metadata, `expiration_ttl`. The key is the caller's to check: a single
+/// write's travels in a URL, a bulk write's in JSON.
+pub(crate) fn check_write(
+    value_len: Option<u64>,
+    metadata: Option<&serde_json::Value>,
+    expiration_ttl: Option<u64>,
+) -> Result<CheckedWrite, InvalidInput> {
+    check_value_len(value_len)?;
+    let metadata = metadata.map(metadata_json).transpose()?;
+    let expiration_ttl = ttl_seconds(expiration_ttl)?;
+    Ok(CheckedWrite {
+        metadata,
+        expiration_ttl,
+    })
+}
+
 pub(crate) fn check_page_limit(
     what: &'static str,
     limit: Option<u32>,
@@ -91,7 +117,56 @@ pub(crate) fn check_page_limit(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use super::{CheckedWrite, MAX_VALUE_BYTES, check_write};
+    use crate::error::InvalidInput;
     use crate::policy::ReadLimits;
+
+    #[test]
+    fn a_write_checks_value_metadata_and_ttl_in_that_order() {
+        assert_eq!(
+            check_write(Some(5), Some(&json!({"a": 1})), Some(60)),
+            Ok(CheckedWrite {
+                metadata: Some(r#"{"a":1}"#.to_string()),
+                expiration_ttl: Some(60),
+            })
+        );
+        assert_eq!(
+            check_write(None, None, None),
+            Ok(CheckedWrite {
+                metadata: None,
+                expiration_ttl: None,
+            })
+        );
+        let long_value = Some(MAX_VALUE_BYTES + 1);
+        let big_metadata = json!("m".repeat(super::MAX_METADATA_BYTES));
+        assert!(matches!(
+            check_write(long_value, None, None),
+            Err(InvalidInput::ValueTooLarge { .. })
+        ));
+        assert!(matches!(
+            check_write(None, Some(&big_metadata), None),
+            Err(InvalidInput::MetadataTooLarge { .. })
+        ));
+        assert!(matches!(
+            check_write(None, None, Some(59)),
+            Err(InvalidInput::ExpirationTtlTooShort { ttl: 59, min: 60 })
+        ));
+        assert!(matches!(
+            check_write(None, None, Some(u64::MAX)),
+            Err(InvalidInput::OutOfRange { .. })
+        ));
+        // With several faults, the first in that order is the one reported.
+        assert!(matches!(
+            check_write(long_value, Some(&big_metadata), Some(1)),
+            Err(InvalidInput::ValueTooLarge { .. })
+        ));
+        assert!(matches!(
+            check_write(None, Some(&big_metadata), Some(1)),
+            Err(InvalidInput::MetadataTooLarge { .. })
+        ));
+    }
 
     #[test]
     fn bytes_collects_at_most_the_value_maximum_by_default() {

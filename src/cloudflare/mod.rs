@@ -32,6 +32,7 @@ pub use bulk::{BulkEntry, BulkGetOptions, BulkOptions, BulkValue};
 pub use envelope::Reply;
 pub use handle::{Key, KeyPage, ListKeys, Namespace, PutOptions, Value};
 
+use crate::builder::Settings;
 use crate::error::{Error, InvalidInput, Provider};
 use crate::paging;
 use crate::policy::RequestPolicy;
@@ -64,24 +65,21 @@ impl fmt::Debug for Client {
 /// Builds a [`Client`].
 #[derive(Debug)]
 pub struct ClientBuilder {
-    credential: Credential,
+    settings: Settings,
     account_id: String,
-    base_url: String,
-    http: Option<reqwest::Client>,
-    policy: RequestPolicy,
 }
 
 impl ClientBuilder {
     /// Sends requests under `policy` (retries, timeouts, a client-side limit) instead of the
     /// defaults; see [`crate::policy`].
     pub fn policy(mut self, policy: RequestPolicy) -> Self {
-        self.policy = policy;
+        self.settings.policy = policy;
         self
     }
 
     /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`] (an emulator, a proxy).
     pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into();
+        self.settings.base_url = base_url.into();
         self
     }
 
@@ -89,24 +87,21 @@ impl ClientBuilder {
     /// Give it a redirect policy that does not follow redirects to other hosts: the credential is
     /// added to each request, and only `Authorization` is dropped by reqwest on such a redirect.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
-        self.http = Some(http);
+        self.settings.http = Some(http);
         self
     }
 
     /// Builds the client. Fails if the credential is not a Cloudflare one or cannot be sent.
     pub fn build(self) -> Result<Client, Error> {
-        if matches!(self.credential, Credential::FastlyToken(_)) {
+        if matches!(self.settings.credential, Credential::FastlyToken(_)) {
             return Err(InvalidInput::OutOfRange {
                 what: "the credential",
                 allowed: "a Cloudflare API token or global key",
             }
             .into());
         }
-        let transport = Transport::new(self.credential)?.with_policy(self.policy.clone());
-        let (transport, http) =
-            crate::transport::with_http_client(transport, self.http, Provider::Cloudflare)?;
-        let base_url = self.base_url.trim_end_matches('/');
-        let raw = raw::Client::new_with_client(base_url, http, transport);
+        let (transport, http, base_url) = self.settings.build(Provider::Cloudflare)?;
+        let raw = raw::Client::new_with_client(&base_url, http, transport);
         Ok(Client {
             inner: Arc::new(Inner {
                 raw,
@@ -134,11 +129,8 @@ impl Client {
     /// `reqwest::Client`.
     pub fn builder(credential: Credential, account_id: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
-            credential,
+            settings: Settings::new(credential, DEFAULT_BASE_URL),
             account_id: account_id.into(),
-            base_url: DEFAULT_BASE_URL.to_string(),
-            http: None,
-            policy: RequestPolicy::default(),
         }
     }
 

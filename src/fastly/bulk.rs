@@ -16,11 +16,11 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt as _};
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
 use super::{Store, limits, raw::types};
-use crate::bulk::{BulkReport, Chunk, FailedKey, chunked, clip, refused};
+use crate::bulk::{self, BulkReport, Chunk, FailedKey, chunked, clip, refused};
 use crate::error::{Error, InvalidInput, Provider};
 use crate::transport;
 
@@ -71,11 +71,8 @@ impl BulkEntry {
 
     /// The entry's ndjson line (with its newline), after the checks a single write would get.
     fn into_line(self) -> Result<Vec<u8>, InvalidInput> {
-        limits::check_key(&self.key)?;
-        limits::check_value_len(Some(self.value.len() as u64))?;
-        if let Some(metadata) = &self.metadata {
-            limits::check_metadata(metadata)?;
-        }
+        let value_len = Some(self.value.len() as u64);
+        limits::check_write(&self.key, value_len, self.metadata.as_deref())?;
         let line = types::KvStoreUpsertBatch {
             key: self.key,
             value: base64::engine::general_purpose::STANDARD.encode(&self.value),
@@ -284,21 +281,9 @@ impl Store {
         S: Stream<Item = BulkEntry> + Send,
     {
         crate::keys::check_id(self.id())?;
-        if options.concurrency == 0 {
-            return Err(InvalidInput::OutOfRange {
-                what: "concurrency",
-                allowed: "at least 1",
-            }
-            .into());
-        }
-        if options.max_request_bytes < 1024 {
-            return Err(InvalidInput::OutOfRange {
-                what: "max_request_bytes",
-                allowed: "at least 1024",
-            }
-            .into());
-        }
+        let concurrency = bulk::concurrency(options.concurrency)?;
         let max_bytes = options.max_request_bytes;
+        bulk::check_request_bytes(max_bytes, usize::MAX, "at least 1024")?;
         let chunks = chunked(
             entries.boxed(),
             limits::BATCH_MAX_LINES,
@@ -306,38 +291,17 @@ impl Store {
             |index, entry: BulkEntry| {
                 let key = entry.key.clone();
                 let line = entry.into_line().map_err(|e| refused(&key, index, &e))?;
-                if line.len() + 2 > max_bytes {
-                    let reason = format!(
-                        "the entry alone is {} bytes, over the request bound of {max_bytes}",
-                        line.len()
-                    );
-                    return Err(FailedKey { key, index, reason });
-                }
-                Ok(((key, line.clone()), line.len()))
+                let size = line.len();
+                bulk::check_fits(&key, index, size, max_bytes)?;
+                Ok(((key, line), size))
             },
         );
-        let mut report = BulkReport::default();
-        let outcomes = chunks
-            .map(|chunk| self.send_batch(chunk))
-            .buffer_unordered(options.concurrency);
-        let mut outcomes = std::pin::pin!(outcomes);
-        while let Some(outcome) = outcomes.next().await {
-            report.absorb(outcome);
-        }
-        Ok(report)
+        bulk::run(chunks, concurrency, |chunk| self.send_batch(chunk).map(Ok)).await
     }
 
     /// Sends one chunk and reports every line of it.
     async fn send_batch(&self, chunk: Chunk<Vec<(String, Vec<u8>)>>) -> BulkReport {
-        let Chunk {
-            body: lines,
-            indices,
-            rejected,
-        } = chunk;
-        let mut report = BulkReport {
-            written: 0,
-            failed: rejected,
-        };
+        let (lines, indices, mut report) = chunk.start();
         if lines.is_empty() {
             return report;
         }
@@ -361,7 +325,8 @@ impl Store {
                 raw.baseurl(),
                 crate::transport::segment::encode(self.id())
             );
-            // The chunk is a buffer, so a retry can send it again.
+            // The chunk is a buffer, so the transport's retries can send it again. Nothing is
+            // resent here: the lines an answer fails are reported, not sent again.
             let request = || {
                 let request = raw
                     .client()

@@ -10,9 +10,9 @@ use reqwest::header::HeaderName;
 
 use super::{Client, limits, raw};
 use crate::body::{Body, ValueStream};
-use crate::bulk::{BulkReport, FailedKey};
-use crate::error::{Error, InvalidInput, Provider, Secrets};
-use crate::paging::{self, CursorGuard};
+use crate::bulk::{self, BulkReport, FailedKey};
+use crate::error::{Error, Provider, Secrets};
+use crate::paging::{self, CursorPage};
 use crate::policy::RetryPolicy;
 use crate::transport::{self, Call};
 
@@ -291,7 +291,10 @@ impl Store {
         self.exists.store(true, Ordering::Relaxed);
     }
 
-    /// Whether the store exists: known from an earlier success, else asked once.
+    /// Whether the store exists: known from an earlier success, else asked once. This is another
+    /// request (the store, not the item), not a retry of the `get` that led here: it is one call
+    /// with the handle's own retries, and takes nothing from the `get`'s attempts (a handle with
+    /// retries disabled must still be able to ask).
     async fn confirm_exists(&self) -> Result<(), Error> {
         if !self.exists.load(Ordering::Relaxed) {
             let get = || Some(self.raw().kv_store_get(&self.id));
@@ -407,11 +410,7 @@ impl Store {
             .with(plain_value.as_deref().unwrap_or_default(), "<value>")
             .with_opt(metadata_text.as_deref(), "<metadata>");
         crate::error::redacting(secrets, async move {
-            limits::check_key(key)?;
-            limits::check_value_len(value.len())?;
-            if let Some(metadata) = &options.metadata {
-                limits::check_metadata(metadata)?;
-            }
+            limits::check_write(key, value.len(), options.metadata.as_deref())?;
             let flag = |mode: WriteMode| (options.mode == mode).then_some(true);
             let mut body = value.into_source();
             let put = || {
@@ -468,7 +467,8 @@ impl Store {
                 .not_idempotent_if(options.if_generation_match.is_some());
             match transport::call(self.client.transport(), call, delete).await {
                 Ok(_) => {}
-                // A retried delete whose first attempt may have succeeded: the item is gone either way.
+                // The transport retried (nothing is resent here): its first attempt may have
+                // deleted the item, which is gone either way.
                 Err(error)
                     if error.status() == Some(StatusCode::NOT_FOUND) && error.attempts() > 1 => {}
                 Err(error) => return Err(error),
@@ -491,15 +491,19 @@ impl Store {
     /// # }
     /// ```
     pub fn keys(&self, options: ListKeys) -> BoxStream<'static, Result<String, Error>> {
-        paging::items(self.pages(options), |page: KeyPage| page.keys)
+        paging::items(self.pages(options), |page| page.items)
     }
 
     /// The key listing a page at a time, each with the cursor to resume after it.
     pub fn key_pages(&self, options: ListKeys) -> BoxStream<'static, Result<KeyPage, Error>> {
-        Box::pin(self.pages(options))
+        let page = |page: CursorPage<String>| KeyPage {
+            keys: page.items,
+            cursor: page.cursor,
+        };
+        self.pages(options).map(move |p| p.map(page)).boxed()
     }
 
-    fn pages(&self, options: ListKeys) -> paging::Pages<KeyPage> {
+    fn pages(&self, options: ListKeys) -> paging::Pages<CursorPage<String>> {
         let store = self.clone();
         let ListKeys {
             prefix,
@@ -508,60 +512,38 @@ impl Store {
             cursor,
             read_ahead,
         } = options;
-        let limit = limit.map(|l| {
-            std::num::NonZeroU32::new(l).ok_or(InvalidInput::OutOfRange {
-                what: "limit",
-                allowed: "at least 1",
-            })
-        });
+        let limit = limits::page_limit(limit);
         let consistency = consistency.map(|c| match c {
             Consistency::Strong => raw::types::KvStoreConsistency::Strong,
             Consistency::Eventual => raw::types::KvStoreConsistency::Eventual,
         });
-        paging::pages(
+        let sent_prefix = prefix.clone();
+        paging::by_cursor(
+            Provider::Fastly,
             read_ahead,
-            (cursor, CursorGuard::default()),
-            move |(cursor, mut guard)| {
-                let store = store.clone();
-                let prefix = prefix.clone();
-                let limit = limit.clone();
-                paging::boxed(async move {
-                    let prefix_text = prefix.clone();
-                    let secrets = Secrets::new().with_opt(prefix_text.as_deref(), "<prefix>");
-                    crate::error::redacting(secrets, async move {
-                        let limit = limit.transpose()?;
-                        if let Some(cursor) = &cursor {
-                            guard.admit(Provider::Fastly, cursor)?;
-                        }
-                        let list = || {
-                            let (cursor, prefix) = (cursor.as_deref(), prefix.as_deref());
-                            Some(store.raw().kv_store_list_item_keys(
-                                &store.id,
-                                consistency,
-                                cursor,
-                                limit,
-                                prefix,
-                            ))
-                        };
-                        let page = transport::call(
-                            store.client.transport(),
-                            store.op("kv_store_list_item_keys"),
-                            list,
-                        )
+            cursor,
+            prefix,
+            move |cursor| {
+                let (store, prefix, limit) = (store.clone(), sent_prefix.clone(), limit.clone());
+                async move {
+                    let limit = limit?;
+                    let list = || {
+                        let (cursor, prefix) = (cursor.as_deref(), prefix.as_deref());
+                        Some(store.raw().kv_store_list_item_keys(
+                            &store.id,
+                            consistency,
+                            cursor,
+                            limit,
+                            prefix,
+                        ))
+                    };
+                    let call = store.op("kv_store_list_item_keys");
+                    let page = transport::call(store.client.transport(), call, list)
                         .await?
                         .into_inner();
-                        store.seen();
-                        let next = paging::next_cursor(page.meta.next_cursor);
-                        Ok((
-                            KeyPage {
-                                keys: page.data,
-                                cursor: next.clone(),
-                            },
-                            next.map(|next| (Some(next), guard)),
-                        ))
-                    })
-                    .await
-                })
+                    store.seen();
+                    Ok((page.data, page.meta.next_cursor))
+                }
             },
         )
     }
@@ -569,25 +551,13 @@ impl Store {
     /// Deletes every item, `concurrency` deletes at a time, and reports each key not deleted.
     /// A key already gone counts as deleted.
     pub async fn clear(&self, concurrency: usize) -> Result<BulkReport, Error> {
-        if concurrency == 0 {
-            return Err(InvalidInput::OutOfRange {
-                what: "concurrency",
-                allowed: "at least 1",
-            }
-            .into());
-        }
-        let mut report = BulkReport::default();
-        let deletes = self
-            .keys(ListKeys::new())
-            .enumerate()
-            .map(|(index, key)| async move {
-                Ok::<_, Error>(self.delete_listed(key?, index as u64).await)
-            });
-        let mut deletes = std::pin::pin!(deletes.buffer_unordered(concurrency));
-        while let Some(outcome) = deletes.next().await {
-            report.absorb(outcome?);
-        }
-        Ok(report)
+        let concurrency = bulk::concurrency(concurrency)?;
+        // Each listed key is a "chunk" of one; a listing error ends the clear.
+        let keys = self.keys(ListKeys::new()).enumerate();
+        bulk::run(keys, concurrency, |(index, key)| async move {
+            Ok(self.delete_listed(key?, index as u64).await)
+        })
+        .await
     }
 
     async fn delete_listed(&self, key: String, index: u64) -> BulkReport {

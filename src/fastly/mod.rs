@@ -33,8 +33,9 @@ pub use handle::{
     Consistency, DeleteOptions, Item, KeyPage, ListKeys, PutOptions, Store, WriteMode,
 };
 
+use crate::builder::Settings;
 use crate::error::{Error, InvalidInput, Provider};
-use crate::paging::{self, CursorGuard};
+use crate::paging;
 use crate::policy::RequestPolicy;
 use crate::transport::{self, Call, Credential, Transport};
 
@@ -63,40 +64,34 @@ impl fmt::Debug for Client {
 /// Builds a [`Client`].
 #[derive(Debug)]
 pub struct ClientBuilder {
-    token: Credential,
-    base_url: String,
-    http: Option<reqwest::Client>,
-    policy: RequestPolicy,
+    settings: Settings,
 }
 
 impl ClientBuilder {
     /// Sends requests under `policy` (retries, timeouts, a client-side limit) instead of the
     /// defaults; see [`crate::policy`].
     pub fn policy(mut self, policy: RequestPolicy) -> Self {
-        self.policy = policy;
+        self.settings.policy = policy;
         self
     }
 
     /// Sends requests to `base_url` instead of [`DEFAULT_BASE_URL`] (an emulator, a proxy).
     pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into();
+        self.settings.base_url = base_url.into();
         self
     }
 
     /// Sends requests through this `reqwest::Client`. Give it a redirect policy that does not
     /// follow redirects to other hosts: reqwest would forward `Fastly-Key` to them.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
-        self.http = Some(http);
+        self.settings.http = Some(http);
         self
     }
 
     /// Builds the client. Fails if the token cannot be sent as a header value.
     pub fn build(self) -> Result<Client, Error> {
-        let transport = Transport::new(self.token)?.with_policy(self.policy.clone());
-        let (transport, http) =
-            crate::transport::with_http_client(transport, self.http, Provider::Fastly)?;
-        let raw =
-            raw::Client::new_with_client(self.base_url.trim_end_matches('/'), http, transport);
+        let (transport, http, base_url) = self.settings.build(Provider::Fastly)?;
+        let raw = raw::Client::new_with_client(&base_url, http, transport);
         Ok(Client {
             inner: Arc::new(Inner { raw }),
         })
@@ -184,11 +179,9 @@ impl Client {
 
     /// A builder, for another base URL or an existing `reqwest::Client`.
     pub fn builder(api_token: impl Into<String>) -> ClientBuilder {
+        let token = Credential::FastlyToken(api_token.into());
         ClientBuilder {
-            token: Credential::FastlyToken(api_token.into()),
-            base_url: DEFAULT_BASE_URL.to_string(),
-            http: None,
-            policy: RequestPolicy::default(),
+            settings: Settings::new(token, DEFAULT_BASE_URL),
         }
     }
 
@@ -292,45 +285,29 @@ impl Client {
     pub fn stores(&self, options: ListStores) -> BoxStream<'static, Result<StoreInfo, Error>> {
         let client = self.clone();
         let ListStores { name, limit } = options;
-        let limit = match limit
-            .map(|l| {
-                std::num::NonZeroU32::new(l).ok_or(InvalidInput::OutOfRange {
-                    what: "limit",
-                    allowed: "at least 1",
-                })
-            })
-            .transpose()
-        {
-            Ok(limit) => limit,
-            Err(e) => return Box::pin(futures_util::stream::once(async move { Err(e.into()) })),
-        };
-        let pages = paging::pages(
-            0,
-            (None::<String>, CursorGuard::default()),
-            move |(cursor, mut guard)| {
-                let client = client.clone();
-                let name = name.clone();
-                paging::boxed(async move {
-                    if let Some(cursor) = &cursor {
-                        guard.admit(Provider::Fastly, cursor)?;
-                    }
-                    let list = || {
-                        Some(
-                            client
-                                .raw()
-                                .kv_store_list(cursor.as_deref(), limit, name.as_deref()),
-                        )
-                    };
-                    let page = transport::call(client.transport(), op("kv_store_list"), list)
-                        .await?
-                        .into_inner();
-                    let next = paging::next_cursor(page.meta.next_cursor);
-                    Ok((page.data, next.map(|next| (Some(next), guard))))
-                })
+        let limit = limits::page_limit(limit);
+        let pages = paging::by_cursor(Provider::Fastly, 0, None, None, move |cursor| {
+            let (client, name, limit) = (client.clone(), name.clone(), limit.clone());
+            async move {
+                let limit = limit?;
+                let list = || {
+                    Some(
+                        client
+                            .raw()
+                            .kv_store_list(cursor.as_deref(), limit, name.as_deref()),
+                    )
+                };
+                let page = transport::call(client.transport(), op("kv_store_list"), list)
+                    .await?
+                    .into_inner();
+                Ok((page.data, page.meta.next_cursor))
+            }
+        });
+        paging::items(
+            pages,
+            |page: paging::CursorPage<raw::types::KvStoreDetails>| {
+                page.items.into_iter().map(StoreInfo::from).collect()
             },
-        );
-        paging::items(pages, |stores: Vec<raw::types::KvStoreDetails>| {
-            stores.into_iter().map(StoreInfo::from).collect()
-        })
+        )
     }
 }
