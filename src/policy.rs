@@ -287,48 +287,6 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     )
 }
 
-/// Attempts and time shared by every request of one bulk chunk (its first send, the retries of
-/// that send, and the resends of its unsuccessful keys), so the layers do not multiply.
-#[derive(Debug)]
-pub(crate) struct Budget {
-    left: std::sync::atomic::AtomicU32,
-    deadline: Option<Instant>,
-}
-
-impl Budget {
-    pub(crate) fn new(retry: &RetryPolicy) -> Self {
-        Budget {
-            left: std::sync::atomic::AtomicU32::new(retry.max_attempts.max(1)),
-            deadline: retry.deadline.and_then(|d| Instant::now().checked_add(d)),
-        }
-    }
-
-    /// When the chunk's time is up (`None`: no limit).
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    /// Takes one attempt, if any is left and the deadline has not passed.
-    pub(crate) fn take(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
-        }
-        self.left
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    /// Whether another attempt could start after waiting `wait`.
-    pub(crate) fn allows(&self, wait: Duration) -> bool {
-        let attempts_left = self.left.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        attempts_left
-            && self
-                .deadline
-                .is_none_or(|d| Instant::now().checked_add(wait).is_some_and(|at| at < d))
-    }
-}
-
 /// Whether sending a call twice ends the same as sending it once, so a lost answer cannot make
 /// a retry wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,9 +7,9 @@
 //! per key); whatever still fails is reported by key and by the caller's own index:
 //! `written + failed.len()` is always the number of entries submitted.
 //!
-//! Resends and retries do not multiply: a chunk has one [`Budget`] (the namespace's
-//! `max_attempts` and deadline), and every HTTP request for it, first send, transport retry or
-//! resend of unsuccessful keys, takes its attempt from that budget.
+//! Resends and retries do not multiply: a chunk is one call of the transport's attempt loop
+//! (`transport::call_until_done`), where a resend of unsuccessful keys is an attempt like a
+//! retry, so a chunk makes at most the namespace's `max_attempts` requests, within its deadline.
 //!
 //! A key is counted written only from a successful answer that holds together. A non-2xx answer,
 //! `success: false`, an answer that cannot be read, or no answer fails every key of the request;
@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -27,11 +28,11 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 
-use super::envelope::{self, Reply};
+use super::envelope;
 use super::{Namespace, limits, raw::types};
 use crate::bulk::{self, BulkReport, Chunk, FailedKey, chunked, clip, refused};
 use crate::error::{Error, InvalidInput, Secrets};
-use crate::policy::Budget;
+use crate::transport::{self, Answered};
 
 /// One pair to write.
 #[derive(Clone, Debug, PartialEq)]
@@ -184,62 +185,63 @@ pub struct BulkValue {
     pub expiration: Option<i64>,
 }
 
-/// A bulk write or delete's answer.
-type BulkAnswer = Result<Reply<Option<types::BulkResult>>, Error>;
+/// A bulk write or delete's answer, as the generated client returns it.
+type BulkAnswer = Result<
+    progenitor_client::ResponseValue<types::BulkResultResponse>,
+    progenitor_client::Error<types::Failure>,
+>;
 
 /// A bulk request body whose items are keyed.
 trait BulkBody: Send + Sync + 'static {
-    type Item: Send + Sync;
-    fn items(&mut self) -> &mut Vec<Self::Item>;
+    type Item: Clone + Send + Sync;
+    const OPERATION: &'static str;
+    fn items(&self) -> &[Self::Item];
+    fn with_items(items: Vec<Self::Item>) -> Self;
     fn key(item: &Self::Item) -> &str;
-    fn send<'a>(
-        &'a self,
-        namespace: &'a Namespace,
-        budget: &'a Budget,
-    ) -> BoxFuture<'a, BulkAnswer>;
+    /// The request for `body` (shared, so a resend of what is left copies no unsent item).
+    fn send(body: Arc<Self>, namespace: &Namespace) -> BoxFuture<'_, BulkAnswer>;
 }
 
 impl BulkBody for types::BulkWrite {
     type Item = types::BulkWriteItem;
-    fn items(&mut self) -> &mut Vec<Self::Item> {
-        &mut self.0
+    const OPERATION: &'static str = "bulk_write";
+    fn items(&self) -> &[Self::Item] {
+        &self.0
+    }
+    fn with_items(items: Vec<Self::Item>) -> Self {
+        types::BulkWrite(items)
     }
     fn key(item: &Self::Item) -> &str {
         &item.key
     }
-    fn send<'a>(&'a self, ns: &'a Namespace, budget: &'a Budget) -> BoxFuture<'a, BulkAnswer> {
-        let write = || {
-            Some(
-                ns.client()
-                    .raw()
-                    .bulk_write(ns.client().account_id(), ns.id(), self),
-            )
-        };
-        envelope::call(ns.client().raw(), ns.op("bulk_write").budget(budget), write).boxed()
+    fn send(body: Arc<Self>, ns: &Namespace) -> BoxFuture<'_, BulkAnswer> {
+        let raw = ns.client().raw();
+        async move {
+            raw.bulk_write(ns.client().account_id(), ns.id(), &body)
+                .await
+        }
+        .boxed()
     }
 }
 
 impl BulkBody for types::BulkDelete {
     type Item = String;
-    fn items(&mut self) -> &mut Vec<Self::Item> {
-        &mut self.0
+    const OPERATION: &'static str = "bulk_delete";
+    fn items(&self) -> &[Self::Item] {
+        &self.0
+    }
+    fn with_items(items: Vec<Self::Item>) -> Self {
+        types::BulkDelete(items)
     }
     fn key(item: &Self::Item) -> &str {
         item
     }
-    fn send<'a>(&'a self, ns: &'a Namespace, budget: &'a Budget) -> BoxFuture<'a, BulkAnswer> {
-        let delete = || {
-            Some(
-                ns.client()
-                    .raw()
-                    .bulk_delete(ns.client().account_id(), ns.id(), self),
-            )
-        };
-        envelope::call(
-            ns.client().raw(),
-            ns.op("bulk_delete").budget(budget),
-            delete,
-        )
+    fn send(body: Arc<Self>, ns: &Namespace) -> BoxFuture<'_, BulkAnswer> {
+        let raw = ns.client().raw();
+        async move {
+            raw.bulk_delete(ns.client().account_id(), ns.id(), &body)
+                .await
+        }
         .boxed()
     }
 }
@@ -330,54 +332,81 @@ impl Namespace {
         .await
     }
 
-    /// Sends one chunk, then again its unsuccessful keys with backoff, and reports every key.
-    ///
-    /// The chunk's one budget: each request (the transport takes an attempt per try through
-    /// `Call::budget`) and each resend (checked here before waiting for it) come out of the same
-    /// `max_attempts` and deadline, so a chunk makes at most `max_attempts` requests in all.
+    /// Sends one chunk, then again its unsuccessful keys, and reports every key. The resends are
+    /// attempts of the transport's one loop (see the module docs): backed off like retries, at
+    /// least `min_key_interval` apart, and only while attempts and time are left.
     async fn send_chunk<B: BulkBody>(&self, chunk: Chunk<B>, options: &BulkOptions) -> BulkReport {
-        let (mut body, mut indices, mut report) = chunk.start();
-        let retry = self.retry_policy();
-        let budget = Budget::new(retry);
-        let mut sends = 0;
-        while !body.items().is_empty() {
-            sends += 1;
-            let result = match body.send(self, &budget).await {
-                Ok(reply) => reply.into_inner(),
-                Err(error) => {
-                    let reason = clip(error.to_string());
-                    let keys = body.items().iter().map(B::key);
-                    report.fail_all(keys.zip(indices.iter().copied()), &reason);
-                    return report;
-                }
+        let (body, indices, report) = chunk.start();
+        // What is still to send, shared by the request builder and the answer reader.
+        let pending = std::sync::Mutex::new(Pending {
+            body: Arc::new(body),
+            indices,
+            report,
+            sends: 0,
+            why: "",
+        });
+        let lock = || {
+            pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let make = || {
+            let body = {
+                let mut pending = lock();
+                pending.sends += 1;
+                Arc::clone(&pending.body)
             };
-            let (unsuccessful, why) = left_unwritten(result, body.items().iter().map(B::key));
-            let before = body.items().len();
+            Some(B::send(body, self))
+        };
+        let answered = |response: progenitor_client::ResponseValue<types::BulkResultResponse>| {
+            let status = response.status();
+            let reply = envelope::unwrap(self.client().transport(), status, response.into_inner());
+            let result = match reply {
+                Ok(reply) => reply.into_inner(),
+                Err(error) => return Answered::Done(Err(error)),
+            };
+            let mut pending = lock();
+            let pending = &mut *pending;
+            let sent = pending.body.items();
+            let (unsuccessful, why) = left_unwritten(result, sent.iter().map(B::key));
             let mut keep = Vec::with_capacity(unsuccessful.len());
             let mut kept_indices = Vec::with_capacity(unsuccessful.len());
-            for (item, index) in body.items().drain(..).zip(indices.drain(..)) {
-                if unsuccessful.contains(B::key(&item)) {
-                    keep.push(item);
-                    kept_indices.push(index);
+            for (item, index) in sent.iter().zip(&pending.indices) {
+                if unsuccessful.contains(B::key(item)) {
+                    keep.push(item.clone());
+                    kept_indices.push(*index);
                 }
             }
-            report.written += (before - keep.len()) as u64;
-            *body.items() = keep;
-            indices = kept_indices;
-            if body.items().is_empty() {
-                break;
+            pending.report.written += (sent.len() - keep.len()) as u64;
+            pending.body = Arc::new(B::with_items(keep));
+            pending.indices = kept_indices;
+            pending.why = why;
+            if pending.body.items().is_empty() {
+                Answered::Done(Ok(()))
+            } else {
+                Answered::SendAgain(Ok(()), options.min_key_interval)
             }
-            // A resend is one more attempt of the chunk: backed off like a retry, and only if
-            // the budget still has an attempt and the time to wait for it.
-            let wait = retry.backoff(sends + 1).max(options.min_key_interval);
-            if !budget.allows(wait) {
-                let reason = format!("{why} after {sends} sends; the retry budget is spent");
-                let keys = body.items().iter().map(B::key);
-                report.fail_all(keys.zip(indices.iter().copied()), &reason);
-                break;
-            }
-            tokio::time::sleep(wait).await;
-        }
+        };
+        let call = self.op(B::OPERATION);
+        let outcome = transport::call_until_done(self.client().transport(), call, make, answered)
+            .await
+            .and_then(|answered| answered);
+        let Pending {
+            body,
+            indices,
+            mut report,
+            sends,
+            why,
+        } = pending
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reason = match outcome {
+            Ok(()) if body.items().is_empty() => return report,
+            Ok(()) => format!("{why} after {sends} sends; the retry budget is spent"),
+            Err(error) => clip(error.to_string()),
+        };
+        let keys = body.items().iter().map(B::key);
+        report.fail_all(keys.zip(indices.iter().copied()), &reason);
         report
     }
 
@@ -502,6 +531,15 @@ fn left_unwritten<'k>(
         return (everything(), why);
     }
     (listed, "listed in unsuccessful_keys")
+}
+
+/// A chunk's keys not yet written, and what became of the others.
+struct Pending<B> {
+    body: Arc<B>,
+    indices: Vec<u64>,
+    report: BulkReport,
+    sends: u32,
+    why: &'static str,
 }
 
 /// Decodes either result shape. Without `withMetadata` every entry is a plain value, even one

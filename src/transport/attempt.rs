@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 use tracing::Instrument as _;
 
 use crate::error::{CallInfo, Error, Provider, TimedOut};
-use crate::policy::{self, Budget, Idempotency, RateLimit, RetryPolicy};
+use crate::policy::{self, Idempotency, RateLimit, RetryPolicy};
 use crate::transport::Transport;
 use crate::transport::answer::{
     ErrorBody, convert, from_reqwest, from_undecoded_body, invalid_request,
@@ -26,9 +26,6 @@ pub(crate) struct Call<'a> {
     pub(crate) idempotency: Idempotency,
     /// A per-call (per-handle) retry policy overriding the client's.
     pub(crate) retry: Option<&'a RetryPolicy>,
-    /// Attempts shared with other calls (a bulk chunk's), replacing the policy's own count and
-    /// deadline.
-    pub(crate) budget: Option<&'a Budget>,
 }
 
 impl<'a> Call<'a> {
@@ -43,7 +40,6 @@ impl<'a> Call<'a> {
             operations,
             idempotency: Idempotency::Idempotent,
             retry: None,
-            budget: None,
         }
     }
 
@@ -59,11 +55,6 @@ impl<'a> Call<'a> {
         self.retry = retry;
         self
     }
-
-    pub(crate) fn budget(mut self, budget: &'a Budget) -> Self {
-        self.budget = Some(budget);
-        self
-    }
 }
 
 /// What an attempt learned of the answer, whatever became of its body: the status and the
@@ -76,15 +67,44 @@ type Seen = Option<(StatusCode, HeaderMap)>;
 pub(crate) async fn call<T, E, F, Fut>(
     transport: &Transport,
     call: Call<'_>,
-    mut make: F,
+    make: F,
 ) -> Result<progenitor_client::ResponseValue<T>, Error>
 where
     E: ErrorBody,
     F: FnMut() -> Option<Fut>,
     Fut: Future<Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>>>,
 {
+    call_until_done(transport, call, make, Answered::Done).await
+}
+
+/// What an answer leaves to do.
+pub(crate) enum Answered<T> {
+    /// Nothing: the call ends with this.
+    Done(T),
+    /// Send again what is left, no sooner than after the wait (Cloudflare's bulk answers name
+    /// the keys they did not write; the service allows one write per second per key). If no
+    /// attempt or time is left, the call ends with this.
+    SendAgain(T, Duration),
+}
+
+/// [`call`] for a request an answer can leave partly done: `answered` reads each answer and
+/// says whether to send again, and `make` builds the request from what is left. Every resend is
+/// an attempt of the same loop as the retries, so the two never multiply: `max_attempts`
+/// requests and the deadline in all.
+pub(crate) async fn call_until_done<T, U, E, F, Fut, A>(
+    transport: &Transport,
+    call: Call<'_>,
+    mut make: F,
+    answered: A,
+) -> Result<U, Error>
+where
+    E: ErrorBody,
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>>>,
+    A: FnMut(progenitor_client::ResponseValue<T>) -> Answered<U>,
+{
     let provider = call.provider;
-    attempts(transport, call, || {
+    attempts(transport, call, answered, || {
         // Boxed where it is made: a generated call's future is large, and each move copies it.
         let attempt = Box::pin(make()?);
         Some(async move {
@@ -128,7 +148,7 @@ where
     F: FnMut() -> Option<Result<reqwest::Request, Error>>,
 {
     let (provider, operation_id) = (call.provider, call.operation);
-    attempts(client.inner(), call, || {
+    attempts(client.inner(), call, Answered::Done, || {
         let request = make()?;
         Some(async move {
             let mut request = match request {
@@ -171,9 +191,16 @@ where
     .map_err(|e| client.inner().redact_credential(e))
 }
 
-/// The attempt loop: the one place requests are retried, timed and traced.
-async fn attempts<T, F, Fut>(transport: &Transport, call: Call<'_>, mut make: F) -> Result<T, Error>
+/// The attempt loop: the one place requests are sent, retried, sent again (see [`Answered`]), timed
+/// and traced.
+async fn attempts<T, U, A, F, Fut>(
+    transport: &Transport,
+    call: Call<'_>,
+    mut answered: A,
+    mut make: F,
+) -> Result<U, Error>
 where
+    A: FnMut(T) -> Answered<U>,
     F: FnMut() -> Option<Fut>,
     Fut: Future<Output = (Result<T, Error>, Seen)>,
 {
@@ -184,14 +211,6 @@ where
     let mut last_error: Option<Error> = None;
     loop {
         attempt += 1;
-        if let Some(budget) = call.budget
-            && !budget.take()
-        {
-            let error = last_error.unwrap_or_else(|| {
-                Error::bad_response(call.provider, None, "no attempt left to send")
-            });
-            return Err(error.with_note("the retry budget of the bulk chunk is spent"));
-        }
         let Some(future) = make() else {
             let error = last_error
                 .unwrap_or_else(|| Error::bad_response(call.provider, None, "no request to send"));
@@ -235,11 +254,10 @@ where
         let attempt_end = attempt_started
             .checked_add(policy.timeouts.attempt)
             .map(|end| (end, "the attempt timeout", attempt_started));
-        let call_end = match call.budget {
-            Some(budget) => budget.deadline(),
-            None => retry.deadline.and_then(|d| started.checked_add(d)),
-        }
-        .map(|end| (end, "the call's deadline", started));
+        let call_end = retry
+            .deadline
+            .and_then(|d| started.checked_add(d))
+            .map(|end| (end, "the call's deadline", started));
         let timer = match (attempt_end, call_end) {
             (Some(a), Some(c)) => Some(if c.0 < a.0 { c } else { a }),
             (a, c) => a.or(c),
@@ -281,8 +299,29 @@ where
             );
         }
 
+        // Whether another attempt may start after `wait`: attempts and the deadline left.
+        let another_after = |wait: Duration| {
+            attempt < retry.max_attempts
+                && retry.deadline.is_none_or(|deadline| {
+                    started
+                        .elapsed()
+                        .checked_add(wait)
+                        .is_some_and(|at| at < deadline)
+                })
+        };
         let error = match result {
-            Ok(value) => return Ok(value),
+            Ok(value) => match answered(value) {
+                Answered::Done(done) => return Ok(done),
+                Answered::SendAgain(partial, at_least) => {
+                    let wait = retry.backoff(attempt + 1).max(at_least);
+                    if !another_after(wait) {
+                        return Ok(partial);
+                    }
+                    tokio::time::sleep(wait).await;
+                    last_error = None;
+                    continue;
+                }
+            },
             Err(error) => error.with_call(CallInfo {
                 attempts: attempt,
                 rate_limit,
@@ -297,27 +336,14 @@ where
             Some(wait) => error.with_retry_after(wait),
             None => error,
         };
-        let attempts_left = match call.budget {
-            Some(budget) => budget.allows(Duration::ZERO),
-            None => attempt < retry.max_attempts,
-        };
-        if !should_retry(&error, call.idempotency, retry) || !attempts_left {
+        if !should_retry(&error, call.idempotency, retry) || attempt >= retry.max_attempts {
             return Err(end(error));
         }
         if asked.is_some_and(|wait| wait > retry.max_retry_after) {
             return Err(end(error));
         }
         let wait = asked.unwrap_or_else(|| retry.backoff(attempt + 1));
-        let past_deadline = match call.budget {
-            Some(budget) => !budget.allows(wait),
-            None => retry.deadline.is_some_and(|deadline| {
-                started
-                    .elapsed()
-                    .checked_add(wait)
-                    .is_none_or(|at| at >= deadline)
-            }),
-        };
-        if past_deadline {
+        if !another_after(wait) {
             return Err(error.with_note("the retry deadline would pass before the next attempt"));
         }
         tokio::time::sleep(wait).await;

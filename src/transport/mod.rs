@@ -4,15 +4,16 @@
 //! and the [`RequestPolicy`]. Its `ClientHooks` route here: `pre` checks the request's path and
 //! adds the credential as sensitive header values, per request, rather than as default headers of
 //! the `reqwest::Client` (reqwest drops `Authorization` on a cross-host redirect but would forward
-//! a custom header like `Fastly-Key`); `exec` puts a read limit on the answer; `post` records its
-//! status and headers. The facades run every call, generated or hand-written, through `call` or
+//! a custom header like `Fastly-Key`); `exec` puts a read limit on the answer. The answer's status
+//! and headers reach the attempt loop inside progenitor's value or error; nothing is recorded on
+//! the side. The facades run every call, generated or hand-written, through `call` or
 //! `send`, which make the attempts: retries, the attempt timer and the call's deadline, the
 //! client-side limit, rate-limit state and a tracing span each. The core names no provider: each
 //! provider's `raw.rs` registers its hooks, operation table and what each operation answers.
 //!
 //! - `credential.rs`: the credential, sent as sensitive header values.
 //! - `hooks.rs`: progenitor's `ClientHooks` for both generated clients (registered by each
-//!   provider's `raw.rs`), and the answer's status and headers kept per attempt.
+//!   provider's `raw.rs`), and the answer headers the attempt loop reads.
 //! - `attempt.rs`: the attempt loop (retries, timers, tracing) for generated and hand-written
 //!   calls.
 //! - `answer.rs`: answers and failures into the crate's error.
@@ -34,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use reqwest::header::{HeaderName, HeaderValue};
 
 pub(crate) use answer::{ErrorBody, decode_json, from_undecoded_body};
-pub(crate) use attempt::{Call, call, send};
+pub(crate) use attempt::{Answered, Call, call, call_until_done, send};
 pub use credential::Credential;
 pub(crate) use hooks::hooks_through_transport;
 
