@@ -58,8 +58,8 @@ impl<'a> Call<'a> {
 }
 
 /// What an attempt learned of the answer, whatever became of its body: the status and the
-/// headers the loop reads ([`kept_headers`]).
-type Seen = Option<(StatusCode, HeaderMap)>;
+/// headers the loop reads ([`kept_headers`]), if any.
+type Seen = Option<(StatusCode, Option<Box<HeaderMap>>)>;
 
 /// Runs a generated call: `make` builds each attempt, `None` when the request cannot be built
 /// again (its streamed body is spent). Progenitor's error becomes the crate's here, the one place
@@ -67,14 +67,81 @@ type Seen = Option<(StatusCode, HeaderMap)>;
 pub(crate) async fn call<T, E, F, Fut>(
     transport: &Transport,
     call: Call<'_>,
-    make: F,
+    mut make: F,
 ) -> Result<progenitor_client::ResponseValue<T>, Error>
 where
     E: ErrorBody,
     F: FnMut() -> Option<Fut>,
     Fut: Future<Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>>>,
 {
-    call_until_done(transport, call, make, Answered::Done).await
+    let provider = call.provider;
+    attempts(transport, call, || {
+        // Boxed where it is made: a generated call's future is large, and each move copies it.
+        let attempt = Box::pin(make()?);
+        Some(async move { answer_of(provider, attempt.await).await })
+    })
+    .await
+    .map_err(|e| transport.redact_credential(e))
+}
+
+/// One attempt's outcome, with the status and headers the answer came with.
+async fn answer_of<T, E: ErrorBody>(
+    provider: Provider,
+    outcome: Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>>,
+) -> (Result<progenitor_client::ResponseValue<T>, Error>, Seen) {
+    match outcome {
+        Ok(value) => {
+            let seen = Some((value.status(), kept_headers(value.headers())));
+            (Ok(value), seen)
+        }
+        Err(error) => {
+            let seen = match &error {
+                progenitor_client::Error::ErrorResponse(answer) => {
+                    Some((answer.status(), kept_headers(answer.headers())))
+                }
+                progenitor_client::Error::UnexpectedResponse(answer) => {
+                    Some((answer.status(), kept_headers(answer.headers())))
+                }
+                _ => None,
+            };
+            (Err(convert(provider, error).await), seen)
+        }
+    }
+}
+
+/// Whether an attempt's value leaves part of the request to send again, and after how long at
+/// the least.
+pub(crate) trait LeavesRest {
+    fn send_again_after(&self) -> Option<Duration>;
+}
+
+impl<T> LeavesRest for progenitor_client::ResponseValue<T> {
+    fn send_again_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl LeavesRest for (StatusCode, bytes::Bytes) {
+    fn send_again_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl<T> LeavesRest for Answered<T> {
+    fn send_again_after(&self) -> Option<Duration> {
+        match self {
+            Answered::Done(_) => None,
+            Answered::SendAgain(_, wait) => Some(*wait),
+        }
+    }
+}
+
+impl<T> Answered<T> {
+    fn into_inner(self) -> T {
+        match self {
+            Answered::Done(value) | Answered::SendAgain(value, _) => value,
+        }
+    }
 }
 
 /// What an answer leaves to do.
@@ -101,34 +168,19 @@ where
     E: ErrorBody,
     F: FnMut() -> Option<Fut>,
     Fut: Future<Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>>>,
-    A: FnMut(progenitor_client::ResponseValue<T>) -> Answered<U>,
+    A: Fn(progenitor_client::ResponseValue<T>) -> Answered<U>,
 {
     let provider = call.provider;
-    attempts(transport, call, answered, || {
-        // Boxed where it is made: a generated call's future is large, and each move copies it.
+    let answered = &answered;
+    attempts(transport, call, || {
         let attempt = Box::pin(make()?);
         Some(async move {
-            match attempt.await {
-                Ok(value) => {
-                    let seen = Some((value.status(), kept_headers(value.headers())));
-                    (Ok(value), seen)
-                }
-                Err(error) => {
-                    let seen = match &error {
-                        progenitor_client::Error::ErrorResponse(answer) => {
-                            Some((answer.status(), kept_headers(answer.headers())))
-                        }
-                        progenitor_client::Error::UnexpectedResponse(answer) => {
-                            Some((answer.status(), kept_headers(answer.headers())))
-                        }
-                        _ => None,
-                    };
-                    (Err(convert(provider, error).await), seen)
-                }
-            }
+            let (result, seen) = answer_of(provider, attempt.await).await;
+            (result.map(answered), seen)
         })
     })
     .await
+    .map(Answered::into_inner)
     .map_err(|e| transport.redact_credential(e))
 }
 
@@ -148,7 +200,7 @@ where
     F: FnMut() -> Option<Result<reqwest::Request, Error>>,
 {
     let (provider, operation_id) = (call.provider, call.operation);
-    attempts(client.inner(), call, Answered::Done, || {
+    attempts(client.inner(), call, || {
         let request = make()?;
         Some(async move {
             let mut request = match request {
@@ -193,14 +245,9 @@ where
 
 /// The attempt loop: the one place requests are sent, retried, sent again (see [`Answered`]), timed
 /// and traced.
-async fn attempts<T, U, A, F, Fut>(
-    transport: &Transport,
-    call: Call<'_>,
-    mut answered: A,
-    mut make: F,
-) -> Result<U, Error>
+async fn attempts<T, F, Fut>(transport: &Transport, call: Call<'_>, mut make: F) -> Result<T, Error>
 where
-    A: FnMut(T) -> Answered<U>,
+    T: LeavesRest,
     F: FnMut() -> Option<Fut>,
     Fut: Future<Output = (Result<T, Error>, Seen)>,
 {
@@ -281,10 +328,8 @@ where
             let error = Error::transport(call.provider, "timed out", TimedOut { what, after });
             (Err(error), None)
         });
-        let rate_limit = answer
-            .as_ref()
-            .filter(|(_, headers)| !headers.is_empty())
-            .and_then(|(_, headers)| RateLimit::from_headers(headers));
+        let kept = answer.as_ref().and_then(|(_, kept)| kept.as_deref());
+        let rate_limit = kept.and_then(RateLimit::from_headers);
         if let Some(rate_limit) = &rate_limit
             && let Ok(mut latest) = transport.shared.rate_limit.lock()
         {
@@ -293,7 +338,8 @@ where
         if traced {
             trace_attempt(
                 &span,
-                answer.as_ref(),
+                answer.as_ref().map(|(status, _)| *status),
+                kept,
                 attempt_started.elapsed(),
                 result.as_ref().err(),
             );
@@ -310,12 +356,12 @@ where
                 })
         };
         let error = match result {
-            Ok(value) => match answered(value) {
-                Answered::Done(done) => return Ok(done),
-                Answered::SendAgain(partial, at_least) => {
+            Ok(value) => match value.send_again_after() {
+                None => return Ok(value),
+                Some(at_least) => {
                     let wait = retry.backoff(attempt + 1).max(at_least);
                     if !another_after(wait) {
-                        return Ok(partial);
+                        return Ok(value);
                     }
                     tokio::time::sleep(wait).await;
                     last_error = None;
@@ -328,9 +374,7 @@ where
                 ..CallInfo::default()
             }),
         };
-        let asked = answer
-            .as_ref()
-            .and_then(|(_, headers)| policy::retry_after(headers));
+        let asked = kept.and_then(policy::retry_after);
         // The caller learns the wait the service asked for whenever the call ends without it.
         let end = |error: Error| match asked {
             Some(wait) => error.with_retry_after(wait),
@@ -364,21 +408,23 @@ fn should_retry(error: &Error, idempotency: Idempotency, retry: &RetryPolicy) ->
 
 fn trace_attempt(
     span: &tracing::Span,
-    answer: Option<&(StatusCode, HeaderMap)>,
+    status: Option<StatusCode>,
+    kept: Option<&HeaderMap>,
     latency: Duration,
     error: Option<&Error>,
 ) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     span.record("latency_ms", latency_ms);
-    if let Some((status, headers)) = answer {
+    if let Some(status) = status {
         span.record("status", status.as_u16());
-        let id = ["cf-ray", "x-request-id", "fastly-request-id"]
+    }
+    let id = kept.and_then(|headers| {
+        ["cf-ray", "x-request-id", "fastly-request-id"]
             .iter()
-            .filter(|_| !headers.is_empty())
-            .find_map(|name| headers.get(*name));
-        if let Some(id) = id.and_then(|v| v.to_str().ok()) {
-            span.record("request_id", id);
-        }
+            .find_map(|name| headers.get(*name))
+    });
+    if let Some(id) = id.and_then(|v| v.to_str().ok()) {
+        span.record("request_id", id);
     }
     // Statuses and codes only: an error's text can quote the service, which may echo a key.
     span.in_scope(|| match error {

@@ -8,7 +8,9 @@ use crate::transport::segment;
 /// The answer headers the attempt loop reads (waits, rate limits, request ids), found in one
 /// pass over the answer's few headers: cloning the whole map, or a lookup per name, costs every
 /// call more than the rest of the transport.
-pub(crate) fn kept_headers(headers: &HeaderMap) -> HeaderMap {
+///
+/// `None` when there are none (most answers): what the loop passes around stays small.
+pub(crate) fn kept_headers(headers: &HeaderMap) -> Option<Box<HeaderMap>> {
     let mut kept = HeaderMap::new();
     for (name, value) in headers {
         if matches!(
@@ -29,7 +31,7 @@ pub(crate) fn kept_headers(headers: &HeaderMap) -> HeaderMap {
             kept.append(name.clone(), value.clone());
         }
     }
-    kept
+    (!kept.is_empty()).then(|| Box::new(kept))
 }
 
 /// Routes a generated client's hooks to its [`Transport`]: `pre` checks that the request's path is
