@@ -76,9 +76,10 @@ pub fn generate(spec_path: &Path) -> Result<String, String> {
     ))
 }
 
-/// T3: every `encode_path(…)` call becomes `crate::transport::segment::encode(…)` (given the
-/// `&str` parameter itself, not a copy of it), and `encode_path` leaves the generated
-/// `use progenitor_client::{…}`.
+/// T3: every `encode_path(…)` call becomes `crate::transport::segment::encode(…)`, and
+/// `encode_path` leaves the generated `use progenitor_client::{…}`. `encode_path(&p.to_string())`
+/// becomes `encode(p)`: every path parameter of both specs is a string, so progenitor passes a
+/// `&str` and the copy is waste; a parameter of another type would fail to compile, not pass.
 pub fn use_crate_segment_encoder(tokens: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
     use proc_macro2::{Delimiter, Group, TokenTree};
     let mut out = Vec::new();

@@ -337,6 +337,10 @@ impl Namespace {
     /// least `min_key_interval` apart, and only while attempts and time are left.
     async fn send_chunk<B: BulkBody>(&self, chunk: Chunk<B>, options: &BulkOptions) -> BulkReport {
         let (body, indices, report) = chunk.start();
+        if body.items().is_empty() {
+            // Every entry of the chunk was refused before sending: there is no request to make.
+            return report;
+        }
         // What is still to send, shared by the request builder and the answer reader.
         let pending = std::sync::Mutex::new(Pending {
             body: Arc::new(body),

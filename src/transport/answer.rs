@@ -1,11 +1,13 @@
 //! Answers into the crate's error: progenitor's error, an undecoded body, a reqwest failure, a
 //! request the pre-send check refused. The one place for both providers.
 
+use std::sync::Arc;
+
 use reqwest::StatusCode;
 
 use crate::error::{ApiError, ApiMessage, Error, InvalidInput, Provider, excerpt};
 use crate::transport::capped::{AnswerTooLarge, find};
-use crate::transport::generated::NotTheExpectedJson;
+use crate::transport::generated::BodyProblem;
 use crate::transport::segment;
 
 /// How a provider's error body becomes an [`ApiError`].
@@ -66,10 +68,22 @@ pub(crate) async fn convert<E: ErrorBody>(
         }
         P::UnexpectedResponse(mut response) => {
             let status = response.status();
-            let source = response
-                .extensions_mut()
-                .remove::<NotTheExpectedJson>()
-                .map(|e| Box::new(e.0) as Box<dyn std::error::Error + Send + Sync>);
+            // The extension was just taken out of the answer: each `Arc` has one owner.
+            let source: Option<Box<dyn std::error::Error + Send + Sync>> =
+                match response.extensions_mut().remove::<BodyProblem>() {
+                    Some(BodyProblem::Unread(e)) => {
+                        return match Arc::try_unwrap(e) {
+                            Ok(e) => from_reqwest(provider, e),
+                            // Never reached; a shared reqwest error's text would hold the URL.
+                            Err(_) => Error::transport(provider, "the body could not be read", "?"),
+                        };
+                    }
+                    Some(BodyProblem::NotTheExpectedJson(e)) => Some(match Arc::try_unwrap(e) {
+                        Ok(e) => Box::new(e),
+                        Err(e) => Box::new(e),
+                    }),
+                    None => None,
+                };
             match response.bytes().await {
                 Ok(body) => from_undecoded_body::<E>(provider, status, &body, source),
                 Err(e) => from_reqwest(provider, e),

@@ -210,9 +210,7 @@ where
             let info = progenitor_client::OperationInfo { operation_id };
             let hooks = async {
                 client.pre::<()>(&mut request, &info).await?;
-                let result = client.exec(request, &info).await;
-                client.post::<()>(&result, &info).await?;
-                Ok::<_, progenitor_client::Error<()>>(result?)
+                Ok::<_, progenitor_client::Error<()>>(client.exec(request, &info).await?)
             };
             let response = match hooks.await {
                 Ok(response) => response,
@@ -309,7 +307,8 @@ where
             (Some(a), Some(c)) => Some(if c.0 < a.0 { c } else { a }),
             (a, c) => a.or(c),
         };
-        // Boxed once here, the attempt is not copied again by each wrapper around it.
+        // Boxed here, the attempt is not copied again by each wrapper around it (a generated
+        // call's own future is boxed where it is made, in `call`).
         let future = Box::pin(future);
         let timed = async move {
             match timer {
@@ -356,8 +355,10 @@ where
                 })
         };
         let error = match result {
+            // Only an idempotent call is sent again for what its answer left undone.
             Ok(value) => match value.send_again_after() {
                 None => return Ok(value),
+                Some(_) if call.idempotency != Idempotency::Idempotent => return Ok(value),
                 Some(at_least) => {
                     let wait = retry.backoff(attempt + 1).max(at_least);
                     if !another_after(wait) {
@@ -388,7 +389,9 @@ where
         }
         let wait = asked.unwrap_or_else(|| retry.backoff(attempt + 1));
         if !another_after(wait) {
-            return Err(error.with_note("the retry deadline would pass before the next attempt"));
+            return Err(
+                end(error).with_note("the retry deadline would pass before the next attempt")
+            );
         }
         tokio::time::sleep(wait).await;
         last_error = Some(error);

@@ -34,33 +34,38 @@ pub(crate) fn url(parts: &[&str]) -> String {
     url
 }
 
-/// `ResponseValue::from_response`, moving the headers. A body that is not the expected JSON
-/// comes back as the answer it was (status, headers and body, the decoding error attached as
-/// [`NotTheExpectedJson`]), where progenitor's `InvalidResponsePayload` would keep only the body:
-/// the attempt loop needs the status and `Retry-After`.
+/// `ResponseValue::from_response`, moving the headers. A body that cannot be read, or is not the
+/// expected JSON, comes back as the answer it was (status, headers and what body there is, the
+/// reason attached as a [`BodyProblem`]), where progenitor's `ResponseBodyError` and
+/// `InvalidResponsePayload` would drop the status and headers: the attempt loop needs the status
+/// and `Retry-After` of a 429 whose body a server then cuts or garbles.
 pub(crate) async fn json<T: serde::de::DeserializeOwned, E>(
     mut response: reqwest::Response,
 ) -> Result<ResponseValue<T>, Error<E>> {
     let status = response.status();
     let headers = std::mem::take(response.headers_mut());
-    let full = response.bytes().await.map_err(Error::ResponseBodyError)?;
-    match serde_json::from_slice(&full) {
-        Ok(inner) => Ok(ResponseValue::new(inner, status, headers)),
-        Err(e) => {
-            let mut answer = http::Response::new(reqwest::Body::from(full));
-            *answer.status_mut() = status;
-            *answer.headers_mut() = headers;
-            answer
-                .extensions_mut()
-                .insert(NotTheExpectedJson(Arc::new(e)));
-            Err(Error::UnexpectedResponse(answer.into()))
-        }
-    }
+    let (body, problem) = match response.bytes().await {
+        Err(e) => (bytes::Bytes::new(), BodyProblem::Unread(Arc::new(e))),
+        Ok(full) => match serde_json::from_slice(&full) {
+            Ok(inner) => return Ok(ResponseValue::new(inner, status, headers)),
+            Err(e) => (full, BodyProblem::NotTheExpectedJson(Arc::new(e))),
+        },
+    };
+    let mut answer = http::Response::new(reqwest::Body::from(body));
+    *answer.status_mut() = status;
+    *answer.headers_mut() = headers;
+    answer.extensions_mut().insert(problem);
+    Err(Error::UnexpectedResponse(answer.into()))
 }
 
-/// Why an answer's body did not decode, attached to the answer [`json`] hands back.
+/// What was wrong with the body of an answer [`json`] hands back undecoded.
 #[derive(Clone, Debug)]
-pub(crate) struct NotTheExpectedJson(pub(crate) Arc<serde_json::Error>);
+pub(crate) enum BodyProblem {
+    /// Reading it failed (cut, stalled, over its limit); the answer carries no body.
+    Unread(Arc<reqwest::Error>),
+    /// It is not the JSON the spec describes.
+    NotTheExpectedJson(Arc<serde_json::Error>),
+}
 
 /// `ResponseValue::stream`, moving the headers.
 pub(crate) fn stream(mut response: reqwest::Response) -> ResponseValue<ByteStream> {

@@ -205,6 +205,34 @@ async fn entries_refused_locally_are_reported_and_the_rest_written() {
 }
 
 #[tokio::test]
+async fn a_write_whose_every_entry_is_refused_sends_nothing() {
+    let server = MockServer::start_async().await;
+    let any = server
+        .mock_async(|when, then| {
+            when.any_request();
+            then.status(500);
+        })
+        .await;
+    let namespace = cloudflare_client(&server).namespace(CF_NAMESPACE);
+    let entries = [BulkEntry::text(".", "v"), BulkEntry::text("..", "v")];
+    let report = namespace
+        .bulk_write(entries, &fast_retries())
+        .await
+        .unwrap();
+    assert_eq!((report.written, report.failed.len()), (0, 2));
+    let report = namespace
+        .bulk_delete([String::new()], &fast_retries())
+        .await
+        .unwrap();
+    assert_eq!((report.written, report.failed.len()), (0, 1));
+    assert_eq!(
+        any.calls_async().await,
+        0,
+        "no request for a chunk with nothing to send"
+    );
+}
+
+#[tokio::test]
 async fn a_chunk_the_service_rejects_reports_each_of_its_keys() {
     let server = MockServer::start_async().await;
     server

@@ -609,6 +609,51 @@ async fn drip_value_stream_with_deadline_ends_in_time() {
 // ---------------------------------------------------------------------------------------------
 // Misreported answers
 
+/// A 429 asking for a wait longer than the policy allows, whose body the server then cuts:
+/// the status and `Retry-After` still reach the retry decision (the call ends at once, with the
+/// wait) rather than being lost with the body and retried after a short backoff.
+#[tokio::test]
+async fn a_429_whose_body_is_cut_keeps_its_retry_after() {
+    let cut_429 = Answer::new(
+        429,
+        Body::Cut {
+            declared: 100,
+            sent: b"{\"success\":".to_vec(),
+        },
+    )
+    .json_type()
+    .header("retry-after", "300");
+    let server = HostileServer::always(cut_429).await;
+    let cf = cloudflare(&server.url(), fast_policy());
+    let error = guarded("cut 429", namespace(&cf).get(KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.retry_after(),
+        Some(Duration::from_secs(300)),
+        "{error:?}"
+    );
+    assert_eq!(
+        server.count(),
+        1,
+        "a wait over max_retry_after is not retried"
+    );
+    let fst = fastly(&server.url(), fast_policy());
+    let error = guarded("cut 429", fst.store(FASTLY_STORE).get(KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.retry_after(),
+        Some(Duration::from_secs(300)),
+        "{error:?}"
+    );
+    assert_eq!(
+        server.count(),
+        2,
+        "a wait over max_retry_after is not retried"
+    );
+}
+
 #[tokio::test]
 async fn close_delimited_value_cut_early_is_not_returned_as_complete() {
     let answer = Answer::new(

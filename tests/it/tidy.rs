@@ -82,12 +82,32 @@ fn module_exists(tree: &[String], span: &str) -> Option<bool> {
     let mut dir = String::from("src/");
     for (i, module) in modules.iter().enumerate() {
         if !is_module(&dir, module) {
-            // The last lower-case segment may be a function (`segment::encode`).
-            return Some(i > 0 && i == modules.len() - 1);
+            // The last lower-case segment may be a function (`segment::encode`): the module
+            // that holds it must define or re-export it.
+            return Some(i > 0 && i == modules.len() - 1 && module_defines(&dir, module));
         }
         dir = format!("{dir}{module}/");
     }
     Some(true)
+}
+
+/// Whether the module whose folder would be `dir` (`src/transport/`) defines a function or macro
+/// `name`, or re-exports it with a `use`.
+fn module_defines(dir: &str, name: &str) -> bool {
+    let folder = dir.trim_end_matches('/');
+    let text = std::fs::read_to_string(root().join(format!("{folder}.rs")))
+        .or_else(|_| std::fs::read_to_string(root().join(format!("{folder}/mod.rs"))))
+        .unwrap_or_default();
+    let is_word = |line: &str| {
+        line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| word == name)
+    };
+    text.contains(&format!("fn {name}("))
+        || text.contains(&format!("fn {name}<"))
+        || text.contains(&format!("macro_rules! {name}"))
+        || text
+            .lines()
+            .any(|line| line.trim_start().starts_with("pub(crate) use ") && is_word(line))
 }
 
 #[test]
@@ -138,6 +158,15 @@ fn the_tidy_check_catches_a_name_that_is_gone() {
     assert_eq!(
         module_exists(&tree, "transport::nothing::here"),
         Some(false)
+    );
+    assert_eq!(
+        module_exists(&tree, "transport::call_until_done"),
+        Some(true)
+    );
+    assert_eq!(
+        module_exists(&tree, "transport::segment::no_such_function"),
+        Some(false),
+        "a function the map names must exist"
     );
     assert_eq!(module_exists(&tree, "ClientHooks::pre"), None);
 }
