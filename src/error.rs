@@ -72,6 +72,64 @@ impl Error {
         self.call().and_then(|c| c.rate_limit.as_ref())
     }
 
+    /// What identifies the failing answer to the provider's support, when one came: Cloudflare's
+    /// Ray ID (the `CF-Ray` header, which Cloudflare support asks for); for Fastly, whose API
+    /// answers carry no request-id header, its `X-Served-By` and `X-Timer` headers together (the
+    /// cache nodes and the request's start time, e.g.
+    /// `cache-ewr-kewr1740030-EWR, cache-ewr-kewr1740030-EWR S1750707678.036046,VS0,VE135`).
+    /// `None` when no answer came (refused locally, no connection, a timeout before the headers).
+    pub fn request_id(&self) -> Option<&str> {
+        self.call().and_then(|c| c.request_id.as_deref())
+    }
+
+    /// The provider the call went to (`None` for input refused before any request).
+    pub fn provider(&self) -> Option<Provider> {
+        match self {
+            Error::Api(e) => Some(e.provider),
+            Error::Transport(e) => Some(e.provider),
+            Error::BadResponse(e) => Some(e.provider),
+            Error::InvalidInput(_) => None,
+        }
+    }
+
+    /// The credential was missing or not accepted: HTTP 401, or Cloudflare's code 10000
+    /// ("Authentication error", which Cloudflare answers with 403).
+    pub fn is_unauthorized(&self) -> bool {
+        self.status() == Some(StatusCode::UNAUTHORIZED) || self.codes().contains(&10000)
+    }
+
+    /// The credential was accepted but may not do this (HTTP 403 other than Cloudflare's
+    /// authentication error; Cloudflare's code 10037, a token without the permission).
+    pub fn is_forbidden(&self) -> bool {
+        (self.status() == Some(StatusCode::FORBIDDEN) && !self.is_unauthorized())
+            || self.codes().contains(&10037)
+    }
+
+    /// The same call may succeed later: a connection or transfer that failed, a timeout, or a
+    /// status the service uses for passing trouble (408, 429, 5xx and Cloudflare's 52x). This is
+    /// what the retry policy retries; whether sending a call twice is safe is another question
+    /// (see `RetryPolicy::retry_non_idempotent`).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport(e) => e.never_sent || e.retryable,
+            Error::Api(e) => crate::policy::is_retryable_status(e.status),
+            Error::InvalidInput(_) | Error::BadResponse(_) => false,
+        }
+    }
+
+    /// The error and its causes in one line, as a report shows them (`Display` gives the stage
+    /// alone, the causes come from `source()`): what a per-key reason says.
+    pub(crate) fn full_text(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     fn call(&self) -> Option<&CallInfo> {
         match self {
             Error::Api(e) => Some(&e.call),
@@ -163,7 +221,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidInput(e) => write!(f, "refused before sending: {e}")?,
+            // The stage only: what was refused and why is `source()`, so a reporter that prints
+            // the chain says it once.
+            Error::InvalidInput(_) => write!(f, "refused before sending")?,
             Error::Transport(e) => write!(f, "request to {} failed: {}", e.provider, e.what)?,
             Error::Api(e) => e.fmt(f)?,
             Error::BadResponse(e) => e.fmt(f)?,
@@ -191,6 +251,7 @@ impl fmt::Display for Error {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct CallInfo {
     pub(crate) attempts: u32,
+    pub(crate) request_id: Option<String>,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) note: Option<&'static str>,

@@ -407,7 +407,7 @@ impl Namespace {
         let reason = match outcome {
             Ok(()) if body.items().is_empty() => return report,
             Ok(()) => format!("{why} after {sends} sends; the retry budget is spent"),
-            Err(error) => clip(error.to_string()),
+            Err(error) => clip(error.full_text()),
         };
         let keys = body.items().iter().map(B::key);
         report.fail_all(keys.zip(indices.iter().copied()), &reason);

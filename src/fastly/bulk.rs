@@ -352,7 +352,7 @@ impl Store {
         let (status, answer) = match outcome.await {
             Ok(answered) => answered,
             Err(error) => {
-                fail_all(&mut report, clip(error.to_string()));
+                fail_all(&mut report, clip(error.full_text()));
                 return report;
             }
         };

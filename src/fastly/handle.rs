@@ -575,7 +575,7 @@ impl Store {
                 failed: vec![FailedKey {
                     key,
                     index,
-                    reason: error.to_string(),
+                    reason: error.full_text(),
                 }],
             },
         }

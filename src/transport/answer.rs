@@ -93,7 +93,7 @@ pub(crate) async fn convert<E: ErrorBody>(
         P::InvalidResponsePayload(body, e) => Error::BadResponse(crate::error::BadResponse::new(
             provider,
             None,
-            format!("the body is not the expected JSON: {e}"),
+            "the body is not the expected JSON".to_string(),
             excerpt(&body),
             Some(Box::new(e)),
         )),
@@ -124,7 +124,7 @@ pub(crate) fn from_undecoded_body<E: ErrorBody>(
         return Error::Api(ApiError::new(provider, status, errors, messages, None));
     }
     let reason = match &source {
-        Some(e) => format!("the body is not the expected JSON: {e}"),
+        Some(_) => "the body is not the expected JSON".to_string(),
         None => "a status the API does not document for this call".to_string(),
     };
     Error::BadResponse(crate::error::BadResponse::new(

@@ -13,7 +13,7 @@ use crate::transport::Transport;
 use crate::transport::answer::{
     ErrorBody, convert, from_reqwest, from_undecoded_body, invalid_request,
 };
-use crate::transport::hooks::kept_headers;
+use crate::transport::hooks::{kept_headers, request_id};
 
 /// One facade call: what it is, for retries and logs.
 #[derive(Clone, Copy, Debug)]
@@ -372,6 +372,7 @@ where
             Err(error) => error.with_call(CallInfo {
                 attempts: attempt,
                 rate_limit,
+                request_id: kept.and_then(request_id),
                 ..CallInfo::default()
             }),
         };
@@ -421,12 +422,7 @@ fn trace_attempt(
     if let Some(status) = status {
         span.record("status", status.as_u16());
     }
-    let id = kept.and_then(|headers| {
-        ["cf-ray", "x-request-id", "fastly-request-id"]
-            .iter()
-            .find_map(|name| headers.get(*name))
-    });
-    if let Some(id) = id.and_then(|v| v.to_str().ok()) {
+    if let Some(id) = kept.and_then(request_id) {
         span.record("request_id", id);
     }
     // Statuses and codes only: an error's text can quote the service, which may echo a key.

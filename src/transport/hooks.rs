@@ -5,7 +5,8 @@ use reqwest::header::HeaderMap;
 
 use crate::transport::segment;
 
-/// The answer headers the attempt loop reads (waits, rate limits, request ids), found in one
+/// The answer headers the attempt loop reads (waits, rate limits, what identifies the answer),
+/// found in one
 /// pass over the answer's few headers: cloning the whole map, or a lookup per name, costs every
 /// call more than the rest of the transport.
 ///
@@ -27,11 +28,32 @@ pub(crate) fn kept_headers(headers: &HeaderMap) -> Option<Box<HeaderMap>> {
                 | "cf-ray"
                 | "x-request-id"
                 | "fastly-request-id"
+                | "x-served-by"
+                | "x-timer"
         ) {
             kept.append(name.clone(), value.clone());
         }
     }
     (!kept.is_empty()).then(|| Box::new(kept))
+}
+
+/// What identifies one answer to the provider's support, from its kept headers: Cloudflare's
+/// `CF-Ray` (documented: "Cloudflare Ray ID", which support asks for); a request-id header where
+/// an answer has one; else Fastly's `X-Served-By` (the cache nodes) and `X-Timer` (when the
+/// request started, to the microsecond) together, since Fastly's API answers carry no request-id
+/// header (none of go-fastly's 50 recorded answers does) but always these two.
+pub(crate) fn request_id(kept: &HeaderMap) -> Option<String> {
+    let text = |name: &str| kept.get(name).and_then(|v| v.to_str().ok());
+    if let Some(id) = text("cf-ray")
+        .or_else(|| text("x-request-id"))
+        .or_else(|| text("fastly-request-id"))
+    {
+        return Some(id.to_string());
+    }
+    match (text("x-served-by"), text("x-timer")) {
+        (Some(node), Some(timer)) => Some(format!("{node} {timer}")),
+        _ => None,
+    }
 }
 
 /// Routes a generated client's hooks to its [`Transport`]: `pre` checks that the request's path is

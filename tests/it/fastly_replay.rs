@@ -148,7 +148,7 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
                 .store(*store)
                 .put(key, request.body.clone(), options)
                 .await;
-            check(result, succeeded, response.code, context);
+            check(result, succeeded, response, context);
         }
         ("DELETE", [store, "keys", key]) => {
             let mut options = DeleteOptions::new().force(query("force").is_some());
@@ -156,7 +156,7 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
             check(
                 client.store(*store).delete(key, options).await,
                 succeeded,
-                response.code,
+                response,
                 context,
             );
         }
@@ -185,12 +185,27 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
     Replayed::Sent
 }
 
-fn check(result: Result<(), edgekv::Error>, succeeded: bool, code: u16, context: &str) {
+fn check(
+    result: Result<(), edgekv::Error>,
+    succeeded: bool,
+    response: &support::RecordedResponse,
+    context: &str,
+) {
+    let code = response.code;
     match result {
         Ok(()) if succeeded => {}
         Err(error) if !succeeded => {
             assert_eq!(error.status().map(|s| s.as_u16()), Some(code), "{context}");
             assert_eq!(error.is_precondition_failed(), code == 412, "{context}");
+            assert_eq!(error.provider(), Some(edgekv::Provider::Fastly), "{context}");
+            assert!(!error.is_retryable(), "{context}: a failed condition stays failed");
+            // Fastly's API answers carry no request-id header; the recorded ones carry these.
+            let expected = format!(
+                "{} {}",
+                response.header("X-Served-By").unwrap(),
+                response.header("X-Timer").unwrap()
+            );
+            assert_eq!(error.request_id(), Some(expected.as_str()), "{context}");
         }
         other => panic!("{context}: unexpected outcome {other:?}"),
     }

@@ -11,6 +11,7 @@ mod cloudflare_errors;
 mod cloudflare_listing;
 mod cloudflare_raw;
 mod cloudflare_values;
+mod diagnostics;
 #[cfg(feature = "emulator")]
 mod emulator;
 #[cfg(feature = "emulator")]
