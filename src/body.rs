@@ -75,6 +75,40 @@ impl Body {
         Body::from_stream(tokio_util::io::ReaderStream::new(reader), len)
     }
 
+    /// A file, read as it is sent, its length taken from the file system (so the provider's
+    /// size limit is checked before anything is sent).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), Box<dyn std::error::Error>> {
+    /// let body = edgekv::Body::from_path("report.pdf").await?;
+    /// store.put("reports/2026-12", body, edgekv::fastly::PutOptions::new()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn from_path(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
+        let file = tokio::fs::File::open(path).await?;
+        let len = file.metadata().await?.len();
+        Ok(Body::from_reader(file, Some(len)))
+    }
+
+    /// `value` as JSON (`serde_json`), sent as bytes.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Session<'a> { user: &'a str, visits: u32 }
+    ///
+    /// let body = edgekv::Body::json(&Session { user: "ada", visits: 3 })?;
+    /// assert_eq!(body.len(), Some(25));
+    /// # Ok::<(), edgekv::Error>(())
+    /// ```
+    pub fn json(value: &impl serde::Serialize) -> Result<Self, Error> {
+        serde_json::to_vec(value).map(Body::from).map_err(|e| {
+            Error::InvalidInput(InvalidInput::Unbuildable {
+                reason: format!("the value is not JSON: {e}"),
+            })
+        })
+    }
+
     /// The length in bytes, when known.
     pub fn len(&self) -> Option<u64> {
         match &self.repr {
@@ -127,15 +161,36 @@ impl From<String> for Body {
     }
 }
 
-impl From<&'static str> for Body {
-    fn from(text: &'static str) -> Self {
-        Bytes::from_static(text.as_bytes()).into()
+/// A borrowed string is copied (a request may be sent again, after the borrow ends).
+///
+/// ```
+/// let name = String::from("Ada");
+/// let greeting = format!("hello, {name}");
+/// let body = edgekv::Body::from(greeting.as_str());
+/// assert_eq!(body.len(), Some(10));
+/// ```
+impl From<&str> for Body {
+    fn from(text: &str) -> Self {
+        Bytes::copy_from_slice(text.as_bytes()).into()
     }
 }
 
-impl From<&'static [u8]> for Body {
-    fn from(bytes: &'static [u8]) -> Self {
-        Bytes::from_static(bytes).into()
+/// Borrowed bytes are copied, as a borrowed string is.
+impl From<&[u8]> for Body {
+    fn from(bytes: &[u8]) -> Self {
+        Bytes::copy_from_slice(bytes).into()
+    }
+}
+
+impl From<&String> for Body {
+    fn from(text: &String) -> Self {
+        text.as_str().into()
+    }
+}
+
+impl From<&Vec<u8>> for Body {
+    fn from(bytes: &Vec<u8>) -> Self {
+        bytes.as_slice().into()
     }
 }
 
@@ -291,6 +346,51 @@ impl ValueStream {
         self.deadline = Some(within);
         self.timer = None;
         self
+    }
+
+    /// The value as a [`tokio::io::AsyncRead`], to copy into a file or a decoder; errors come as
+    /// `std::io::Error`s wrapping this crate's [`Error`].
+    ///
+    /// ```no_run
+    /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), Box<dyn std::error::Error>> {
+    /// if let Some(item) = store.get("reports/2026-12").await? {
+    ///     let mut file = tokio::fs::File::create("report.pdf").await?;
+    ///     tokio::io::copy(&mut item.into_body().into_async_read(), &mut file).await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn into_async_read(self) -> impl tokio::io::AsyncRead + Send + Unpin {
+        tokio_util::io::StreamReader::new(self.map_err(std::io::Error::other))
+    }
+
+    /// Reads the whole value (as [`bytes`](Self::bytes) does) and decodes it as JSON. A value
+    /// that is not the expected JSON is a [`BadResponse`](crate::error::BadResponse) giving the
+    /// line and column, never the value's text.
+    ///
+    /// ```no_run
+    /// # async fn demo(namespace: edgekv::cloudflare::Namespace) -> Result<(), edgekv::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Session { user: String, visits: u32 }
+    ///
+    /// if let Some(value) = namespace.get("session/42").await? {
+    ///     let session: Session = value.into_body().json().await?;
+    ///     println!("{} visited {} times", session.user, session.visits);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, Error> {
+        let provider = self.provider;
+        let bytes = self.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            let reason = format!(
+                "the value is not the expected JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            );
+            Error::bad_response(provider, None, reason)
+        })
     }
 
     /// Reads the whole value into memory: at most

@@ -831,11 +831,14 @@ impl Error {
         if secrets.iter().next().is_none() {
             return self;
         }
-        if let Some(call) = self.call_mut()
-            && let Some(rate_limit) = call.rate_limit.as_mut()
-            && let Some(policy) = rate_limit.policy.as_mut()
-        {
-            secrets.scrub_in_place(policy, true);
+        if let Some(call) = self.call_mut() {
+            // Both are header values the server chose: server text like any other.
+            if let Some(policy) = call.rate_limit.as_mut().and_then(|r| r.policy.as_mut()) {
+                secrets.scrub_in_place(policy, true);
+            }
+            if let Some(request_id) = call.request_id.as_mut() {
+                secrets.scrub_in_place(request_id, true);
+            }
         }
         match &mut self {
             Error::InvalidInput(_) => {}

@@ -1,5 +1,22 @@
 #![doc = include_str!("../README.md")]
 
+/// Builder methods for the public fields of a `#[non_exhaustive]` options struct, which callers
+/// outside the crate cannot build with struct-update syntax (E0639): one `field(value) -> Self`
+/// method per field, documented like the field.
+macro_rules! setters {
+    ($type:ty { $( $(#[$doc:meta])* $field:ident : $value:ty ),* $(,)? }) => {
+        impl $type {
+            $(
+                $(#[$doc])*
+                pub fn $field(mut self, $field: $value) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+
 pub mod body;
 mod builder;
 mod bulk;

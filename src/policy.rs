@@ -98,6 +98,32 @@ impl RetryPolicy {
     }
 }
 
+setters!(RetryPolicy {
+    /// Sets [`max_attempts`](Self::max_attempts): attempts per call, the first included.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use edgekv::policy::{RequestPolicy, RetryPolicy};
+    ///
+    /// let retry = RetryPolicy::default()
+    ///     .max_attempts(5)
+    ///     .deadline(Some(Duration::from_secs(30)));
+    /// let policy = RequestPolicy::default().retry(retry);
+    /// assert_eq!(policy.retry.max_attempts, 5);
+    /// ```
+    max_attempts: u32,
+    /// Sets [`base_delay`](Self::base_delay), the scale of the exponential backoff.
+    base_delay: Duration,
+    /// Sets [`max_delay`](Self::max_delay), the cap of one backoff wait.
+    max_delay: Duration,
+    /// Sets [`max_retry_after`](Self::max_retry_after), the longest `Retry-After` honoured.
+    max_retry_after: Duration,
+    /// Sets [`deadline`](Self::deadline), the total time of one call (`None`: no limit).
+    deadline: Option<Duration>,
+    /// Sets [`retry_non_idempotent`](Self::retry_non_idempotent).
+    retry_non_idempotent: bool,
+});
+
 /// How long to wait for a connection, for response headers, and between chunks of a response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -121,6 +147,23 @@ impl Default for Timeouts {
         }
     }
 }
+
+setters!(Timeouts {
+    /// Sets [`connect`](Self::connect).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use edgekv::policy::Timeouts;
+    ///
+    /// let timeouts = Timeouts::default().connect(Duration::from_secs(3)).attempt(Duration::from_secs(10));
+    /// assert_eq!(timeouts.attempt, Duration::from_secs(10));
+    /// ```
+    connect: Duration,
+    /// Sets [`attempt`](Self::attempt).
+    attempt: Duration,
+    /// Sets [`idle_read`](Self::idle_read).
+    idle_read: Duration,
+});
 
 /// The most bytes read from an answer the crate buffers, so that no answer, however large,
 /// endless or slow, can exhaust memory. Past a limit the call fails with a
@@ -187,6 +230,26 @@ impl ClientLimit {
     };
 }
 
+setters!(ReadLimits {
+    /// Sets [`error_body`](Self::error_body).
+    ///
+    /// ```
+    /// let limits = edgekv::policy::ReadLimits::default().json(4 << 20).value_bytes(Some(1 << 20));
+    /// assert_eq!(limits.json, 4 << 20);
+    /// ```
+    error_body: usize,
+    /// Sets [`json`](Self::json).
+    json: usize,
+    /// Sets [`page`](Self::page).
+    page: usize,
+    /// Sets [`bulk`](Self::bulk).
+    bulk: usize,
+    /// Sets [`bulk_get`](Self::bulk_get).
+    bulk_get: usize,
+    /// Sets [`value_bytes`](Self::value_bytes).
+    value_bytes: Option<u64>,
+});
+
 /// Everything that decides how a client's requests are sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -200,6 +263,28 @@ pub struct RequestPolicy {
     /// An optional client-side request budget.
     pub client_limit: Option<ClientLimit>,
 }
+
+setters!(RequestPolicy {
+    /// Sets [`retry`](Self::retry).
+    ///
+    /// ```
+    /// use edgekv::policy::{ClientLimit, ReadLimits, RequestPolicy, RetryPolicy, Timeouts};
+    ///
+    /// let policy = RequestPolicy::default()
+    ///     .retry(RetryPolicy::disabled())
+    ///     .timeouts(Timeouts::default())
+    ///     .read_limits(ReadLimits::default())
+    ///     .client_limit(Some(ClientLimit::CLOUDFLARE));
+    /// assert_eq!(policy.retry.max_attempts, 1);
+    /// ```
+    retry: RetryPolicy,
+    /// Sets [`timeouts`](Self::timeouts).
+    timeouts: Timeouts,
+    /// Sets [`read_limits`](Self::read_limits).
+    read_limits: ReadLimits,
+    /// Sets [`client_limit`](Self::client_limit).
+    client_limit: Option<ClientLimit>,
+});
 
 /// What the service said about its rate limit on its latest answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -42,6 +42,7 @@ pub struct BulkEntry {
     expiration: Option<i64>,
     expiration_ttl: Option<u64>,
     metadata: Option<serde_json::Value>,
+    metadata_error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +69,7 @@ impl BulkEntry {
             expiration: None,
             expiration_ttl: None,
             metadata: None,
+            metadata_error: None,
         }
     }
 
@@ -83,9 +85,10 @@ impl BulkEntry {
         self
     }
 
-    /// Stores `metadata` with the key (at most 1024 bytes serialized).
-    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
-        self.metadata = Some(metadata);
+    /// Stores `metadata` with the key (at most 1024 bytes serialized): anything `Serialize`.
+    /// An entry whose metadata cannot be made JSON is reported not written, and not sent.
+    pub fn metadata(mut self, metadata: impl serde::Serialize) -> Self {
+        (self.metadata, self.metadata_error) = super::handle::to_json(metadata);
         self
     }
 
@@ -98,6 +101,9 @@ impl BulkEntry {
     /// URL encoding is no concern; the service still refuses an empty key, `.` and `..`.
     fn into_item(self) -> Result<types::BulkWriteItem, InvalidInput> {
         limits::check_key(&self.key, false)?;
+        if let Some(reason) = self.metadata_error {
+            return Err(InvalidInput::Unbuildable { reason });
+        }
         let (value, base64) = match self.value {
             EntryValue::Text(text) => (text, None),
             EntryValue::Bytes(bytes) => (
@@ -153,6 +159,36 @@ impl Default for BulkOptions {
         }
     }
 }
+
+setters!(BulkOptions {
+    /// Sets [`concurrency`](Self::concurrency): requests in flight at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let options = edgekv::cloudflare::BulkOptions::default()
+    ///     .concurrency(2)
+    ///     .min_key_interval(Duration::from_secs(2));
+    /// assert_eq!(options.concurrency, 2);
+    /// ```
+    concurrency: usize,
+    /// Sets [`max_request_bytes`](Self::max_request_bytes): the largest bulk write body.
+    max_request_bytes: usize,
+    /// Sets [`min_key_interval`](Self::min_key_interval): the shortest wait before a resend.
+    min_key_interval: Duration,
+});
+
+setters!(BulkGetOptions {
+    /// Sets [`json`](Self::json): parse each value as JSON.
+    ///
+    /// ```
+    /// let options = edgekv::cloudflare::BulkGetOptions::default().json(true).with_metadata(true);
+    /// assert!(options.with_metadata);
+    /// ```
+    json: bool,
+    /// Sets [`with_metadata`](Self::with_metadata): each key's metadata and expiration too.
+    with_metadata: bool,
+});
 
 impl BulkOptions {
     /// The concurrency, once both options are checked.

@@ -61,6 +61,9 @@ pub struct PutOptions {
     pub expiration_ttl: Option<u64>,
     /// JSON stored with the key (at most 1024 bytes serialized); sent as a multipart form.
     pub metadata: Option<serde_json::Value>,
+    /// Why the metadata given to [`metadata`](Self::metadata) could not be made JSON: the put
+    /// is refused with it, before any request.
+    pub(crate) metadata_error: Option<String>,
 }
 
 impl PutOptions {
@@ -81,10 +84,32 @@ impl PutOptions {
         self
     }
 
-    /// Stores `metadata` with the key.
-    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
-        self.metadata = Some(metadata);
+    /// Stores `metadata` with the key: anything `Serialize` (a `serde_json::Value`, your own
+    /// struct), read back with [`Namespace::metadata_as`]. A value that cannot be made JSON
+    /// (a map with non-string keys) makes the put fail before sending.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Meta<'a> { content_type: &'a str, pages: u32 }
+    ///
+    /// let options = edgekv::cloudflare::PutOptions::new()
+    ///     .expiration_ttl(3600)
+    ///     .metadata(&Meta { content_type: "application/pdf", pages: 3 });
+    /// assert_eq!(options.metadata.unwrap()["pages"], 3);
+    /// ```
+    pub fn metadata(mut self, metadata: impl serde::Serialize) -> Self {
+        (self.metadata, self.metadata_error) = to_json(metadata);
         self
+    }
+}
+
+/// Metadata as JSON, or why it cannot be.
+pub(crate) fn to_json(
+    metadata: impl serde::Serialize,
+) -> (Option<serde_json::Value>, Option<String>) {
+    match serde_json::to_value(metadata) {
+        Ok(value) => (Some(value), None),
+        Err(e) => (None, Some(format!("the metadata is not JSON: {e}"))),
     }
 }
 
@@ -309,6 +334,9 @@ impl Namespace {
             .with(plain_value.as_deref().unwrap_or_default(), "<value>")
             .with_opt(metadata_text.as_deref(), "<metadata>");
         crate::error::redacting(secrets, async move {
+            if let Some(reason) = options.metadata_error {
+                return Err(InvalidInput::Unbuildable { reason }.into());
+            }
             self.check_key(key).await?;
             let checked = limits::check_write(
                 value.len(),

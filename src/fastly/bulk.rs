@@ -107,6 +107,18 @@ impl Default for BulkOptions {
     }
 }
 
+setters!(BulkOptions {
+    /// Sets [`concurrency`](Self::concurrency): requests in flight at once.
+    ///
+    /// ```
+    /// let options = edgekv::fastly::BulkOptions::default().concurrency(8).max_request_bytes(1 << 20);
+    /// assert_eq!(options.concurrency, 8);
+    /// ```
+    concurrency: usize,
+    /// Sets [`max_request_bytes`](Self::max_request_bytes): the largest request body.
+    max_request_bytes: usize,
+});
+
 /// One error of a batch answer, decoded tolerantly: the shape has never been recorded.
 struct LineError {
     /// The 0-based line it names; `Err` when the field is there but is no line number.

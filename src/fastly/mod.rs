@@ -163,6 +163,18 @@ pub struct ListStores {
     pub limit: Option<u32>,
 }
 
+setters!(ListStores {
+    /// Sets [`name`](Self::name): only the store with this name.
+    ///
+    /// ```
+    /// let options = edgekv::fastly::ListStores::default().name(Some("sessions".into())).limit(Some(100));
+    /// assert_eq!(options.limit, Some(100));
+    /// ```
+    name: Option<String>,
+    /// Sets [`limit`](Self::limit): stores per page.
+    limit: Option<u32>,
+});
+
 impl Client {
     /// A client authenticated with an API token (sent as `Fastly-Key`).
     ///

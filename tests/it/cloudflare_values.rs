@@ -286,10 +286,12 @@ async fn a_namespace_that_stores_encoded_keys_literally_refuses_keys_needing_enc
     assert_eq!(lookup.calls_async().await, 0);
     for (key, position) in [("a/b", 1), ("ab c", 2)] {
         let error = namespace.get(key).await.unwrap_err();
+        assert_eq!(error.to_string(), "refused before sending");
+        let cause = std::error::Error::source(&error).unwrap().to_string();
         assert_eq!(
-            error.to_string(),
+            cause,
             format!(
-                "refused before sending: the key needs URL encoding (at byte {position}), and this namespace stores encoded keys literally"
+                "the key needs URL encoding (at byte {position}), and this namespace stores encoded keys literally"
             )
         );
     }

@@ -42,7 +42,10 @@ async fn a_cloudflare_authentication_error_is_unauthorized_with_its_ray_id() {
 #[tokio::test]
 async fn a_token_without_the_permission_is_forbidden() {
     let error = cloudflare_failure(403, 10037).await;
-    assert!(error.is_forbidden() && !error.is_unauthorized(), "{error:?}");
+    assert!(
+        error.is_forbidden() && !error.is_unauthorized(),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -81,9 +84,14 @@ async fn display_states_the_stage_once_and_source_gives_the_cause() {
         .await
         .unwrap_err();
     assert_eq!(error.to_string(), "refused before sending");
-    let cause = std::error::Error::source(&error).expect("the cause").to_string();
+    let cause = std::error::Error::source(&error)
+        .expect("the cause")
+        .to_string();
     assert!(cause.contains("over the limit of 512"), "{cause}");
-    assert!(!error.to_string().contains(&cause), "the cause is not repeated");
+    assert!(
+        !error.to_string().contains(&cause),
+        "the cause is not repeated"
+    );
     assert_eq!(error.provider(), None, "nothing was sent");
     assert_eq!(error.request_id(), None);
     assert!(!error.is_retryable());

@@ -197,8 +197,15 @@ fn check(
         Err(error) if !succeeded => {
             assert_eq!(error.status().map(|s| s.as_u16()), Some(code), "{context}");
             assert_eq!(error.is_precondition_failed(), code == 412, "{context}");
-            assert_eq!(error.provider(), Some(edgekv::Provider::Fastly), "{context}");
-            assert!(!error.is_retryable(), "{context}: a failed condition stays failed");
+            assert_eq!(
+                error.provider(),
+                Some(edgekv::Provider::Fastly),
+                "{context}"
+            );
+            assert!(
+                !error.is_retryable(),
+                "{context}: a failed condition stays failed"
+            );
             // Fastly's API answers carry no request-id header; the recorded ones carry these.
             let expected = format!(
                 "{} {}",
