@@ -2,13 +2,17 @@
 //!
 //! `cargo run --features emulator --bin edgekv-emulator -- --port 8787` prints the base URLs of
 //! both APIs and serves until interrupted (SIGINT or SIGTERM), then stops cleanly.
+//!
+//! `--persist DIR` keeps the state in a log in `DIR`: every write is on disk before it is
+//! answered (it survives SIGKILL), and a restart with the same `DIR` serves it again.
 
 use std::time::Duration;
 
 use edgekv::emulator::{Emulator, EmulatorConfig};
 
 const USAGE: &str = "usage: edgekv-emulator [--port N] [--token T]... [--account ID] \
-[--latency-ms N] [--rate-limited FRACTION] [--server-errors FRACTION] [--seed N]";
+[--latency-ms N] [--rate-limited FRACTION] [--server-errors FRACTION] [--seed N] \
+[--persist DIR]";
 
 fn main() -> std::process::ExitCode {
     let config = match parse(std::env::args().skip(1)) {
@@ -32,7 +36,14 @@ fn main() -> std::process::ExitCode {
         let emulator = match Emulator::start(config.clone()).await {
             Ok(emulator) => emulator,
             Err(e) => {
-                eprintln!("cannot listen on 127.0.0.1:{}: {e}", config.port);
+                match &config.persist {
+                    Some(dir) => eprintln!(
+                        "cannot start on 127.0.0.1:{} persisting in {}: {e}",
+                        config.port,
+                        dir.display()
+                    ),
+                    None => eprintln!("cannot listen on 127.0.0.1:{}: {e}", config.port),
+                }
                 return std::process::ExitCode::FAILURE;
             }
         };
@@ -43,6 +54,9 @@ fn main() -> std::process::ExitCode {
             config.cloudflare_account
         ));
         say(&format!("token: {}", config.fastly_tokens.join(",")));
+        if let Some(dir) = &config.persist {
+            say(&format!("persisting in: {}", dir.display()));
+        }
         wait_for_stop().await;
         emulator.stop().await;
         say("stopped");
@@ -80,6 +94,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<EmulatorConfig, Strin
             "--rate-limited" => config.faults.rate_limited = number(value()?)?,
             "--server-errors" => config.faults.server_errors = number(value()?)?,
             "--seed" => config.faults.seed = number(value()?)? as u64,
+            "--persist" => config.persist = Some(value()?.into()),
             "--help" | "-h" => {
                 return Err(
                     "the emulator of the Fastly KV Store and Cloudflare Workers KV APIs".into(),

@@ -193,11 +193,15 @@ impl ListKeys {
 }
 
 impl Namespace {
-    pub(super) fn new(client: Client, id: String) -> Self {
+    pub(super) fn new(
+        client: Client,
+        id: String,
+        literal_keys: Arc<tokio::sync::OnceCell<bool>>,
+    ) -> Self {
         Namespace {
             client,
             id: id.into(),
-            literal_keys: Arc::new(tokio::sync::OnceCell::new()),
+            literal_keys,
             retry: None,
         }
     }

@@ -50,6 +50,10 @@ pub struct Client {
 struct Inner {
     raw: raw::Client,
     account_id: String,
+    /// Whether each namespace stores keys literally (`supports_url_encoding: false`), looked up
+    /// at most once per client and namespace: handles built per request share it.
+    literal_keys:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<bool>>>>,
 }
 
 impl fmt::Debug for Client {
@@ -106,6 +110,7 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 raw,
                 account_id: self.account_id,
+                literal_keys: Default::default(),
             }),
         })
     }
@@ -166,9 +171,23 @@ impl Client {
         &self.inner.raw
     }
 
-    /// A handle on one namespace, for its values, keys and bulk calls. Makes no request.
+    /// A handle on one namespace, for its values, keys and bulk calls. Building it makes no
+    /// request. One call may make one more, once per client and namespace: the first `get`,
+    /// `put`, `delete` or `metadata` of a key that needs URL encoding (outside RFC 3986 `pchar`:
+    /// `/`, space, non-ASCII…) reads the namespace's `supports_url_encoding`, since a namespace
+    /// that stores keys literally cannot hold such keys. Handles of the same client share what it
+    /// learnt; [`Namespace::with_url_encoding`] states it up front, so no lookup is ever made.
     pub fn namespace(&self, namespace_id: impl Into<String>) -> Namespace {
-        Namespace::new(self.clone(), namespace_id.into())
+        let id = namespace_id.into();
+        let literal_keys = self
+            .inner
+            .literal_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(id.clone())
+            .or_default()
+            .clone();
+        Namespace::new(self.clone(), id, literal_keys)
     }
 
     /// Creates a namespace. A title the account already uses answers 400 with code 10014.

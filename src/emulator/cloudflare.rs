@@ -9,12 +9,159 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::persist::Record;
 use super::rules::cloudflare as rules;
-use super::{Request, Shared, json, respond, unix_now};
+use super::{Request, Shared, json, respond};
 
 #[derive(Default)]
 pub(crate) struct State {
     namespaces: BTreeMap<String, Namespace>,
+    /// Whether changes are logged (the emulator persists).
+    pub(crate) journaling: bool,
+    /// Changes made by the request being served, for the log.
+    pub(crate) pending: Vec<Record>,
+}
+
+/// Where a namespace's changes are logged: the state's log when journaling, else nowhere.
+struct Log<'a> {
+    namespace: &'a str,
+    pending: Option<&'a mut Vec<Record>>,
+}
+
+impl Log<'_> {
+    fn put(&mut self, key: &str, entry: &Entry) {
+        if let Some(pending) = self.pending.as_deref_mut() {
+            pending.push(put_record(self.namespace, key, entry));
+        }
+    }
+
+    fn delete(&mut self, key: &str) {
+        if let Some(pending) = self.pending.as_deref_mut() {
+            pending.push(Record::CloudflareDelete {
+                namespace: self.namespace.to_string(),
+                key: key.to_string(),
+            });
+        }
+    }
+}
+
+fn put_record(namespace: &str, key: &str, entry: &Entry) -> Record {
+    Record::CloudflarePut {
+        namespace: namespace.to_string(),
+        key: key.to_string(),
+        value: entry.value.clone(),
+        expiration: entry.expiration,
+        metadata: entry.metadata.as_ref().map(Value::to_string),
+    }
+}
+
+fn namespace_record(id: &str, ns: &Namespace) -> Record {
+    Record::CloudflareNamespace {
+        id: id.to_string(),
+        title: ns.title.clone(),
+        supports_url_encoding: ns.supports_url_encoding,
+    }
+}
+
+impl State {
+    fn log(&mut self, record: impl FnOnce() -> Record) {
+        if self.journaling {
+            self.pending.push(record());
+        }
+    }
+
+    /// Applies a logged change (others' records are skipped).
+    pub(crate) fn replay(&mut self, record: &Record) {
+        match record {
+            Record::CloudflareNamespace {
+                id,
+                title,
+                supports_url_encoding,
+            } => {
+                let ns = self
+                    .namespaces
+                    .entry(id.clone())
+                    .or_insert_with(|| Namespace {
+                        title: String::new(),
+                        supports_url_encoding: *supports_url_encoding,
+                        keys: BTreeMap::new(),
+                    });
+                ns.title = title.clone();
+                ns.supports_url_encoding = *supports_url_encoding;
+            }
+            Record::CloudflareNamespaceDeleted { id } => {
+                self.namespaces.remove(id);
+            }
+            Record::CloudflarePut {
+                namespace,
+                key,
+                value,
+                expiration,
+                metadata,
+            } => {
+                if let Some(ns) = self.namespaces.get_mut(namespace) {
+                    let entry = Entry {
+                        value: value.clone(),
+                        expiration: *expiration,
+                        metadata: metadata
+                            .as_deref()
+                            .and_then(|m| serde_json::from_str(m).ok()),
+                    };
+                    ns.keys.insert(key.clone(), entry);
+                }
+            }
+            Record::CloudflareDelete { namespace, key } => {
+                if let Some(ns) = self.namespaces.get_mut(namespace) {
+                    ns.keys.remove(key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The state as records, for a compacted log.
+    pub(crate) fn records(&self) -> Vec<Record> {
+        let mut records = Vec::new();
+        for (id, ns) in &self.namespaces {
+            records.push(namespace_record(id, ns));
+            for (key, entry) in &ns.keys {
+                records.push(put_record(id, key, entry));
+            }
+        }
+        records
+    }
+
+    /// Writes entries as the emulator's seeding does: no metadata, no expiration.
+    pub(crate) fn seed(
+        &mut self,
+        id: &str,
+        entries: impl Iterator<Item = (String, Bytes)>,
+    ) -> std::io::Result<()> {
+        let journaling = self.journaling;
+        let Some(ns) = self.namespaces.get_mut(id) else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no Cloudflare namespace {id:?}"),
+            ));
+        };
+        let mut log = Log {
+            namespace: id,
+            pending: journaling.then_some(&mut self.pending),
+        };
+        for (key, value) in entries {
+            rules::check_key(&key).map_err(|refusal| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, refusal.to_string())
+            })?;
+            let entry = Entry {
+                value,
+                expiration: None,
+                metadata: None,
+            };
+            log.put(&key, &entry);
+            ns.keys.insert(key, entry);
+        }
+        Ok(())
+    }
 }
 
 struct Namespace {
@@ -108,38 +255,63 @@ pub(crate) async fn serve(shared: &Shared, request: Request) -> Response<Body> {
         },
         _ => None,
     };
-    let mut state = shared.cloudflare.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = shared.cloudflare();
+    let response = dispatch(shared, &mut state, &request, &parts, write);
+    // Durable before it is answered, and in the state's order (the lock is still held).
+    match shared.persist(&mut state.pending) {
+        Ok(()) => response,
+        Err(error) => super::not_persisted(&error),
+    }
+}
+
+fn dispatch(
+    shared: &Shared,
+    state: &mut State,
+    request: &Request,
+    parts: &[&str],
+    write: Option<Write>,
+) -> Response<Body> {
     match (&request.method, &parts[7.min(parts.len())..]) {
-        (&Method::GET, []) => list_namespaces(&state, &request),
-        (&Method::POST, []) => create_namespace(shared, &mut state, &request),
+        (&Method::GET, []) => list_namespaces(state, request),
+        (&Method::POST, []) => create_namespace(shared, state, request),
         (&Method::GET, [id]) => match state.namespaces.get(*id) {
             Some(ns) => ok(namespace_json(id, ns)),
             None => namespace_not_found(),
         },
-        (&Method::PUT, [id]) => rename_namespace(&mut state, id, &request),
+        (&Method::PUT, [id]) => rename_namespace(state, id, request),
         (&Method::DELETE, [id]) => match state.namespaces.remove(*id) {
-            Some(_) => ok(Value::Null),
+            Some(_) => {
+                state.log(|| Record::CloudflareNamespaceDeleted { id: id.to_string() });
+                ok(Value::Null)
+            }
             None => namespace_not_found(),
         },
         (method, [id, rest @ ..]) => {
+            let journaling = state.journaling;
             let Some(ns) = state.namespaces.get_mut(*id) else {
                 return namespace_not_found();
             };
+            let mut log = Log {
+                namespace: id,
+                pending: journaling.then_some(&mut state.pending),
+            };
             match (method, rest) {
-                (&Method::GET, ["keys"]) => list_keys(ns, &request),
-                (&Method::GET, ["values", _]) => with_key(ns, &request, get_value),
+                (&Method::GET, ["keys"]) => list_keys(ns, request),
+                (&Method::GET, ["values", _]) => with_key(ns, request, get_value),
                 (&Method::PUT, ["values", _]) => match write {
-                    Some(write) => put_value(ns, &request, write),
+                    Some(write) => put_value(ns, request, write, &mut log),
                     None => fail(StatusCode::BAD_REQUEST, 10001, "no value"),
                 },
-                (&Method::DELETE, ["values", _]) => with_key(ns, &request, |ns, key, _| {
-                    ns.keys.remove(key);
+                (&Method::DELETE, ["values", _]) => with_key(ns, request, |ns, key, _| {
+                    if ns.keys.remove(key).is_some() {
+                        log.delete(key);
+                    }
                     ok(Value::Null)
                 }),
-                (&Method::GET, ["metadata", _]) => with_key(ns, &request, get_metadata),
-                (&Method::PUT, ["bulk"]) => bulk_write(ns, &request),
-                (&Method::POST, ["bulk", "delete"]) => bulk_delete(ns, &request),
-                (&Method::POST, ["bulk", "get"]) => bulk_get(ns, &request),
+                (&Method::GET, ["metadata", _]) => with_key(ns, request, get_metadata),
+                (&Method::PUT, ["bulk"]) => bulk_write(ns, request, &mut log),
+                (&Method::POST, ["bulk", "delete"]) => bulk_delete(ns, request, &mut log),
+                (&Method::POST, ["bulk", "get"]) => bulk_get(ns, request),
                 (_, [] | ["values", _]) => super::method_not_allowed("GET, PUT, DELETE"),
                 (_, ["keys"] | ["metadata", _]) => super::method_not_allowed("GET"),
                 (_, ["bulk"]) => super::method_not_allowed("PUT"),
@@ -267,6 +439,7 @@ fn create_namespace(shared: &Shared, state: &mut State, request: &Request) -> Re
         keys: BTreeMap::new(),
     };
     let body = namespace_json(&id, &ns);
+    state.log(|| namespace_record(&id, &ns));
     state.namespaces.insert(id, ns);
     ok(body)
 }
@@ -287,13 +460,14 @@ fn rename_namespace(state: &mut State, id: &str, request: &Request) -> Response<
             "a namespace with this account ID and title already exists",
         );
     }
-    match state.namespaces.get_mut(id) {
-        Some(ns) => {
-            ns.title = title;
-            ok(namespace_json(id, ns))
-        }
-        None => namespace_not_found(),
-    }
+    let Some(ns) = state.namespaces.get_mut(id) else {
+        return namespace_not_found();
+    };
+    ns.title = title;
+    let body = namespace_json(id, ns);
+    let record = namespace_record(id, ns);
+    state.log(|| record);
+    ok(body)
 }
 
 fn list_keys(ns: &Namespace, request: &Request) -> Response<Body> {
@@ -312,7 +486,7 @@ fn list_keys(ns: &Namespace, request: &Request) -> Response<Body> {
         },
         None => None,
     };
-    let now = unix_now();
+    let now = request.now();
     // From whichever is later, the cursor (exclusive) or the prefix, while keys share the prefix.
     let start = match &after {
         Some(after) if after.as_str() >= prefix => std::ops::Bound::Excluded(after.clone()),
@@ -348,8 +522,8 @@ fn list_keys(ns: &Namespace, request: &Request) -> Response<Body> {
     )
 }
 
-fn get_value(ns: &mut Namespace, key: &str, _: &Request) -> Response<Body> {
-    match ns.keys.get(key).filter(|e| e.live(unix_now())) {
+fn get_value(ns: &mut Namespace, key: &str, request: &Request) -> Response<Body> {
+    match ns.keys.get(key).filter(|e| e.live(request.now())) {
         Some(entry) => {
             let mut headers = vec![("content-type", "application/octet-stream".to_string())];
             if let Some(expiration) = entry.expiration {
@@ -361,8 +535,8 @@ fn get_value(ns: &mut Namespace, key: &str, _: &Request) -> Response<Body> {
     }
 }
 
-fn get_metadata(ns: &mut Namespace, key: &str, _: &Request) -> Response<Body> {
-    match ns.keys.get(key).filter(|e| e.live(unix_now())) {
+fn get_metadata(ns: &mut Namespace, key: &str, request: &Request) -> Response<Body> {
+    match ns.keys.get(key).filter(|e| e.live(request.now())) {
         Some(entry) => ok(entry.metadata.clone().unwrap_or(Value::Null)),
         None => key_not_found(),
     }
@@ -414,8 +588,7 @@ async fn read_write(request: &Request) -> Result<Write, Fail> {
 }
 
 /// Checks and resolves a write's expiration: `expiration_ttl` wins over `expiration`.
-fn expiration_of(ttl: Option<&str>, at: Option<&str>) -> Result<Option<i64>, Fail> {
-    let now = unix_now();
+fn expiration_of(ttl: Option<&str>, at: Option<&str>, now: i64) -> Result<Option<i64>, Fail> {
     if let Some(ttl) = ttl {
         return match ttl.parse::<i64>() {
             Ok(ttl) if rules::ttl_allowed(ttl) => Ok(Some(now.saturating_add(ttl))),
@@ -453,7 +626,7 @@ fn metadata_of(metadata: Option<&str>) -> Result<Option<Value>, Fail> {
         .map_err(|_| Fail::new(StatusCode::BAD_REQUEST, 10026, "metadata is not valid JSON"))
 }
 
-fn put_value(ns: &mut Namespace, request: &Request, write: Write) -> Response<Body> {
+fn put_value(ns: &mut Namespace, request: &Request, write: Write, log: &mut Log) -> Response<Body> {
     with_key(ns, request, |ns, key, request| {
         if !rules::value_fits(write.value.len()) {
             return fail(
@@ -462,16 +635,17 @@ fn put_value(ns: &mut Namespace, request: &Request, write: Write) -> Response<Bo
                 "value is larger than 25 MiB",
             );
         }
-        let entry = expiration_of(request.query("expiration_ttl"), request.query("expiration"))
-            .and_then(|expiration| {
-                Ok(Entry {
-                    value: write.value,
-                    expiration,
-                    metadata: metadata_of(write.metadata.as_deref())?,
-                })
-            });
+        let (ttl, at) = (request.query("expiration_ttl"), request.query("expiration"));
+        let entry = expiration_of(ttl, at, request.now()).and_then(|expiration| {
+            Ok(Entry {
+                value: write.value,
+                expiration,
+                metadata: metadata_of(write.metadata.as_deref())?,
+            })
+        });
         match entry {
             Ok(entry) => {
+                log.put(key, &entry);
                 ns.keys.insert(key.to_string(), entry);
                 ok(Value::Null)
             }
@@ -480,7 +654,7 @@ fn put_value(ns: &mut Namespace, request: &Request, write: Write) -> Response<Bo
     })
 }
 
-fn bulk_write(ns: &mut Namespace, request: &Request) -> Response<Body> {
+fn bulk_write(ns: &mut Namespace, request: &Request, log: &mut Log) -> Response<Body> {
     if request.body.len() > rules::BULK_WRITE_MAX_BODY_BYTES {
         return fail(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -532,7 +706,7 @@ fn bulk_write(ns: &mut Namespace, request: &Request) -> Response<Body> {
         };
         let ttl = item.expiration_ttl.map(|t| t.to_string());
         let at = item.expiration.map(|e| e.to_string());
-        let expiration = match expiration_of(ttl.as_deref(), at.as_deref()) {
+        let expiration = match expiration_of(ttl.as_deref(), at.as_deref(), request.now()) {
             Ok(expiration) => expiration,
             Err(response) => return response.respond(),
         };
@@ -551,11 +725,14 @@ fn bulk_write(ns: &mut Namespace, request: &Request) -> Response<Body> {
         ));
     }
     let count = entries.len();
+    for (key, entry) in &entries {
+        log.put(key, entry);
+    }
     ns.keys.extend(entries);
     ok(json!({"successful_key_count": count, "unsuccessful_keys": []}))
 }
 
-fn bulk_delete(ns: &mut Namespace, request: &Request) -> Response<Body> {
+fn bulk_delete(ns: &mut Namespace, request: &Request, log: &mut Log) -> Response<Body> {
     let Ok(keys) = serde_json::from_slice::<Vec<String>>(&request.body) else {
         return fail(
             StatusCode::BAD_REQUEST,
@@ -574,7 +751,9 @@ fn bulk_delete(ns: &mut Namespace, request: &Request) -> Response<Body> {
         return fail.respond();
     }
     for key in &keys {
-        ns.keys.remove(key);
+        if ns.keys.remove(key).is_some() {
+            log.delete(key);
+        }
     }
     ok(json!({"successful_key_count": keys.len(), "unsuccessful_keys": []}))
 }
@@ -597,7 +776,7 @@ fn bulk_get(ns: &mut Namespace, request: &Request) -> Response<Body> {
     }
     let as_json = body.type_ == Some(crate::cloudflare::raw::types::BulkGetType::Json);
     let with_metadata = body.with_metadata == Some(true);
-    let now = unix_now();
+    let now = request.now();
     let mut values = serde_json::Map::new();
     for key in body.keys {
         let Some(entry) = ns.keys.get(&key).filter(|e| e.live(now)) else {

@@ -8,13 +8,18 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::json;
 
+use super::persist::Record;
 use super::rules::fastly as rules;
-use super::{Request, Shared, json, respond, unix_now};
+use super::{Request, Shared, json, respond};
 
 #[derive(Default)]
 pub(crate) struct State {
     stores: BTreeMap<String, Store>,
     last_generation: u64,
+    /// Whether changes are logged (the emulator persists).
+    pub(crate) journaling: bool,
+    /// Changes made by the request being served, for the log.
+    pub(crate) pending: Vec<Record>,
 }
 
 struct Store {
@@ -39,13 +44,145 @@ impl Item {
 
 impl State {
     /// A generation from a microsecond clock, as the service's are (above 2^32), always rising.
-    fn next_generation(&mut self) -> u64 {
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        self.last_generation = micros.max(self.last_generation + 1);
+    fn next_generation(&mut self, now_micros: u64) -> u64 {
+        self.last_generation = now_micros.max(self.last_generation + 1);
         self.last_generation
+    }
+
+    fn log(&mut self, record: impl FnOnce() -> Record) {
+        if self.journaling {
+            self.pending.push(record());
+        }
+    }
+
+    fn log_store(&mut self, id: &str) {
+        if let Some(store) = self.stores.get(id) {
+            let record = Record::FastlyStore {
+                id: id.to_string(),
+                name: store.name.clone(),
+                created_at: store.created_at.clone(),
+            };
+            self.log(|| record);
+        }
+    }
+
+    fn log_put(&mut self, id: &str, key: &str) {
+        if !self.journaling {
+            return;
+        }
+        if let Some(item) = self.stores.get(id).and_then(|s| s.items.get(key)) {
+            let record = Record::FastlyPut {
+                store: id.to_string(),
+                key: key.to_string(),
+                value: item.value.clone(),
+                generation: item.generation,
+                metadata: Bytes::from(item.metadata.clone().into_bytes()),
+                expires: item.expires,
+            };
+            self.pending.push(record);
+        }
+    }
+
+    /// Applies a logged change (others' records are skipped).
+    pub(crate) fn replay(&mut self, record: &Record) {
+        match record {
+            Record::FastlyStore {
+                id,
+                name,
+                created_at,
+            } => {
+                let store = self.stores.entry(id.clone()).or_insert_with(|| Store {
+                    name: String::new(),
+                    created_at: String::new(),
+                    items: BTreeMap::new(),
+                });
+                store.name = name.clone();
+                store.created_at = created_at.clone();
+            }
+            Record::FastlyStoreDeleted { id } => {
+                self.stores.remove(id);
+            }
+            Record::FastlyPut {
+                store,
+                key,
+                value,
+                generation,
+                metadata,
+                expires,
+            } => {
+                self.last_generation = self.last_generation.max(*generation);
+                if let Some(store) = self.stores.get_mut(store) {
+                    let item = Item {
+                        value: value.clone(),
+                        generation: *generation,
+                        metadata: String::from_utf8_lossy(metadata).into_owned(),
+                        expires: *expires,
+                    };
+                    store.items.insert(key.clone(), item);
+                }
+            }
+            Record::FastlyDelete { store, key } => {
+                if let Some(store) = self.stores.get_mut(store) {
+                    store.items.remove(key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The state as records, for a compacted log.
+    pub(crate) fn records(&self) -> Vec<Record> {
+        let mut records = Vec::new();
+        for (id, store) in &self.stores {
+            records.push(Record::FastlyStore {
+                id: id.clone(),
+                name: store.name.clone(),
+                created_at: store.created_at.clone(),
+            });
+            for (key, item) in &store.items {
+                records.push(Record::FastlyPut {
+                    store: id.clone(),
+                    key: key.clone(),
+                    value: item.value.clone(),
+                    generation: item.generation,
+                    metadata: Bytes::from(item.metadata.clone().into_bytes()),
+                    expires: item.expires,
+                });
+            }
+        }
+        records
+    }
+
+    /// Writes entries as the emulator's seeding does: new generations, no metadata, no TTL.
+    pub(crate) fn seed(
+        &mut self,
+        id: &str,
+        entries: impl Iterator<Item = (String, Bytes)>,
+        now_micros: u64,
+    ) -> std::io::Result<()> {
+        if !self.stores.contains_key(id) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no Fastly store {id:?}"),
+            ));
+        }
+        for (key, value) in entries {
+            rules::check_key(&key).map_err(|problem| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, problem.to_string())
+            })?;
+            let generation = self.next_generation(now_micros);
+            let item = Item {
+                value,
+                generation,
+                metadata: String::new(),
+                expires: None,
+            };
+            if let Some(store) = self.stores.get_mut(id) {
+                store.items.insert(key.clone(), item);
+            }
+            self.log_put(id, &key);
+        }
+        Ok(())
     }
 }
 
@@ -57,10 +194,10 @@ pub(crate) fn serve(shared: &Shared, request: Request) -> Response<Body> {
             json!({"msg": "Provided credentials are missing or invalid"}),
         );
     }
-    let mut state = shared.fastly.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = shared.fastly();
     // Segments: resources, stores, kv, {store_id}, keys|batch, {key}
     let parts: Vec<&str> = request.segments.iter().map(String::as_str).collect();
-    match (&request.method, &parts[3.min(parts.len())..]) {
+    let response = match (&request.method, &parts[3.min(parts.len())..]) {
         (&Method::GET, []) => list_stores(&state, &request),
         (&Method::POST, []) => create_store(shared, &mut state, &request),
         (&Method::GET, [_]) => with_store(&mut state, &request, |id, store| {
@@ -80,6 +217,11 @@ pub(crate) fn serve(shared: &Shared, request: Request) -> Response<Body> {
         (_, [_, "keys"]) => super::method_not_allowed("GET"),
         (_, [_, "batch"]) => super::method_not_allowed("PUT"),
         _ => json(StatusCode::NOT_FOUND, json!({"msg": "Record not found"})),
+    };
+    // Durable before it is answered, and in the state's order (the lock is still held).
+    match shared.persist(&mut state.pending) {
+        Ok(()) => response,
+        Err(error) => super::not_persisted(&error),
     }
 }
 
@@ -161,11 +303,12 @@ fn create_store(shared: &Shared, state: &mut State, request: &Request) -> Respon
     let id = super::random_id(shared, 22, b"abcdefghijklmnopqrstuvwxyz0123456789");
     let store = Store {
         name,
-        created_at: timestamp(unix_now()),
+        created_at: timestamp(request.now()),
         items: BTreeMap::new(),
     };
     let body = details(&id, &store);
-    state.stores.insert(id, store);
+    state.stores.insert(id.clone(), store);
+    state.log_store(&id);
     json(StatusCode::CREATED, body)
 }
 
@@ -180,6 +323,7 @@ fn rename_store(state: &mut State, request: &Request) -> Response<Body> {
     match state.stores.get_mut(&id) {
         Some(store) => {
             store.name = name;
+            state.log_store(&id);
             respond(StatusCode::OK, &[], Bytes::new())
         }
         None => respond(StatusCode::NOT_FOUND, &[], Bytes::new()),
@@ -188,7 +332,7 @@ fn rename_store(state: &mut State, request: &Request) -> Response<Body> {
 
 fn delete_store(state: &mut State, request: &Request) -> Response<Body> {
     let id = request.decoded(3).unwrap_or_default();
-    let now = unix_now();
+    let now = request.now();
     match state.stores.get(&id) {
         None => respond(StatusCode::NOT_FOUND, &[], Bytes::new()),
         Some(store) if store.items.values().any(|i| i.live(now)) => json(
@@ -197,6 +341,7 @@ fn delete_store(state: &mut State, request: &Request) -> Response<Body> {
         ),
         Some(_) => {
             state.stores.remove(&id);
+            state.log(|| Record::FastlyStoreDeleted { id });
             respond(StatusCode::NO_CONTENT, &[], Bytes::new())
         }
     }
@@ -210,7 +355,7 @@ fn list_keys(store: &Store, request: &Request) -> Response<Body> {
         .max(1);
     let prefix = request.query("prefix").unwrap_or_default();
     let after = request.query("cursor").and_then(decode_cursor);
-    let now = unix_now();
+    let now = request.now();
     // From whichever is later, the cursor (exclusive) or the prefix, while keys share the prefix.
     let start = match &after {
         Some(after) if after.as_str() >= prefix => std::ops::Bound::Excluded(after.clone()),
@@ -243,7 +388,7 @@ fn get_item(state: &mut State, request: &Request) -> Response<Body> {
         request.decoded(3).unwrap_or_default(),
         request.decoded(5).unwrap_or_default(),
     );
-    let now = unix_now();
+    let now = request.now();
     let item = state
         .stores
         .get(&id)
@@ -314,8 +459,8 @@ fn put_item(state: &mut State, request: &Request) -> Response<Body> {
         },
     };
     let flag = |name: &str| request.query(name) == Some("true");
-    let now = unix_now();
-    let generation = state.next_generation();
+    let now = request.now();
+    let generation = state.next_generation(request.now_micros);
     let Some(store) = state.stores.get_mut(&id) else {
         return respond(StatusCode::NOT_FOUND, &[], Bytes::new());
     };
@@ -342,7 +487,8 @@ fn put_item(state: &mut State, request: &Request) -> Response<Body> {
         metadata,
         expires: ttl.map(|t| now.saturating_add(t)),
     };
-    store.items.insert(key, item);
+    store.items.insert(key.clone(), item);
+    state.log_put(&id, &key);
     respond(StatusCode::OK, &[], Bytes::new())
 }
 
@@ -351,7 +497,7 @@ fn delete_item(state: &mut State, request: &Request) -> Response<Body> {
         request.decoded(3).unwrap_or_default(),
         request.decoded(5).unwrap_or_default(),
     );
-    let now = unix_now();
+    let now = request.now();
     let Some(store) = state.stores.get_mut(&id) else {
         return respond(StatusCode::NOT_FOUND, &[], Bytes::new());
     };
@@ -361,7 +507,14 @@ fn delete_item(state: &mut State, request: &Request) -> Response<Body> {
     {
         return respond(StatusCode::PRECONDITION_FAILED, &[], Bytes::new());
     }
-    match store.items.remove(&key).filter(|i| i.live(now)) {
+    let removed = store.items.remove(&key);
+    if removed.is_some() {
+        state.log(|| Record::FastlyDelete {
+            store: id.clone(),
+            key: key.clone(),
+        });
+    }
+    match removed.filter(|i| i.live(now)) {
         Some(_) => respond(StatusCode::NO_CONTENT, &[], Bytes::new()),
         None if request.query("force") == Some("true") => {
             respond(StatusCode::NO_CONTENT, &[], Bytes::new())
@@ -378,7 +531,7 @@ fn batch(state: &mut State, request: &Request) -> Response<Body> {
             json!({"type": "not-found", "title": "store not found", "errors": []}),
         );
     }
-    let now = unix_now();
+    let now = request.now();
     let mut errors = Vec::new();
     let lines = request
         .body
@@ -403,7 +556,7 @@ fn batch(state: &mut State, request: &Request) -> Response<Body> {
         });
         match outcome {
             Ok((key, value, metadata, ttl)) => {
-                let generation = state.next_generation();
+                let generation = state.next_generation(request.now_micros);
                 let expires = ttl.map(|t| now + i64::from(t));
                 let item = Item {
                     value: value.into(),
@@ -412,8 +565,9 @@ fn batch(state: &mut State, request: &Request) -> Response<Body> {
                     expires,
                 };
                 if let Some(store) = state.stores.get_mut(&id) {
-                    store.items.insert(key, item);
+                    store.items.insert(key.clone(), item);
                 }
+                state.log_put(&id, &key);
             }
             Err(reason) => {
                 let key = serde_json::from_slice::<serde_json::Value>(line)

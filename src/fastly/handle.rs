@@ -248,13 +248,30 @@ impl ListKeys {
 }
 
 impl Store {
-    pub(super) fn new(client: Client, id: String) -> Self {
+    pub(super) fn new(client: Client, id: String, exists: Arc<AtomicBool>) -> Self {
         Store {
             client,
             id: id.into(),
-            exists: Arc::new(AtomicBool::new(false)),
+            exists,
             retry: None,
         }
+    }
+
+    /// Tells the handle (and every handle of its client on this store) that the store exists,
+    /// so a `get` of a missing item answers `Ok(None)` from its one request, without asking
+    /// whether the store exists. If the store does not in fact exist, such a `get` answers
+    /// `Ok(None)` too.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: edgekv::fastly::Client) -> Result<(), edgekv::Error> {
+    /// let store = client.store("iaa48y0oxw13s12xpfdkk9").known_to_exist();
+    /// assert!(store.get("never-written").await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn known_to_exist(self) -> Self {
+        self.seen();
+        self
     }
 
     /// The store ID.

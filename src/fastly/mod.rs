@@ -24,6 +24,7 @@ pub mod raw;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use futures_util::stream::BoxStream;
 
@@ -50,6 +51,9 @@ pub struct Client {
 
 struct Inner {
     raw: raw::Client,
+    /// The stores some call has shown to exist, shared by every handle of the client (see
+    /// [`Client::store`]).
+    existing: std::sync::Mutex<std::collections::HashMap<String, Arc<AtomicBool>>>,
 }
 
 impl fmt::Debug for Client {
@@ -93,7 +97,10 @@ impl ClientBuilder {
         let (transport, http, base_url) = self.settings.build(Provider::Fastly)?;
         let raw = raw::Client::new_with_client(&base_url, http, transport);
         Ok(Client {
-            inner: Arc::new(Inner { raw }),
+            inner: Arc::new(Inner {
+                raw,
+                existing: Default::default(),
+            }),
         })
     }
 }
@@ -222,9 +229,23 @@ impl Client {
         &self.inner.raw
     }
 
-    /// A handle on one store, for its items, keys and batch writes. Makes no request.
+    /// A handle on one store, for its items, keys and batch writes. Building it makes no
+    /// request. One call may make one more, once per client and store: a `get` answered 404
+    /// asks whether the store exists (Fastly answers 404 both for a missing item and a missing
+    /// store, and only the first is `Ok(None)`), unless a call has already shown the store
+    /// exists. Handles of the same client share what they learnt; [`Store::known_to_exist`]
+    /// states it up front, so a missing item costs exactly one request.
     pub fn store(&self, store_id: impl Into<String>) -> Store {
-        Store::new(self.clone(), store_id.into())
+        let id = store_id.into();
+        let exists = self
+            .inner
+            .existing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(id.clone())
+            .or_default()
+            .clone();
+        Store::new(self.clone(), id, exists)
     }
 
     /// Creates a store (answered 201), optionally in a chosen location.

@@ -23,9 +23,14 @@ mod fastly_replay;
 mod fastly_values;
 #[cfg(feature = "emulator")]
 mod faults;
+#[cfg(feature = "emulator")]
+mod fixture;
+mod handles;
 mod hostile_answers;
 #[cfg(feature = "emulator")]
 mod hostile_bulk;
 mod key_paths;
+#[cfg(feature = "emulator")]
+mod persist;
 mod tidy;
 mod tracing_secrets;

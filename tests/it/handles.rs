@@ -1,0 +1,88 @@
+//! Handles make no hidden requests a service cannot avoid: what a handle must look up (whether
+//! a Fastly store exists, whether a Cloudflare namespace stores keys literally) is asked once per
+//! client, shared by every handle, and skipped entirely when stated up front.
+
+use httpmock::MockServer;
+use serde_json::json;
+
+use crate::support::envelope::cf_ok;
+use crate::support::{
+    CF_NAMESPACE, FASTLY_STORE, FASTLY_TOKEN, cf_path, cloudflare_client, exact, fast_policy,
+    fastly_at,
+};
+
+#[tokio::test]
+async fn a_fastly_store_known_to_exist_answers_a_missing_item_with_one_request() {
+    let server = MockServer::start_async().await;
+    let item = server
+        .mock_async(|when, then| {
+            exact(
+                when,
+                "GET",
+                &format!("/resources/stores/kv/{FASTLY_STORE}/keys/missing"),
+            );
+            then.status(404);
+        })
+        .await;
+    let store_lookup = server
+        .mock_async(|when, then| {
+            exact(when, "GET", &format!("/resources/stores/kv/{FASTLY_STORE}"));
+            then.status(200)
+                .json_body(json!({"id": FASTLY_STORE, "name": "s"}));
+        })
+        .await;
+    let client = fastly_at(&server.base_url(), FASTLY_TOKEN, fast_policy());
+    let store = client.store(FASTLY_STORE).known_to_exist();
+    assert!(store.get("missing").await.unwrap().is_none());
+    assert_eq!(
+        (item.calls_async().await, store_lookup.calls_async().await),
+        (1, 0)
+    );
+
+    // Without it, the first missing item asks once per client, not once per handle.
+    let client = fastly_at(&server.base_url(), FASTLY_TOKEN, fast_policy());
+    for _ in 0..3 {
+        let fresh_handle = client.store(FASTLY_STORE);
+        assert!(fresh_handle.get("missing").await.unwrap().is_none());
+    }
+    assert_eq!(
+        (item.calls_async().await, store_lookup.calls_async().await),
+        (4, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_cloudflare_namespace_looks_up_url_encoding_once_per_client_or_never() {
+    let server = MockServer::start_async().await;
+    let lookup = server
+        .mock_async(|when, then| {
+            exact(when, "GET", &cf_path(""));
+            then.status(200).json_body(cf_ok(
+                json!({"id": CF_NAMESPACE, "title": "t", "supports_url_encoding": true}),
+            ));
+        })
+        .await;
+    let put = server
+        .mock_async(|when, then| {
+            exact(when, "PUT", &cf_path("/values/a%20b"));
+            then.status(200).json_body(cf_ok(json!(null)));
+        })
+        .await;
+    let client = cloudflare_client(&server);
+    let options = || edgekv::cloudflare::PutOptions::new();
+    let stated = client.namespace(CF_NAMESPACE).with_url_encoding(true);
+    stated.put("a b", "v", options()).await.unwrap();
+    assert_eq!(
+        (put.calls_async().await, lookup.calls_async().await),
+        (1, 0)
+    );
+
+    for _ in 0..3 {
+        let fresh_handle = client.namespace(CF_NAMESPACE);
+        fresh_handle.put("a b", "v", options()).await.unwrap();
+    }
+    assert_eq!(
+        (put.calls_async().await, lookup.calls_async().await),
+        (4, 1)
+    );
+}
