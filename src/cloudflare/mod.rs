@@ -139,14 +139,40 @@ impl Client {
         }
     }
 
-    /// A client from `CLOUDFLARE_API_TOKEN` and `CLOUDFLARE_ACCOUNT_ID`.
+    /// A client from the variables Cloudflare's own tools read: `CLOUDFLARE_API_TOKEN` (or the
+    /// older `CLOUDFLARE_API_KEY` with `CLOUDFLARE_EMAIL`), `CLOUDFLARE_ACCOUNT_ID`, and
+    /// `CLOUDFLARE_BASE_URL` when set (as Cloudflare's SDKs read it), so a service can be pointed
+    /// at a local `edgekv-emulator` without a code change.
     pub fn from_env() -> Result<Self, Error> {
-        let var = |name: &str| {
-            std::env::var(name).map_err(|_| InvalidInput::Missing {
-                what: format!("environment variable {name}"),
-            })
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) reading variables through `var`.
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let missing = |what: &str| InvalidInput::Missing {
+            what: format!("environment variable {what}"),
         };
-        Self::new(var("CLOUDFLARE_API_TOKEN")?, var("CLOUDFLARE_ACCOUNT_ID")?)
+        let credential = match (
+            var("CLOUDFLARE_API_TOKEN"),
+            var("CLOUDFLARE_API_KEY"),
+            var("CLOUDFLARE_EMAIL"),
+        ) {
+            (Some(token), _, _) => Credential::CloudflareToken(token),
+            (None, Some(key), Some(email)) => Credential::CloudflareGlobalKey { email, key },
+            _ => {
+                return Err(missing(
+                    "CLOUDFLARE_API_TOKEN (or CLOUDFLARE_API_KEY and CLOUDFLARE_EMAIL)",
+                )
+                .into());
+            }
+        };
+        let account =
+            var("CLOUDFLARE_ACCOUNT_ID").ok_or_else(|| missing("CLOUDFLARE_ACCOUNT_ID"))?;
+        let mut builder = Self::builder(credential, account);
+        if let Some(base_url) = var("CLOUDFLARE_BASE_URL") {
+            builder = builder.base_url(base_url);
+        }
+        builder.build()
     }
 
     /// The account this client works in.
@@ -373,4 +399,47 @@ fn namespace_result(
         )
     })?;
     Ok(Reply::new(NamespaceInfo::from(namespace), messages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Client;
+
+    fn vars<'a>(set: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            set.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn from_env_reads_the_token_the_account_and_the_base_url() {
+        use progenitor_client::ClientInfo as _;
+        let client = Client::from_vars(vars(&[
+            ("CLOUDFLARE_API_TOKEN", "t"),
+            ("CLOUDFLARE_ACCOUNT_ID", "a"),
+            ("CLOUDFLARE_BASE_URL", "http://127.0.0.1:8787/cloudflare/"),
+        ]))
+        .unwrap();
+        assert_eq!(client.account_id(), "a");
+        assert_eq!(client.raw().baseurl(), "http://127.0.0.1:8787/cloudflare");
+        let default = Client::from_vars(vars(&[
+            ("CLOUDFLARE_API_KEY", "k"),
+            ("CLOUDFLARE_EMAIL", "e@example.com"),
+            ("CLOUDFLARE_ACCOUNT_ID", "a"),
+        ]))
+        .unwrap();
+        assert_eq!(default.raw().baseurl(), super::DEFAULT_BASE_URL);
+    }
+
+    #[test]
+    fn from_env_names_what_is_missing() {
+        let error = Client::from_vars(vars(&[("CLOUDFLARE_ACCOUNT_ID", "a")])).unwrap_err();
+        let cause = std::error::Error::source(&error).unwrap().to_string();
+        assert!(cause.contains("CLOUDFLARE_API_TOKEN"), "{cause}");
+        let error = Client::from_vars(vars(&[("CLOUDFLARE_API_TOKEN", "t")])).unwrap_err();
+        let cause = std::error::Error::source(&error).unwrap().to_string();
+        assert!(cause.contains("CLOUDFLARE_ACCOUNT_ID"), "{cause}");
+    }
 }

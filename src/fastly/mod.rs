@@ -204,12 +204,23 @@ impl Client {
         }
     }
 
-    /// A client from `FASTLY_API_TOKEN`.
+    /// A client from the variables Fastly's own tools read: `FASTLY_API_TOKEN`, and
+    /// `FASTLY_API_URL` when set (as go-fastly reads it), so a service can be pointed at a local
+    /// `edgekv-emulator` without a code change.
     pub fn from_env() -> Result<Self, Error> {
-        let token = std::env::var("FASTLY_API_TOKEN").map_err(|_| InvalidInput::Missing {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) reading variables through `var`.
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let token = var("FASTLY_API_TOKEN").ok_or_else(|| InvalidInput::Missing {
             what: "environment variable FASTLY_API_TOKEN".to_string(),
         })?;
-        Self::new(token)
+        let mut builder = Self::builder(token);
+        if let Some(base_url) = var("FASTLY_API_URL") {
+            builder = builder.base_url(base_url);
+        }
+        builder.build()
     }
 
     pub(crate) fn transport(&self) -> &Transport {
@@ -342,5 +353,25 @@ impl Client {
                 page.items.into_iter().map(StoreInfo::from).collect()
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Client;
+
+    #[test]
+    fn from_env_reads_the_token_and_the_base_url() {
+        use progenitor_client::ClientInfo as _;
+        let client = Client::from_vars(|name| match name {
+            "FASTLY_API_TOKEN" => Some("t".into()),
+            "FASTLY_API_URL" => Some("http://127.0.0.1:8787/fastly".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(client.raw().baseurl(), "http://127.0.0.1:8787/fastly");
+        let error = Client::from_vars(|_| None).unwrap_err();
+        let cause = std::error::Error::source(&error).unwrap().to_string();
+        assert!(cause.contains("FASTLY_API_TOKEN"), "{cause}");
     }
 }
