@@ -98,7 +98,7 @@ async fn fastly_tour(client: &fastly::Client) -> Result<(), edgekv::Error> {
     }
 
     let cleared = client.delete_store_with_contents(&info.id, 16).await?;
-    println!("deleted {} items and the store", cleared.written);
+    println!("deleted {} items and the store", cleared.deleted);
     Ok(())
 }
 

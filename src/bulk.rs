@@ -25,16 +25,18 @@ pub struct FailedKey {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BulkReport {
-    /// Keys written (or deleted).
+    /// Keys written.
     pub written: u64,
-    /// Keys not written, each with the reason.
+    /// Keys deleted (a key already gone counts: it is gone either way).
+    pub deleted: u64,
+    /// Keys not written or not deleted, each with the reason.
     pub failed: Vec<FailedKey>,
 }
 
 impl BulkReport {
-    /// The number of entries submitted.
+    /// The number of entries submitted: `written + deleted + failed.len()`.
     pub fn submitted(&self) -> u64 {
-        self.written + self.failed.len() as u64
+        self.written + self.deleted + self.failed.len() as u64
     }
 
     /// Reports every key of `keys` (with its caller's index) as not written, for `reason`.
@@ -53,6 +55,7 @@ impl BulkReport {
 
     pub(crate) fn absorb(&mut self, other: BulkReport) {
         self.written += other.written;
+        self.deleted += other.deleted;
         self.failed.extend(other.failed);
     }
 }
@@ -86,8 +89,8 @@ impl<B> Chunk<B> {
     /// sending.
     pub(crate) fn start(self) -> (B, Vec<u64>, BulkReport) {
         let report = BulkReport {
-            written: 0,
             failed: self.rejected,
+            ..BulkReport::default()
         };
         (self.body, self.indices, report)
     }
@@ -360,7 +363,7 @@ mod tests {
     fn written(n: u64) -> BulkReport {
         BulkReport {
             written: n,
-            failed: Vec::new(),
+            ..BulkReport::default()
         }
     }
 

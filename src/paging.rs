@@ -32,6 +32,8 @@ enum PagesState<T> {
     /// Not polled yet: the task is spawned on first poll, inside the caller's runtime.
     NotStarted(Box<dyn FnOnce() -> Running<T> + Send>),
     Running(Running<T>),
+    /// Ended: polled again (a consumer may), it stays ended rather than polling what ended.
+    Ended,
 }
 
 struct Running<T> {
@@ -113,10 +115,15 @@ impl<T> Stream for Pages<T> {
             let start = std::mem::replace(start, Box::new(|| unreachable!("started once")));
             this.state = PagesState::Running(start());
         }
-        match &mut this.state {
+        let next = match &mut this.state {
             PagesState::Running(running) => running.pages.poll_next_unpin(cx),
+            PagesState::Ended => return Poll::Ready(None),
             PagesState::NotStarted(_) => unreachable!("started just above"),
+        };
+        if let Poll::Ready(None) = next {
+            this.state = PagesState::Ended;
         }
+        next
     }
 }
 
@@ -338,6 +345,19 @@ mod tests {
         assert_eq!(oks, [1, 2, 2]);
         assert_eq!(got.len(), 4);
         assert!(is_page_failed(got.into_iter().next_back()));
+    }
+
+    #[tokio::test]
+    async fn a_listing_polled_after_its_end_stays_ended() {
+        use futures_util::StreamExt as _;
+        for read_ahead in [0, 2] {
+            let fetches = Arc::new(AtomicUsize::new(0));
+            let mut listing = pages(read_ahead, 0, numbered(2, None, fetches));
+            while listing.next().await.is_some() {}
+            // A consumer that polls again (a chunker, a `select!`) gets the end again, no panic.
+            assert!(listing.next().await.is_none());
+            assert!(listing.next().await.is_none());
+        }
     }
 
     #[test]

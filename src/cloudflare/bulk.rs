@@ -29,7 +29,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 
 use super::envelope;
-use super::{Namespace, limits, raw::types};
+use super::{ListKeys, Namespace, limits, raw::types};
 use crate::bulk::{self, BulkReport, Chunk, FailedKey, chunked, clip, refused};
 use crate::error::{Error, InvalidInput, Secrets};
 use crate::transport::{self, Answered};
@@ -231,6 +231,8 @@ type BulkAnswer = Result<
 trait BulkBody: Send + Sync + 'static {
     type Item: Clone + Send + Sync;
     const OPERATION: &'static str;
+    /// Whether what the service does to an item counts as a delete, not a write.
+    const DELETES: bool;
     fn items(&self) -> &[Self::Item];
     fn with_items(items: Vec<Self::Item>) -> Self;
     fn key(item: &Self::Item) -> &str;
@@ -241,6 +243,7 @@ trait BulkBody: Send + Sync + 'static {
 impl BulkBody for types::BulkWrite {
     type Item = types::BulkWriteItem;
     const OPERATION: &'static str = "bulk_write";
+    const DELETES: bool = false;
     fn items(&self) -> &[Self::Item] {
         &self.0
     }
@@ -263,6 +266,7 @@ impl BulkBody for types::BulkWrite {
 impl BulkBody for types::BulkDelete {
     type Item = String;
     const OPERATION: &'static str = "bulk_delete";
+    const DELETES: bool = true;
     fn items(&self) -> &[Self::Item] {
         &self.0
     }
@@ -338,7 +342,8 @@ impl Namespace {
         .await
     }
 
-    /// Deletes every key, in requests of at most 10,000 keys. Reported like a write.
+    /// Deletes every key, in requests of at most 10,000 keys, counted in
+    /// [`BulkReport::deleted`] (a key that did not exist counts: it is gone either way).
     pub async fn bulk_delete<I, K>(
         &self,
         keys: I,
@@ -349,9 +354,23 @@ impl Namespace {
         I::IntoIter: Send,
         K: Into<String>,
     {
+        let keys = keys.into_iter().map(Into::into);
+        self.bulk_delete_stream(futures_util::stream::iter(keys), options)
+            .await
+    }
+
+    /// [`bulk_delete`](Self::bulk_delete) from a stream of keys, read as requests go out: at
+    /// most a request's 10,000 keys per request in flight are held, however many keys come.
+    pub async fn bulk_delete_stream<S>(
+        &self,
+        keys: S,
+        options: &BulkOptions,
+    ) -> Result<BulkReport, Error>
+    where
+        S: Stream<Item = String> + Send,
+    {
         let concurrency = options.check()?;
         self.check_ids()?;
-        let keys = futures_util::stream::iter(keys.into_iter().map(Into::into));
         let chunks = chunked(
             keys.boxed(),
             limits::BULK_DELETE_MAX_KEYS,
@@ -366,6 +385,59 @@ impl Namespace {
             self.send_chunk(chunk, options).map(Ok)
         })
         .await
+    }
+
+    /// Deletes every key starting with `prefix` (every key for `""`), in bulk deletes sent as
+    /// the listing goes: the keys are never all held, so a namespace of millions clears in
+    /// bounded memory. Counted in [`BulkReport::deleted`]. A listing that fails ends the call
+    /// with its error once the deletes already sent are answered.
+    ///
+    /// ```no_run
+    /// # async fn demo(namespace: edgekv::cloudflare::Namespace) -> Result<(), edgekv::Error> {
+    /// let report = namespace
+    ///     .delete_prefix("session/", &edgekv::cloudflare::BulkOptions::default())
+    ///     .await?;
+    /// println!("{} deleted, {} failed", report.deleted, report.failed.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn delete_prefix(
+        &self,
+        prefix: &str,
+        options: &BulkOptions,
+    ) -> Result<BulkReport, Error> {
+        let listing = match prefix {
+            "" => ListKeys::new(),
+            prefix => ListKeys::new().prefix(prefix),
+        };
+        // The listing's error, if any: it ends the keys, and the call once the deletes are in.
+        let failure = std::sync::Mutex::new(None);
+        let keys = self
+            .keys(listing)
+            .map(|key| match key {
+                Ok(key) => Some(key.name),
+                Err(error) => {
+                    *failure
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+                    None
+                }
+            })
+            .take_while(|key| std::future::ready(key.is_some()))
+            .filter_map(std::future::ready);
+        let report = self.bulk_delete_stream(keys, options).await?;
+        match failure
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
+    }
+
+    /// Deletes every key of the namespace: [`delete_prefix`](Self::delete_prefix) with `""`.
+    pub async fn clear(&self, options: &BulkOptions) -> Result<BulkReport, Error> {
+        self.delete_prefix("", options).await
     }
 
     /// Sends one chunk, then again its unsuccessful keys, and reports every key. The resends are
@@ -417,7 +489,12 @@ impl Namespace {
                     kept_indices.push(*index);
                 }
             }
-            pending.report.written += (sent.len() - keep.len()) as u64;
+            let done = (sent.len() - keep.len()) as u64;
+            if B::DELETES {
+                pending.report.deleted += done;
+            } else {
+                pending.report.written += done;
+            }
             pending.body = Arc::new(B::with_items(keep));
             pending.indices = kept_indices;
             pending.why = why;

@@ -565,35 +565,62 @@ impl Store {
         )
     }
 
-    /// Deletes every item, `concurrency` deletes at a time, and reports each key not deleted.
-    /// A key already gone counts as deleted.
-    pub async fn clear(&self, concurrency: usize) -> Result<BulkReport, Error> {
+    /// Deletes every item whose key starts with `prefix` (every item for `""`),
+    /// `concurrency` deletes at a time, sent as the listing goes: the keys are never all held.
+    /// Fastly has no bulk delete, so each key is one `DELETE` (a write in Fastly's budget of
+    /// 1,000 non-read requests per hour: [`ClientLimit::FASTLY_WRITES`] spaces them), under the
+    /// handle's retry policy. Counted in [`BulkReport::deleted`] (a key already gone counts);
+    /// each key not deleted is reported. A listing error ends the call with that error.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
+    /// let report = store.delete_prefix("session/", 8).await?;
+    /// println!("{} deleted, {} failed", report.deleted, report.failed.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`ClientLimit::FASTLY_WRITES`]: crate::policy::ClientLimit::FASTLY_WRITES
+    pub async fn delete_prefix(
+        &self,
+        prefix: &str,
+        concurrency: usize,
+    ) -> Result<BulkReport, Error> {
         let concurrency = bulk::concurrency(concurrency)?;
-        // Each listed key is a "chunk" of one; a listing error ends the clear.
-        let keys = self.keys(ListKeys::new()).enumerate();
+        let listing = match prefix {
+            "" => ListKeys::new(),
+            prefix => ListKeys::new().prefix(prefix),
+        };
+        // Each listed key is a "chunk" of one; a listing error ends the call.
+        let keys = self.keys(listing).enumerate();
         bulk::run(keys, concurrency, |(index, key)| async move {
             Ok(self.delete_listed(key?, index as u64).await)
         })
         .await
     }
 
+    /// Deletes every item: [`delete_prefix`](Self::delete_prefix) with `""`.
+    pub async fn clear(&self, concurrency: usize) -> Result<BulkReport, Error> {
+        self.delete_prefix("", concurrency).await
+    }
+
     async fn delete_listed(&self, key: String, index: u64) -> BulkReport {
         match self.delete(&key, DeleteOptions::new()).await {
             Ok(()) => BulkReport {
-                written: 1,
-                failed: Vec::new(),
+                deleted: 1,
+                ..BulkReport::default()
             },
             Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => BulkReport {
-                written: 1,
-                failed: Vec::new(),
+                deleted: 1,
+                ..BulkReport::default()
             },
             Err(error) => BulkReport {
-                written: 0,
                 failed: vec![FailedKey {
                     key,
                     index,
                     reason: error.full_text(),
                 }],
+                ..BulkReport::default()
             },
         }
     }

@@ -404,5 +404,5 @@ async fn cloudflare_bulk_get_and_delete_report_by_key(backend: &Backend) {
         .bulk_delete(["a", "b"], &cloudflare::BulkOptions::default())
         .await
         .unwrap();
-    assert_eq!(deleted.written, 2);
+    assert_eq!(deleted.deleted, 2);
 }

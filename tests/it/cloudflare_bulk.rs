@@ -336,7 +336,10 @@ async fn bulk_delete_is_split_at_10000_keys() {
         .bulk_delete(keys, &fast_retries())
         .await
         .unwrap();
-    assert_eq!((report.written, report.failed.len()), (10_001, 0));
+    assert_eq!(
+        (report.deleted, report.written, report.failed.len()),
+        (10_001, 0, 0)
+    );
     let mut sizes: Vec<usize> = log.lock().unwrap().iter().map(Vec::len).collect();
     sizes.sort_unstable();
     assert_eq!(sizes, [1, 10_000]);

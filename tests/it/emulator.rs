@@ -103,7 +103,7 @@ async fn fastly_items_round_trip_with_generations_modes_and_conflicts() {
         .delete_store_with_contents(store.id(), 4)
         .await
         .unwrap();
-    assert_eq!((report.written, report.failed.len()), (2, 0));
+    assert_eq!((report.deleted, report.failed.len()), (2, 0));
     assert!(
         client
             .get_store(store.id())
@@ -291,7 +291,7 @@ async fn cloudflare_listings_and_bulk_reports() {
         .bulk_delete((0..2_345).map(|i| format!("k/{i:05}")), &bulk)
         .await
         .unwrap();
-    assert_eq!(deleted.written, 2_345);
+    assert_eq!(deleted.deleted, 2_345);
     let left: Vec<_> = namespace
         .keys(cloudflare::ListKeys::new())
         .try_collect()

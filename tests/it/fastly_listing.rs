@@ -243,7 +243,10 @@ async fn delete_with_contents_clears_the_store_then_deletes_it() {
         .delete_store_with_contents(FASTLY_STORE, 3)
         .await
         .unwrap();
-    assert_eq!((report.written, report.failed.len()), (7, 0));
+    assert_eq!(
+        (report.deleted, report.written, report.failed.len()),
+        (7, 0, 0)
+    );
     assert_eq!(item_deletes.calls_async().await, 7);
     store_delete.assert_async().await;
 }
@@ -282,7 +285,7 @@ async fn a_store_whose_items_cannot_all_be_deleted_is_left_in_place() {
         .delete_store_with_contents(FASTLY_STORE, 2)
         .await
         .unwrap();
-    assert_eq!(report.written, 1);
+    assert_eq!(report.deleted, 1);
     assert_eq!(
         (report.failed[0].key.as_str(), report.failed[0].index),
         ("b", 1)

@@ -32,5 +32,7 @@ mod hostile_bulk;
 mod key_paths;
 #[cfg(feature = "emulator")]
 mod persist;
+#[cfg(feature = "emulator")]
+mod prefix_deletes;
 mod tidy;
 mod tracing_secrets;
