@@ -52,13 +52,23 @@ fn same_origin_redirects() -> reqwest::redirect::Policy {
 
 /// With the `rustls` feature, reqwest needs a process-wide crypto provider before it can build a
 /// client. `ring` is chosen over reqwest's default `aws-lc-rs` for the build cost of every
-/// dependent (see the README). A provider the application installed first is kept.
+/// dependent (a clean release build of a one-call dependent took 70 s with ring, 140 s with
+/// aws-lc-rs; see the README). A provider the application installed first is kept, so an
+/// application that wants post-quantum key exchange installs aws-lc-rs's before the first client.
 pub(crate) fn install_crypto_provider() {
     #[cfg(feature = "rustls")]
     {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // rustls 0.23.48 deprecates this function, and rustls has no other entry point to its
+            // ring provider: the deprecation says what it lacks, no post-quantum key exchange
+            // (X25519MLKEM768 comes only with aws-lc-rs), and is not a defect to fix here. This
+            // crate keeps ring for build cost, says so (and how to get post-quantum key exchange)
+            // in the README, and keeps any provider installed before it. `allow` rather than
+            // `expect`: a dependent's lockfile may hold a rustls 0.23 from before the deprecation.
+            #[allow(deprecated)]
+            let provider = rustls::crypto::ring::default_provider();
             // Losing a race with another installer is fine: any installed provider serves.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            let _ = provider.install_default();
         }
     }
 }

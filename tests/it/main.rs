@@ -34,5 +34,6 @@ mod key_paths;
 mod persist;
 #[cfg(feature = "emulator")]
 mod prefix_deletes;
+mod readme;
 mod tidy;
 mod tracing_secrets;
