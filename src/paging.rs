@@ -200,19 +200,31 @@ where
 /// still delivered; the error comes instead of the next request.
 #[derive(Debug, Default)]
 struct CursorGuard {
-    seen: HashSet<String>,
+    /// Each cursor's hash, not the cursor: a server can answer cursors as long as a page, and a
+    /// listing of millions of pages must not keep them all. The hasher's keys are random per
+    /// process, so a server cannot make two cursors collide on purpose.
+    seen: HashSet<u64>,
+    hasher: std::hash::RandomState,
 }
 
 impl CursorGuard {
     /// Admits the cursor of the page about to be fetched.
     fn admit(&mut self, provider: Provider, cursor: &str) -> Result<(), Error> {
-        if self.seen.insert(cursor.to_string()) {
+        use std::hash::BuildHasher as _;
+        if self.seen.insert(self.hasher.hash_one(cursor)) {
             return Ok(());
         }
+        // The start of the cursor only: it is the server's text, of any length.
+        let start: String = cursor.chars().take(64).collect();
+        let cut = if start.len() < cursor.len() {
+            "…"
+        } else {
+            ""
+        };
         Err(Error::bad_response(
             provider,
             None,
-            format!("the listing repeated cursor {cursor:?}; stopping instead of looping"),
+            format!("the listing repeated cursor {start:?}{cut}; stopping instead of looping"),
         ))
     }
 }
@@ -358,6 +370,19 @@ mod tests {
             assert!(listing.next().await.is_none());
             assert!(listing.next().await.is_none());
         }
+    }
+
+    #[test]
+    fn a_repeated_long_cursor_is_quoted_by_its_start_only() {
+        let mut guard = CursorGuard::default();
+        let cursor = "c".repeat(1 << 20);
+        assert!(guard.admit(Provider::Fastly, &cursor).is_ok());
+        let message = guard
+            .admit(Provider::Fastly, &cursor)
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert!(message.contains("repeated cursor"), "{message}");
     }
 
     #[test]
