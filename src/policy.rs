@@ -364,6 +364,13 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
+/// A time to live in the whole seconds both services count, rounded up: a key never expires
+/// before the caller asked.
+pub(crate) fn ttl_seconds(ttl: Duration) -> u64 {
+    ttl.as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0))
+}
+
 /// Statuses worth another attempt.
 pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     matches!(
@@ -429,6 +436,14 @@ mod tests {
             map.insert(*name, HeaderValue::from_str(value).unwrap());
         }
         map
+    }
+
+    #[test]
+    fn a_ttl_is_whole_seconds_rounded_up() {
+        assert_eq!(ttl_seconds(Duration::from_secs(60)), 60);
+        assert_eq!(ttl_seconds(Duration::from_millis(60_001)), 61);
+        assert_eq!(ttl_seconds(Duration::from_nanos(1)), 1);
+        assert_eq!(ttl_seconds(Duration::MAX), u64::MAX);
     }
 
     #[test]

@@ -79,6 +79,13 @@ impl BulkEntry {
         self
     }
 
+    /// Expires the key `ttl` from now (at least 60 seconds; whole seconds, rounded up), as
+    /// [`PutOptions::ttl`](super::PutOptions::ttl).
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.expiration_ttl = Some(crate::policy::ttl_seconds(ttl));
+        self
+    }
+
     /// Expires the key `seconds` from now (at least 60).
     pub fn expiration_ttl(mut self, seconds: u64) -> Self {
         self.expiration_ttl = Some(seconds);

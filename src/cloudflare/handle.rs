@@ -78,6 +78,20 @@ impl PutOptions {
         self
     }
 
+    /// Expires the key `ttl` from now (at least 60 seconds), the name and type both providers'
+    /// options share: whole seconds, rounded up.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let options = edgekv::cloudflare::PutOptions::new().ttl(Duration::from_secs(3600));
+    /// assert_eq!(options.expiration_ttl, Some(3600));
+    /// ```
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.expiration_ttl = Some(crate::policy::ttl_seconds(ttl));
+        self
+    }
+
     /// Expires the key `seconds` from now (at least 60).
     pub fn expiration_ttl(mut self, seconds: u64) -> Self {
         self.expiration_ttl = Some(seconds);

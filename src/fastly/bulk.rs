@@ -46,6 +46,14 @@ impl BulkEntry {
         }
     }
 
+    /// Expires the item after `ttl` (whole seconds, rounded up; capped at `u32::MAX` seconds),
+    /// as [`PutOptions::ttl`](super::PutOptions::ttl).
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        let seconds = crate::policy::ttl_seconds(ttl);
+        self.ttl_seconds = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
+        self
+    }
+
     /// Expire the item after `seconds`.
     pub fn ttl_seconds(mut self, seconds: u32) -> Self {
         self.ttl_seconds = Some(seconds);

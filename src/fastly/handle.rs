@@ -107,6 +107,22 @@ impl PutOptions {
         self
     }
 
+    /// Expire the item after `ttl`, the name and type both providers' options share (whole
+    /// seconds, rounded up; capped at `u32::MAX` seconds, about 136 years, the most Fastly's
+    /// `time_to_live_sec` can say).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let options = edgekv::fastly::PutOptions::new().ttl(Duration::from_millis(1500));
+    /// assert_eq!(options.ttl_seconds, Some(2));
+    /// ```
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        let seconds = crate::policy::ttl_seconds(ttl);
+        self.ttl_seconds = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
+        self
+    }
+
     /// Expire the item after `seconds`.
     pub fn ttl_seconds(mut self, seconds: u32) -> Self {
         self.ttl_seconds = Some(seconds);
