@@ -448,7 +448,8 @@ impl Namespace {
         envelope::unwrap(transport, status, body)
     }
 
-    /// Deletes a key and its value.
+    /// Deletes a key and its value. A key that does not exist is not an error: Cloudflare
+    /// answers success (as Fastly's delete does with `force`).
     pub async fn delete(&self, key: &str) -> Result<Reply<()>, Error> {
         crate::error::redacting(Secrets::key(key), async move {
             self.check_key(key).await?;

@@ -481,6 +481,10 @@ impl Store {
     /// Deletes an item. With [`DeleteOptions::if_generation_match`] a mismatch is an error whose
     /// [`is_precondition_failed()`](Error::is_precondition_failed) is true.
     ///
+    /// A missing item: Fastly answers 404, an error whose `is_not_found()` is true, unless
+    /// `DeleteOptions::force` is set, which makes it succeed as Cloudflare's delete always does.
+    /// `delete_prefix`, `clear` and a retried delete count a missing item as deleted.
+    ///
     /// Retries: a plain delete is retried, and one that then finds the item gone counts as done;
     /// with `if_generation_match` only when the request provably never left.
     pub async fn delete(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
