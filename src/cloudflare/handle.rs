@@ -250,6 +250,28 @@ impl Namespace {
             .unwrap_or(&self.client.transport().policy().retry)
     }
 
+    /// The same namespace, each call of it ending within `deadline` (its attempts, the waits between
+    /// them and, for `bytes()`, reading the value): the retry policy's `deadline` for the calls of
+    /// this handle, not another kind of timeout. Handles are cheap to clone, so one call can
+    /// have its own: `namespace.clone().with_deadline(d).get(key)`.
+    ///
+    /// ```no_run
+    /// # async fn demo(namespace: edgekv::cloudflare::Namespace) -> Result<(), edgekv::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let quick = namespace.clone().with_deadline(Duration::from_millis(300));
+    /// match quick.get("hot-key").await {
+    ///     Err(error) if error.is_timeout() => println!("serving the stale copy"),
+    ///     other => drop(other?),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_deadline(self, deadline: std::time::Duration) -> Self {
+        let retry = self.retry_policy().clone().deadline(Some(deadline));
+        self.with_retry(retry)
+    }
+
     /// A call of this handle, under its retry policy.
     pub(super) fn op(&self, operation: &'static str) -> Call<'_> {
         super::op(operation).retry(self.retry.as_deref())

@@ -86,3 +86,48 @@ async fn a_cloudflare_namespace_looks_up_url_encoding_once_per_client_or_never()
         (4, 1)
     );
 }
+
+/// One call can have its own deadline: the handle's retry deadline for that call, ending it (a
+/// timeout) while the client's own would still wait.
+#[cfg(feature = "emulator")]
+#[tokio::test]
+async fn a_handle_with_a_deadline_ends_its_call_in_time_on_both_providers() {
+    use std::time::{Duration, Instant};
+
+    use edgekv::emulator::faults::Reply;
+
+    use crate::support::cloudflare_at;
+    use crate::support::faulty::FaultyServer;
+
+    let deadline = Duration::from_millis(300);
+    let server = FaultyServer::start(vec![Reply::StallHead]).await;
+    let store = fastly_at(&server.url(), FASTLY_TOKEN, fast_policy()).store(FASTLY_STORE);
+    let started = Instant::now();
+    let error = store.with_deadline(deadline).get("k").await.unwrap_err();
+    assert!(error.is_timeout(), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let server = FaultyServer::start(vec![Reply::StallHead]).await;
+    let client = cloudflare_at(
+        &server.url(),
+        crate::support::cloudflare_token(),
+        fast_policy(),
+    );
+    let namespace = client.namespace(CF_NAMESPACE).with_url_encoding(true);
+    let started = Instant::now();
+    let error = namespace
+        .with_deadline(deadline)
+        .get("k")
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
