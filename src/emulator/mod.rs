@@ -241,6 +241,17 @@ impl Emulator {
     /// Starts serving on 127.0.0.1 as configured. With [`EmulatorConfig::persist`], replays
     /// the log first; a log that cannot be read is an error (`InvalidData`), never skipped.
     pub async fn start(config: EmulatorConfig) -> std::io::Result<Emulator> {
+        // The ready clients send the first token of each API: one no header can carry is refused
+        // here, with an error, rather than later by `fastly()` / `cloudflare()`.
+        let tokens = config.fastly_tokens.first().into_iter();
+        for token in tokens.chain(config.cloudflare_tokens.first()) {
+            if reqwest::header::HeaderValue::from_str(token).is_err() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "an emulator token is not a valid HTTP header value",
+                ));
+            }
+        }
         let state = Arc::new(Shared::new(config)?);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.config.port)).await?;
         let addr = listener.local_addr()?;
@@ -314,8 +325,8 @@ impl Emulator {
     ///
     /// # Panics
     ///
-    /// If the client cannot be built: the emulator's token is not a valid header value (set
-    /// through [`EmulatorConfig::fastly_tokens`]).
+    /// If no HTTP client can be built at all (no TLS provider); a token no header can carry is
+    /// refused by [`Emulator::start`] already.
     pub fn fastly(&self) -> crate::fastly::Client {
         let build = || {
             self.fastly_builder()
@@ -329,8 +340,8 @@ impl Emulator {
     ///
     /// # Panics
     ///
-    /// If the client cannot be built: the emulator's token is not a valid header value (set
-    /// through [`EmulatorConfig::cloudflare_tokens`]).
+    /// If no HTTP client can be built at all (no TLS provider); a token no header can carry is
+    /// refused by [`Emulator::start`] already.
     pub fn cloudflare(&self) -> crate::cloudflare::Client {
         let build = || {
             self.cloudflare_builder()

@@ -128,3 +128,13 @@ async fn expired_keys_leave_the_listings() -> Result {
     assert_eq!(names(listed), ["kept"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_token_no_header_can_carry_is_refused_at_start_not_by_a_panic_later() {
+    let config = edgekv::emulator::EmulatorConfig::default().fastly_tokens(["bad\ntoken"]);
+    let error = match Emulator::start(config).await {
+        Ok(_) => panic!("started with a token no header can carry"),
+        Err(error) => error,
+    };
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+}
