@@ -66,7 +66,7 @@ impl Server {
 
 impl Server {
     fn cloudflare(&self) -> edgekv::cloudflare::Client {
-        let credential = edgekv::Credential::CloudflareToken(DEFAULT_TOKEN.into());
+        let credential = DEFAULT_TOKEN;
         edgekv::cloudflare::Client::builder(credential, edgekv::emulator::DEFAULT_ACCOUNT)
             .base_url(&self.cloudflare)
             .build()

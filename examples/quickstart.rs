@@ -26,8 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let fastly = fastly::Client::builder(DEFAULT_TOKEN)
             .base_url(emulator.fastly_url())
             .build()?;
-        let credential = edgekv::Credential::CloudflareToken(DEFAULT_TOKEN.into());
-        let cloudflare = cloudflare::Client::builder(credential, DEFAULT_ACCOUNT)
+        let cloudflare = cloudflare::Client::builder(DEFAULT_TOKEN, DEFAULT_ACCOUNT)
             .base_url(emulator.cloudflare_url())
             .build()?;
         (Some(emulator), fastly, cloudflare)

@@ -95,15 +95,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client. Fails if the credential is not a Cloudflare one or cannot be sent.
+    /// Builds the client. Fails if the credential cannot be sent as header values.
     pub fn build(self) -> Result<Client, Error> {
-        if matches!(self.settings.credential, Credential::FastlyToken(_)) {
-            return Err(InvalidInput::OutOfRange {
-                what: "the credential",
-                allowed: "a Cloudflare API token or global key",
-            }
-            .into());
-        }
         let (transport, http, base_url) = self.settings.build(Provider::Cloudflare)?;
         let raw = raw::Client::new_with_client(&base_url, http, transport);
         Ok(Client {
@@ -113,6 +106,72 @@ impl ClientBuilder {
                 literal_keys: Default::default(),
             }),
         })
+    }
+}
+
+/// How a Cloudflare client authenticates: an API token (a string converts to one), or the older
+/// account email with its global API key. `Debug` shows no secret.
+///
+/// ```
+/// use edgekv::cloudflare::{Auth, Client};
+///
+/// let with_token = Client::builder("api-token", "account-id");
+/// let with_global_key = Client::builder(Auth::global_key("ops@example.com", "key"), "account-id");
+/// assert_eq!(format!("{:?}", Auth::from("api-token")), "ApiToken(<redacted>)");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Auth {
+    /// An API token, sent as `Authorization: Bearer <token>`.
+    ApiToken(String),
+    /// The account's email and global API key, sent as `X-Auth-Email` and `X-Auth-Key`.
+    GlobalKey {
+        /// The account's email address.
+        email: String,
+        /// The global API key.
+        key: String,
+    },
+}
+
+impl Auth {
+    /// The older email + global API key credential.
+    pub fn global_key(email: impl Into<String>, key: impl Into<String>) -> Self {
+        Auth::GlobalKey {
+            email: email.into(),
+            key: key.into(),
+        }
+    }
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::ApiToken(_) => f.write_str("ApiToken(<redacted>)"),
+            Auth::GlobalKey { .. } => {
+                f.write_str("GlobalKey { email: <redacted>, key: <redacted> }")
+            }
+        }
+    }
+}
+
+impl From<String> for Auth {
+    fn from(api_token: String) -> Self {
+        Auth::ApiToken(api_token)
+    }
+}
+
+impl From<&str> for Auth {
+    fn from(api_token: &str) -> Self {
+        Auth::ApiToken(api_token.to_string())
+    }
+}
+
+impl From<Auth> for Credential {
+    fn from(auth: Auth) -> Self {
+        match auth {
+            Auth::ApiToken(token) => Credential::CloudflareToken(token),
+            Auth::GlobalKey { email, key } => Credential::CloudflareGlobalKey { email, key },
+        }
     }
 }
 
@@ -127,14 +186,15 @@ impl Client {
     /// # }
     /// ```
     pub fn new(api_token: impl Into<String>, account_id: impl Into<String>) -> Result<Self, Error> {
-        Self::builder(Credential::CloudflareToken(api_token.into()), account_id).build()
+        Self::builder(Auth::ApiToken(api_token.into()), account_id).build()
     }
 
-    /// A builder, for the older email + global key credential, another base URL or an existing
-    /// `reqwest::Client`.
-    pub fn builder(credential: Credential, account_id: impl Into<String>) -> ClientBuilder {
+    /// A builder, for the older email + global key credential ([`Auth::global_key`]), another
+    /// base URL, a policy or an existing `reqwest::Client`. The same shape as
+    /// [`fastly::Client::builder`](crate::fastly::Client::builder), with the account added.
+    pub fn builder(auth: impl Into<Auth>, account_id: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
-            settings: Settings::new(credential, DEFAULT_BASE_URL),
+            settings: Settings::new(auth.into().into(), DEFAULT_BASE_URL),
             account_id: account_id.into(),
         }
     }
@@ -157,8 +217,8 @@ impl Client {
             var("CLOUDFLARE_API_KEY"),
             var("CLOUDFLARE_EMAIL"),
         ) {
-            (Some(token), _, _) => Credential::CloudflareToken(token),
-            (None, Some(key), Some(email)) => Credential::CloudflareGlobalKey { email, key },
+            (Some(token), _, _) => Auth::ApiToken(token),
+            (None, Some(key), Some(email)) => Auth::GlobalKey { email, key },
             _ => {
                 return Err(missing(
                     "CLOUDFLARE_API_TOKEN (or CLOUDFLARE_API_KEY and CLOUDFLARE_EMAIL)",

@@ -314,11 +314,8 @@ impl Emulator {
             .first()
             .cloned()
             .unwrap_or_default();
-        crate::cloudflare::Client::builder(
-            crate::Credential::CloudflareToken(token),
-            config.cloudflare_account.clone(),
-        )
-        .base_url(self.cloudflare_url())
+        crate::cloudflare::Client::builder(token, config.cloudflare_account.clone())
+            .base_url(self.cloudflare_url())
     }
 
     /// A Fastly client for this emulator (built once, then shared: clones are cheap).

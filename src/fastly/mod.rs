@@ -196,7 +196,9 @@ impl Client {
         Self::builder(api_token).build()
     }
 
-    /// A builder, for another base URL or an existing `reqwest::Client`.
+    /// A builder, for another base URL, a policy or an existing `reqwest::Client`. The same
+    /// shape as [`cloudflare::Client::builder`](crate::cloudflare::Client::builder), which adds
+    /// the account.
     pub fn builder(api_token: impl Into<String>) -> ClientBuilder {
         let token = Credential::FastlyToken(api_token.into());
         ClientBuilder {

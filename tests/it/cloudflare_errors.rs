@@ -210,7 +210,7 @@ async fn a_missing_namespace_stays_an_error_when_reading_a_value() {
 
 #[tokio::test]
 async fn nothing_answering_is_a_transport_error() {
-    let credential = edgekv::Credential::CloudflareToken("t".into());
+    let credential = "t";
     // The discard port: nothing listens.
     let client = cloudflare_at("http://127.0.0.1:9", credential, RequestPolicy::default());
     let error = client.get_namespace(CF_NAMESPACE).await.unwrap_err();

@@ -308,7 +308,7 @@ fn clients_are_clone_send_sync_and_their_streams_and_futures_send_and_static() {
 fn debug_of_the_client_shows_no_credential() {
     let client = Client::new("secret-token-value", CF_ACCOUNT).unwrap();
     let global = Client::builder(
-        edgekv::Credential::CloudflareGlobalKey {
+        edgekv::cloudflare::Auth::GlobalKey {
             email: "me@example.com".into(),
             key: "global-secret".into(),
         },

@@ -64,7 +64,7 @@ async fn a_wrong_token_is_unauthorized_on_both_providers_of_the_emulator() {
     let error = fastly.get_store("s").await.unwrap_err();
     assert!(error.is_unauthorized(), "{error:?}");
     assert_eq!(error.provider(), Some(Provider::Fastly));
-    let credential = edgekv::Credential::CloudflareToken("not-the-token".into());
+    let credential = "not-the-token";
     let cloudflare = edgekv::cloudflare::Client::builder(credential, DEFAULT_ACCOUNT)
         .base_url(emulator.cloudflare_url())
         .build()

@@ -316,11 +316,10 @@ async fn wrong_credentials_get_each_services_refusal() {
             .map(|s| s.as_u16()),
         Some(401)
     );
-    let cloudflare =
-        cloudflare::Client::builder(Credential::CloudflareToken("wrong".into()), DEFAULT_ACCOUNT)
-            .base_url(emulator.cloudflare_url())
-            .build()
-            .unwrap();
+    let cloudflare = cloudflare::Client::builder("wrong", DEFAULT_ACCOUNT)
+        .base_url(emulator.cloudflare_url())
+        .build()
+        .unwrap();
     let error = cloudflare.create_namespace("x").await.unwrap_err();
     assert_eq!(
         (error.status().map(|s| s.as_u16()), error.codes()),
@@ -671,13 +670,10 @@ fn the_standalone_binary_serves_both_apis_and_stops_cleanly() {
             .put("k", "v", fastly::PutOptions::new())
             .await
             .unwrap();
-        let cloudflare = cloudflare::Client::builder(
-            Credential::CloudflareToken("bin-token".into()),
-            DEFAULT_ACCOUNT,
-        )
-        .base_url(&cloudflare_url)
-        .build()
-        .unwrap();
+        let cloudflare = cloudflare::Client::builder("bin-token", DEFAULT_ACCOUNT)
+            .base_url(&cloudflare_url)
+            .build()
+            .unwrap();
         cloudflare
             .create_namespace("from-the-binary")
             .await

@@ -497,7 +497,7 @@ mod cloudflare {
     #[tokio::test]
     async fn success_false_with_status_200_is_an_api_error_not_retried() {
         let server = FaultyServer::start(vec![Reply::json(200, cf_failure(10001, "failed"))]).await;
-        let credential = edgekv::Credential::CloudflareToken(CLOUDFLARE_TOKEN.into());
+        let credential = CLOUDFLARE_TOKEN;
         let error = cloudflare_at(&server.url(), credential, fast_policy())
             .namespace(CF_NAMESPACE)
             .delete("k")

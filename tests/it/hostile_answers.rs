@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use edgekv::Error;
 use edgekv::policy::RequestPolicy;
-use edgekv::{Credential, Error};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::json;
 
@@ -42,7 +42,7 @@ fn one_attempt() -> RequestPolicy {
 }
 
 fn cloudflare(url: &str, policy: RequestPolicy) -> edgekv::cloudflare::Client {
-    cloudflare_at(url, Credential::CloudflareToken(TOKEN.into()), policy)
+    cloudflare_at(url, TOKEN, policy)
 }
 
 /// The test namespace, told it URL-decodes keys (so no lookup precedes a call).

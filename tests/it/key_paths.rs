@@ -726,7 +726,7 @@ impl Clients {
     }
 
     fn cloudflare(&self, recorder: &Recorder, account: &str) -> Result<cloudflare::Client, Error> {
-        cloudflare::Client::builder(Credential::CloudflareToken("cf-token".into()), account)
+        cloudflare::Client::builder("cf-token", account)
             .base_url(recorder.cloudflare_base())
             .http_client(self.http.clone())
             .policy(policy())

@@ -37,7 +37,7 @@ impl Server {
             .base_url(fastly_url)
             .build()
             .expect("a client");
-        let credential = edgekv::Credential::CloudflareToken(DEFAULT_TOKEN.into());
+        let credential = DEFAULT_TOKEN;
         let cloudflare = cloudflare::Client::builder(credential, DEFAULT_ACCOUNT)
             .base_url(cloudflare_url)
             .build()

@@ -170,3 +170,40 @@ fn the_tidy_check_catches_a_name_that_is_gone() {
     );
     assert_eq!(module_exists(&tree, "ClientHooks::pre"), None);
 }
+
+/// The `pub fn` names of the `impl ClientBuilder` block in `file`.
+fn builder_methods(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
+    let block = text
+        .split("impl ClientBuilder {")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{file} has no `impl ClientBuilder`"));
+    let block = &block[..block.find("\n}\n").unwrap()];
+    let mut names: Vec<String> = block
+        .split("pub fn ")
+        .skip(1)
+        .map(|rest| rest[..rest.find(['(', '<']).unwrap()].to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_two_client_builders_have_the_same_methods() {
+    let fastly = builder_methods("src/fastly/mod.rs");
+    assert!(fastly.contains(&"base_url".to_string()), "{fastly:?}");
+    assert_eq!(fastly, builder_methods("src/cloudflare/mod.rs"));
+}
+
+/// The builders take their credential the same way: a token as a string, on both providers.
+#[test]
+fn both_builders_take_a_token_string() {
+    let _ = edgekv::fastly::Client::builder("token").build().unwrap();
+    let token = String::from("token");
+    let _ = edgekv::cloudflare::Client::builder(&*token, "account")
+        .build()
+        .unwrap();
+    let _ = edgekv::cloudflare::Client::builder(token, "account")
+        .build()
+        .unwrap();
+}

@@ -96,7 +96,7 @@ async fn puts_are_traced() {
         .await
         .unwrap_err();
 
-    let credential = edgekv::Credential::CloudflareGlobalKey {
+    let credential = edgekv::cloudflare::Auth::GlobalKey {
         email: EMAIL.into(),
         key: TOKEN.into(),
     };

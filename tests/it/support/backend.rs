@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use edgekv::emulator::{DEFAULT_ACCOUNT, DEFAULT_TOKEN, Emulator, EmulatorConfig};
 use edgekv::policy::RequestPolicy;
-use edgekv::{Credential, cloudflare, fastly};
+use edgekv::{cloudflare, fastly};
 use httpmock::MockServer;
 use httpmock::prelude::HttpMockResponse;
 
@@ -24,14 +24,11 @@ pub fn emulator_fastly(url: &str, policy: RequestPolicy) -> fastly::Client {
 
 /// The Cloudflare facade at `url` with the emulator's default token and account, under `policy`.
 pub fn emulator_cloudflare(url: &str, policy: RequestPolicy) -> cloudflare::Client {
-    cloudflare::Client::builder(
-        Credential::CloudflareToken(DEFAULT_TOKEN.into()),
-        DEFAULT_ACCOUNT,
-    )
-    .base_url(url)
-    .policy(policy)
-    .build()
-    .unwrap()
+    cloudflare::Client::builder(DEFAULT_TOKEN, DEFAULT_ACCOUNT)
+        .base_url(url)
+        .policy(policy)
+        .build()
+        .unwrap()
 }
 
 pub enum Backend {

@@ -181,13 +181,13 @@ pub fn fast_policy() -> RequestPolicy {
     policy
 }
 
-/// The Cloudflare facade at `url` with `credential`, for the test account, under `policy`.
+/// The Cloudflare facade at `url` with `auth`, for the test account, under `policy`.
 pub fn cloudflare_at(
     url: &str,
-    credential: Credential,
+    auth: impl Into<edgekv::cloudflare::Auth>,
     policy: RequestPolicy,
 ) -> edgekv::cloudflare::Client {
-    edgekv::cloudflare::Client::builder(credential, CF_ACCOUNT)
+    edgekv::cloudflare::Client::builder(auth, CF_ACCOUNT)
         .base_url(url)
         .policy(policy)
         .build()
@@ -200,8 +200,8 @@ pub fn cloudflare_client(server: &MockServer) -> edgekv::cloudflare::Client {
 }
 
 /// [`CLOUDFLARE_TOKEN`] as a credential.
-pub fn cloudflare_token() -> Credential {
-    Credential::CloudflareToken(CLOUDFLARE_TOKEN.to_string())
+pub fn cloudflare_token() -> edgekv::cloudflare::Auth {
+    edgekv::cloudflare::Auth::ApiToken(CLOUDFLARE_TOKEN.to_string())
 }
 
 /// A path under the test namespace, e.g. `cf_path("/values/k")`.
