@@ -33,7 +33,7 @@ pub mod transport;
 
 pub use body::{Body, ValueStream};
 pub use error::{Error, Provider};
-pub use transport::Credential;
+pub use transport::{Answer, Credential, WithAnswer};
 
 /// reqwest 0.13 is a public dependency: its `Client`, `Body` and errors appear in this API.
 pub use reqwest;

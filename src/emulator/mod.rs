@@ -526,6 +526,12 @@ pub struct RecordedRequest {
     pub body_len: usize,
     /// The status answered (0 for an injected fault that sent no status: a reset or a stall).
     pub status: u16,
+    /// The `CF-Ray` header the emulator answered a Cloudflare request with, as the service
+    /// adds one to every answer (Cloudflare's HTTP headers reference,
+    /// developers.cloudflare.com/fundamentals/reference/http-headers/): 16 hex digits, a dash,
+    /// and `EMU` where the service names its data center. `None` for Fastly, whose API answers
+    /// carry no request-id header, and for injected faults.
+    pub ray_id: Option<String>,
 }
 
 impl RecordedRequest {
@@ -569,6 +575,8 @@ struct Shared {
     requests: Mutex<VecDeque<RecordedRequest>>,
     /// Numbers the fixture's fresh store and namespace names.
     names: AtomicU64,
+    /// Numbers the Ray IDs of Cloudflare answers.
+    rays: AtomicU64,
 }
 
 impl Shared {
@@ -601,6 +609,7 @@ impl Shared {
             journal,
             requests: Mutex::default(),
             names: AtomicU64::new(fastrand::u64(..1 << 32)),
+            rays: AtomicU64::new(fastrand::u64(..)),
         })
     }
 
@@ -757,6 +766,7 @@ fn recorded_fault(seen: faults::Seen, status: u16) -> RecordedRequest {
             .collect(),
         body_len: seen.body.len(),
         status,
+        ray_id: None,
     }
 }
 
@@ -809,6 +819,7 @@ async fn serve(
             .collect(),
         body_len: body.len(),
         status: 0,
+        ray_id: None,
     };
     let segments: Vec<String> = path
         .trim_start_matches('/')
@@ -824,7 +835,7 @@ async fn serve(
         headers,
         body,
     };
-    let response = match api {
+    let mut response = match api {
         Api::Fastly => fastly::serve(&state, request),
         Api::Cloudflare => cloudflare::serve(&state, request).await,
         Api::Unknown => respond(
@@ -833,6 +844,13 @@ async fn serve(
             Bytes::from_static(b"not an emulated API"),
         ),
     };
+    if api == Api::Cloudflare {
+        let ray = format!("{:016x}-EMU", state.rays.fetch_add(1, Ordering::Relaxed));
+        if let Ok(value) = axum::http::HeaderValue::from_str(&ray) {
+            response.headers_mut().insert("cf-ray", value);
+        }
+        recorded.ray_id = Some(ray);
+    }
     recorded.status = response.status().as_u16();
     state.record(recorded);
     response
@@ -911,6 +929,7 @@ mod tests {
                 headers: Vec::new(),
                 body_len: 0,
                 status: status as u16,
+                ray_id: None,
             });
         }
         let requests = shared.requests();

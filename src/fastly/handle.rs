@@ -353,7 +353,12 @@ impl Store {
     async fn confirm_exists(&self) -> Result<(), Error> {
         if !self.exists.load(Ordering::Relaxed) {
             let get = || Some(self.raw().kv_store_get(&self.id));
-            transport::call(self.client.transport(), self.op("kv_store_get"), get).await?;
+            transport::call(
+                self.client.transport(),
+                self.op("kv_store_get").aside(),
+                get,
+            )
+            .await?;
             self.seen();
         }
         Ok(())

@@ -14,6 +14,7 @@ use crate::transport::answer::{
     ErrorBody, convert, from_reqwest, from_undecoded_body, invalid_request,
 };
 use crate::transport::hooks::{kept_headers, request_id};
+use crate::transport::observed;
 
 /// One facade call: what it is, for retries and logs.
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +27,9 @@ pub(crate) struct Call<'a> {
     pub(crate) idempotency: Idempotency,
     /// A per-call (per-handle) retry policy overriding the client's.
     pub(crate) retry: Option<&'a RetryPolicy>,
+    /// A lookup made on the side of the caller's call, whose answer is not the call's
+    /// ([`Answer`](crate::Answer)).
+    pub(crate) aside: bool,
 }
 
 impl<'a> Call<'a> {
@@ -40,7 +44,14 @@ impl<'a> Call<'a> {
             operations,
             idempotency: Idempotency::Idempotent,
             retry: None,
+            aside: false,
         }
+    }
+
+    /// Marks a lookup made on the side of the caller's call (its answer is not the call's).
+    pub(crate) fn aside(mut self) -> Self {
+        self.aside = true;
+        self
     }
 
     /// Marks a call a lost answer could make wrong when `not_idempotent`.
@@ -74,33 +85,41 @@ where
     F: FnMut() -> Option<Fut>,
     Fut: Future<Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>>>,
 {
-    let provider = call.provider;
+    let (provider, aside) = (call.provider, call.aside);
     attempts(transport, call, || {
         // Boxed where it is made: a generated call's future is large, and each move copies it.
         let attempt = Box::pin(make()?);
-        Some(async move { answer_of(provider, attempt.await).await })
+        Some(async move { answer_of(provider, aside, attempt.await).await })
     })
     .await
     .map_err(|e| transport.redact_credential(e))
 }
 
-/// One attempt's outcome, with the status and headers the answer came with.
+/// One attempt's outcome, with the status and headers the answer came with (noted for a caller
+/// that asked, unless the call is a lookup `aside`).
 async fn answer_of<T, E: ErrorBody>(
     provider: Provider,
+    aside: bool,
     outcome: Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>>,
 ) -> (Result<progenitor_client::ResponseValue<T>, Error>, Seen) {
+    let seen = |status: StatusCode, headers: &HeaderMap| {
+        if !aside {
+            observed::note(provider, status, headers);
+        }
+        Some((status, kept_headers(headers)))
+    };
     match outcome {
         Ok(value) => {
-            let seen = Some((value.status(), kept_headers(value.headers())));
+            let seen = seen(value.status(), value.headers());
             (Ok(value), seen)
         }
         Err(error) => {
             let seen = match &error {
                 progenitor_client::Error::ErrorResponse(answer) => {
-                    Some((answer.status(), kept_headers(answer.headers())))
+                    seen(answer.status(), answer.headers())
                 }
                 progenitor_client::Error::UnexpectedResponse(answer) => {
-                    Some((answer.status(), kept_headers(answer.headers())))
+                    seen(answer.status(), answer.headers())
                 }
                 _ => None,
             };
@@ -170,12 +189,12 @@ where
     Fut: Future<Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>>>,
     A: Fn(progenitor_client::ResponseValue<T>) -> Answered<U>,
 {
-    let provider = call.provider;
+    let (provider, aside) = (call.provider, call.aside);
     let answered = &answered;
     attempts(transport, call, || {
         let attempt = Box::pin(make()?);
         Some(async move {
-            let (result, seen) = answer_of(provider, attempt.await).await;
+            let (result, seen) = answer_of(provider, aside, attempt.await).await;
             (result.map(answered), seen)
         })
     })
@@ -199,7 +218,7 @@ where
     E: ErrorBody,
     F: FnMut() -> Option<Result<reqwest::Request, Error>>,
 {
-    let (provider, operation_id) = (call.provider, call.operation);
+    let (provider, operation_id, aside) = (call.provider, call.operation, call.aside);
     attempts(client.inner(), call, || {
         let request = make()?;
         Some(async move {
@@ -228,6 +247,9 @@ where
                 }
             };
             let status = response.status();
+            if !aside {
+                observed::note(provider, status, response.headers());
+            }
             let seen = Some((status, kept_headers(response.headers())));
             let result = match response.bytes().await {
                 Err(e) => Err(from_reqwest(provider, e)),

@@ -17,6 +17,7 @@
 //! - `attempt.rs`: the attempt loop (retries, timers, tracing) for generated and hand-written
 //!   calls.
 //! - `answer.rs`: answers and failures into the crate's error.
+//! - `observed.rs`: the answer of a successful call, for a caller that asks (`with_answer`).
 //! - `segment.rs`: the one path-segment encoder and the pre-send path check.
 //! - `capped.rs`: the read limit of every answer's body.
 //! - `generated.rs`: leaner stand-ins for progenitor's helpers, called by the generated code.
@@ -27,6 +28,7 @@ pub(crate) mod capped;
 mod credential;
 pub(crate) mod generated;
 pub(crate) mod hooks;
+mod observed;
 pub(crate) mod segment;
 
 use std::fmt;
@@ -38,6 +40,7 @@ pub(crate) use answer::{ErrorBody, decode_json, from_undecoded_body};
 pub(crate) use attempt::{Answered, Call, call, call_until_done, send};
 pub use credential::Credential;
 pub(crate) use hooks::hooks_through_transport;
+pub use observed::{Answer, WithAnswer, WithAnswerFuture};
 
 use crate::error::{Error, InvalidInput, Provider};
 use crate::policy::{Limiter, RateLimit, RequestPolicy};

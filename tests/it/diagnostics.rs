@@ -96,3 +96,104 @@ async fn display_states_the_stage_once_and_source_gives_the_cause() {
     assert_eq!(error.request_id(), None);
     assert!(!error.is_retryable());
 }
+
+/// A succeeding Cloudflare call gives its answer's Ray ID, and a failing one its error's: each
+/// the `CF-Ray` the emulator answered that request with (its request log says which).
+#[cfg(feature = "emulator")]
+#[tokio::test]
+async fn cloudflare_calls_give_the_ray_id_of_their_answer_succeeding_or_failing() {
+    use edgekv::WithAnswer as _;
+    use edgekv::emulator::Emulator;
+    use reqwest::StatusCode;
+
+    let emu = Emulator::new().await.unwrap();
+    let namespace = emu.cloudflare_namespace().await.unwrap();
+    emu.clear_requests();
+
+    let (_reply, answer) = namespace
+        .put("k", "v", Default::default())
+        .with_answer()
+        .await
+        .unwrap();
+    let answer = answer.expect("a request was sent");
+    let logged = emu.requests();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(answer.request_id(), logged[0].ray_id);
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.provider(), Provider::Cloudflare);
+    assert_eq!(
+        answer.headers()["cf-ray"].to_str().unwrap(),
+        logged[0].ray_id.as_deref().unwrap()
+    );
+
+    // A missing key is a success (`None`) whose answer is the 404.
+    let (value, answer) = namespace.get("absent").with_answer().await.unwrap();
+    assert!(value.is_none());
+    let answer = answer.unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    assert_eq!(answer.request_id(), emu.requests().last().unwrap().ray_id);
+    assert_ne!(answer.request_id(), logged[0].ray_id, "one id per answer");
+
+    // A failing call: the error carries the Ray ID (and `with_answer` changes nothing of it).
+    let wrong = edgekv::cloudflare::Client::builder("not-the-token", emu.cloudflare().account_id())
+        .base_url(emu.cloudflare_url())
+        .build()
+        .unwrap();
+    let error = wrong
+        .namespace(namespace.id())
+        .get("k")
+        .with_answer()
+        .await
+        .unwrap_err();
+    assert!(error.is_unauthorized(), "{error:?}");
+    let ray = emu.requests().last().unwrap().ray_id.clone();
+    assert!(ray.is_some());
+    assert_eq!(error.request_id(), ray.as_deref());
+}
+
+/// A Fastly get of a missing item on a fresh handle makes two requests (the item, then whether
+/// the store exists); its answer is the item's 404, not the store lookup made on the side. The
+/// emulator's Fastly answers carry no request id, as the service's carry none (the recorded
+/// answers' `X-Served-By` and `X-Timer` are checked in `fastly_replay.rs`).
+#[cfg(feature = "emulator")]
+#[tokio::test]
+async fn a_fastly_answer_is_the_calls_own_not_a_lookup_made_on_the_side() {
+    use edgekv::WithAnswer as _;
+    use edgekv::emulator::Emulator;
+    use reqwest::StatusCode;
+
+    let emu = Emulator::new().await.unwrap();
+    let store_id = emu.fastly_store().await.unwrap().id().to_string();
+    let fresh = emu.fastly_builder().build().unwrap().store(&store_id);
+    emu.clear_requests();
+    let (item, answer) = fresh.get("absent").with_answer().await.unwrap();
+    assert!(item.is_none());
+    let statuses: Vec<u16> = emu.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [404, 200], "the item, then the store");
+    let answer = answer.unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    assert_eq!(answer.provider(), Provider::Fastly);
+    assert_eq!(answer.request_id(), None);
+
+    // A bulk call given nothing sends nothing, and says so.
+    let (report, answer) = fresh
+        .bulk_write(Vec::new(), &Default::default())
+        .with_answer()
+        .await
+        .unwrap();
+    assert_eq!(report.submitted(), 0);
+    assert!(answer.is_none());
+}
+
+/// The future of `with_answer` is `Send` when the call's is: it can be spawned.
+#[cfg(feature = "emulator")]
+#[tokio::test]
+async fn a_call_with_its_answer_can_be_spawned() {
+    use edgekv::WithAnswer as _;
+    let emu = edgekv::emulator::Emulator::new().await.unwrap();
+    let store = emu.fastly_store().await.unwrap();
+    let spawned =
+        tokio::spawn(async move { store.put("k", "v", Default::default()).with_answer().await });
+    let ((), answer) = spawned.await.unwrap().unwrap();
+    assert_eq!(answer.unwrap().status().as_u16(), 200);
+}

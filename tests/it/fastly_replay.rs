@@ -8,6 +8,7 @@ use edgekv::fastly::{
     WriteMode,
 };
 use edgekv::policy::RequestPolicy;
+use edgekv::{Answer, WithAnswer as _};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 
@@ -62,7 +63,12 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
                 "AUS" => Location::Aus,
                 other => panic!("{context}: location {other}"),
             });
-            let store = client.create_store(name, location).await.unwrap();
+            let (store, answer) = client
+                .create_store(name, location)
+                .with_answer()
+                .await
+                .unwrap();
+            answered(answer, response, context);
             assert_eq!(
                 Some(store.id.as_str()),
                 recorded.unwrap()["id"].as_str(),
@@ -70,14 +76,18 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
             );
         }
         ("GET", [store]) => {
-            let info = client.get_store(store).await.unwrap();
+            let (info, answer) = client.get_store(store).with_answer().await.unwrap();
+            answered(answer, response, context);
             assert_eq!(
                 Some(info.name.as_str()),
                 recorded.unwrap()["name"].as_str(),
                 "{context}"
             );
         }
-        ("DELETE", [store]) => client.delete_store(store).await.unwrap(),
+        ("DELETE", [store]) => {
+            let ((), answer) = client.delete_store(store).with_answer().await.unwrap();
+            answered(answer, response, context);
+        }
         ("GET", [store, "keys"]) => {
             let mut options = ListKeys::new().read_ahead(0);
             options.consistency = query("consistency").map(|c| {
@@ -112,12 +122,9 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
             );
         }
         ("GET", [store, "keys", key]) => {
-            let item = client
-                .store(*store)
-                .get(key)
-                .await
-                .unwrap()
-                .expect("recorded as found");
+            let (item, answer) = client.store(*store).get(key).with_answer().await.unwrap();
+            let item = item.expect("recorded as found");
+            answered(answer, response, context);
             assert_eq!(
                 item.generation().to_string(),
                 response.header("Generation").unwrap(),
@@ -147,6 +154,7 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
             let result = client
                 .store(*store)
                 .put(key, request.body.clone(), options)
+                .with_answer()
                 .await;
             check(result, succeeded, response, context);
         }
@@ -154,7 +162,11 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
             let mut options = DeleteOptions::new().force(query("force").is_some());
             options.if_generation_match = generation;
             check(
-                client.store(*store).delete(key, options).await,
+                client
+                    .store(*store)
+                    .delete(key, options)
+                    .with_answer()
+                    .await,
                 succeeded,
                 response,
                 context,
@@ -173,11 +185,13 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
                     BulkEntry::new(line["key"].as_str().unwrap(), value)
                 })
                 .collect();
-            let report = client
+            let (report, answer) = client
                 .store(*store)
                 .bulk_write(entries, &BulkOptions::default())
+                .with_answer()
                 .await
                 .unwrap();
+            answered(answer, response, context);
             assert_eq!((report.written, report.failed.len()), (2, 0), "{context}");
         }
         other => panic!("{context}: no facade call for {other:?}"),
@@ -185,15 +199,37 @@ async fn replay(recording: &Replay<'_>) -> Replayed {
     Replayed::Sent
 }
 
+/// The recorded answer's request id, as `request_id()` gives it: Fastly's API answers carry no
+/// request-id header; the recorded ones carry `X-Served-By` and `X-Timer`.
+fn recorded_request_id(response: &support::RecordedResponse) -> String {
+    format!(
+        "{} {}",
+        response.header("X-Served-By").unwrap(),
+        response.header("X-Timer").unwrap()
+    )
+}
+
+/// A succeeding call's answer is the recorded one: its status and request id.
+fn answered(answer: Option<Answer>, response: &support::RecordedResponse, context: &str) {
+    let answer = answer.unwrap_or_else(|| panic!("{context}: no answer"));
+    assert_eq!(answer.status().as_u16(), response.code, "{context}");
+    assert_eq!(answer.provider(), edgekv::Provider::Fastly, "{context}");
+    assert_eq!(
+        answer.request_id(),
+        Some(recorded_request_id(response)),
+        "{context}"
+    );
+}
+
 fn check(
-    result: Result<(), edgekv::Error>,
+    result: Result<((), Option<Answer>), edgekv::Error>,
     succeeded: bool,
     response: &support::RecordedResponse,
     context: &str,
 ) {
     let code = response.code;
     match result {
-        Ok(()) if succeeded => {}
+        Ok(((), answer)) if succeeded => answered(answer, response, context),
         Err(error) if !succeeded => {
             assert_eq!(error.status().map(|s| s.as_u16()), Some(code), "{context}");
             assert_eq!(error.is_precondition_failed(), code == 412, "{context}");
@@ -206,12 +242,7 @@ fn check(
                 !error.is_retryable(),
                 "{context}: a failed condition stays failed"
             );
-            // Fastly's API answers carry no request-id header; the recorded ones carry these.
-            let expected = format!(
-                "{} {}",
-                response.header("X-Served-By").unwrap(),
-                response.header("X-Timer").unwrap()
-            );
+            let expected = recorded_request_id(response);
             assert_eq!(error.request_id(), Some(expected.as_str()), "{context}");
         }
         other => panic!("{context}: unexpected outcome {other:?}"),

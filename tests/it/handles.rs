@@ -131,3 +131,46 @@ async fn a_handle_with_a_deadline_ends_its_call_in_time_on_both_providers() {
         started.elapsed()
     );
 }
+
+/// The done-when of issue 13, read from the emulator's request log: on handles whose state is
+/// stated up front, the first get of a missing Fastly item and the first put of a key that needs
+/// encoding on Cloudflare each make exactly one request, the call's own.
+#[cfg(feature = "emulator")]
+#[tokio::test]
+async fn handles_with_their_state_stated_make_exactly_one_request_each() {
+    use edgekv::emulator::{Api, Emulator};
+
+    let emu = Emulator::new().await.unwrap();
+    let store_id = emu.fastly_store().await.unwrap().id().to_string();
+    let namespace_id = emu.cloudflare_namespace().await.unwrap().id().to_string();
+    // Fresh clients: nothing learnt by the fixture's calls.
+    let fastly = emu.fastly_builder().build().unwrap();
+    let cloudflare = emu.cloudflare_builder().build().unwrap();
+    emu.clear_requests();
+
+    let store = fastly.store(&store_id).known_to_exist();
+    assert!(store.get("missing").await.unwrap().is_none());
+    let namespace = cloudflare.namespace(&namespace_id).with_url_encoding(true);
+    namespace
+        .put("needs encoding/é", "v", Default::default())
+        .await
+        .unwrap();
+
+    let requests = emu.requests();
+    let seen: Vec<_> = requests
+        .iter()
+        .map(|r| (r.api, r.method.as_str(), r.path.as_str(), r.status))
+        .collect();
+    let fastly_get = format!("/resources/stores/kv/{store_id}/keys/missing");
+    let cloudflare_put = format!(
+        "/client/v4/accounts/{}/storage/kv/namespaces/{namespace_id}/values/needs%20encoding%2F%C3%A9",
+        cloudflare.account_id()
+    );
+    assert_eq!(
+        seen,
+        [
+            (Api::Fastly, "GET", fastly_get.as_str(), 404),
+            (Api::Cloudflare, "PUT", cloudflare_put.as_str(), 200),
+        ]
+    );
+}

@@ -1,0 +1,129 @@
+//! The answer a successful call came with, for callers that ask ([`WithAnswer`]): its status,
+//! headers and request id. Opt-in, so calls that do not ask keep nothing.
+//!
+//! The attempt loop notes each answer in a slot the caller's future carries (a tokio task-local,
+//! set only around a call wrapped by `with_answer`); without the wrapper the note is one
+//! thread-local lookup that finds no slot.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use tokio::task::futures::TaskLocalFuture;
+
+use crate::error::{Error, Provider};
+use crate::transport::hooks::request_id;
+
+/// The status and headers of the answer a call ended with, from
+/// [`with_answer`](WithAnswer::with_answer).
+///
+/// For a call that makes several requests (bulk calls, prefix deletes, a Cloudflare bulk get
+/// split in halves) it is the last request's answer; for a retried call, the last attempt's. A
+/// lookup a call makes on the side (whether a Fastly store exists after a 404) is not it.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    provider: Provider,
+    status: StatusCode,
+    headers: HeaderMap,
+}
+
+impl Answer {
+    /// The provider that answered.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Every header of the answer, as sent.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// What identifies the answer to the provider's support, the same as
+    /// [`Error::request_id`]: Cloudflare's `CF-Ray`; for Fastly, whose API answers carry no
+    /// request-id header, `X-Served-By` and `X-Timer` joined by a space.
+    pub fn request_id(&self) -> Option<String> {
+        request_id(&self.headers)
+    }
+}
+
+type Slot = Arc<Mutex<Option<Answer>>>;
+
+tokio::task_local! {
+    static WATCHED: Slot;
+}
+
+/// Notes an answer for a caller that asked for it (none asked: nothing is kept).
+pub(crate) fn note(provider: Provider, status: StatusCode, headers: &HeaderMap) {
+    let _ = WATCHED.try_with(|slot| {
+        let answer = Answer {
+            provider,
+            status,
+            headers: headers.clone(),
+        };
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+    });
+}
+
+/// The answer of any facade call, on both providers: `.with_answer()` on the call's future gives
+/// the value with the [`Answer`] it came with. `None` for a call that sent no request (a bulk
+/// call given nothing to send).
+///
+/// ```no_run
+/// use edgekv::WithAnswer as _;
+///
+/// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
+/// let (item, answer) = store.get("apple").with_answer().await?;
+/// if let Some(answer) = answer {
+///     println!("{} {:?}", answer.status(), answer.request_id());
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub trait WithAnswer<T>: Future<Output = Result<T, Error>> + Sized {
+    /// This call, giving the answer it ended with as well as its value.
+    fn with_answer(self) -> WithAnswerFuture<Self> {
+        let slot = Slot::default();
+        WithAnswerFuture {
+            call: Box::pin(WATCHED.scope(slot.clone(), self)),
+            slot,
+        }
+    }
+}
+
+impl<T, F: Future<Output = Result<T, Error>>> WithAnswer<T> for F {}
+
+/// The future of [`WithAnswer::with_answer`]: `Send` when the call's future is.
+pub struct WithAnswerFuture<F> {
+    call: Pin<Box<TaskLocalFuture<Slot, F>>>,
+    slot: Slot,
+}
+
+impl<F> std::fmt::Debug for WithAnswerFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithAnswerFuture").finish_non_exhaustive()
+    }
+}
+
+impl<T, F: Future<Output = Result<T, Error>>> Future for WithAnswerFuture<F> {
+    type Output = Result<(T, Option<Answer>), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        this.call.as_mut().poll(cx).map(|result| {
+            let answer = this
+                .slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            result.map(|value| (value, answer))
+        })
+    }
+}
