@@ -96,7 +96,9 @@ async fn fastly_tour(client: &fastly::Client) -> Result<(), edgekv::Error> {
         );
     }
 
-    let cleared = client.delete_store_with_contents(&info.id, 16).await?;
+    let cleared = client
+        .delete_store_with_contents(&info.id, &fastly::BulkOptions::default().concurrency(16))
+        .await?;
     println!("deleted {} items and the store", cleared.deleted);
     Ok(())
 }

@@ -218,23 +218,68 @@ where
 
 /// Runs `send` on every chunk, `concurrency` at a time (chunks are pulled only as a slot frees, so
 /// memory stays about chunk size × concurrency), and merges the reports in the order they end.
-/// The first error ends the run; a chunk's own failures belong in its report, not here.
+/// A chunk's failures belong in its report: nothing ends a run early, so no chunk is abandoned
+/// mid-request. A caller's stream that fails ends the chunks instead ([`until_error`]).
 pub(crate) async fn run<C, F, Fut>(
     chunks: impl Stream<Item = C>,
     concurrency: NonZeroUsize,
     send: F,
-) -> Result<BulkReport, Error>
+) -> BulkReport
 where
     F: FnMut(C) -> Fut,
-    Fut: Future<Output = Result<BulkReport, Error>>,
+    Fut: Future<Output = BulkReport>,
 {
     let mut report = BulkReport::default();
     let outcomes = chunks.map(send).buffer_unordered(concurrency.get());
     let mut outcomes = std::pin::pin!(outcomes);
     while let Some(outcome) = outcomes.next().await {
-        report.absorb(outcome?);
+        report.absorb(outcome);
     }
-    Ok(report)
+    report
+}
+
+/// Where a bulk call keeps the error that ended the caller's stream ([`until_error`]), to end
+/// the call with once what was read before is sent.
+#[derive(Default)]
+pub(crate) struct Stop(std::sync::Mutex<Option<Error>>);
+
+impl Stop {
+    /// The call's outcome: `report`, or the stream's error with `report` attached.
+    pub(crate) fn finish(self, report: BulkReport) -> Result<BulkReport, Error> {
+        match self
+            .0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(error) => Err(error.with_partial(report)),
+            None => Ok(report),
+        }
+    }
+}
+
+/// The items of a caller's fallible stream up to its first error, which `stop` keeps: nothing
+/// is read after it, and everything read before is still sent and reported.
+pub(crate) fn until_error<'a, T, E>(
+    stream: impl Stream<Item = Result<T, E>> + Send + 'a,
+    stop: &'a Stop,
+) -> impl Stream<Item = T> + Send + 'a
+where
+    T: Send + 'a,
+    E: Into<Error>,
+{
+    stream
+        .map(move |item| match item {
+            Ok(item) => Some(item),
+            Err(error) => {
+                *stop
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.into());
+                None
+            }
+        })
+        .take_while(|item| std::future::ready(item.is_some()))
+        .filter_map(std::future::ready)
 }
 
 #[cfg(test)]
@@ -246,8 +291,8 @@ mod tests {
     use futures_util::StreamExt as _;
 
     use super::{
-        BulkReport, Chunk, FailedKey, MAX_REASON_BYTES, check_fits, check_request_bytes, chunked,
-        clip, concurrency, run,
+        BulkReport, Chunk, FailedKey, MAX_REASON_BYTES, Stop, check_fits, check_request_bytes,
+        chunked, clip, concurrency, run, until_error,
     };
     use crate::error::{Error, InvalidInput};
 
@@ -381,11 +426,10 @@ mod tests {
                 running.fetch_sub(1, Ordering::SeqCst);
                 let mut report = written(n);
                 report.fail_all([("k", n)], "no");
-                Ok(report)
+                report
             }
         })
-        .await
-        .unwrap();
+        .await;
         assert_eq!(report.written, 21);
         let mut failed: Vec<u64> = report.failed.iter().map(|f| f.index).collect();
         failed.sort_unstable();
@@ -394,26 +438,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_first_error_ends_the_run() {
+    async fn a_failing_stream_ends_at_its_error_with_what_came_before_reported() {
         let pulled = Arc::new(AtomicUsize::new(0));
         let counted = pulled.clone();
-        let chunks = futures_util::stream::iter(0..100u64).inspect(move |_| {
-            counted.fetch_add(1, Ordering::SeqCst);
-        });
-        let one = NonZeroUsize::new(1).unwrap();
-        let outcome = run(chunks, one, |n| async move {
-            if n == 2 {
-                return Err(Error::bad_response(crate::Provider::Fastly, None, "broke"));
-            }
-            Ok(written(1))
-        })
+        let items = futures_util::stream::iter(0..100u64)
+            .inspect(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            })
+            .map(|n| match n {
+                3 => Err(Error::bad_response(crate::Provider::Fastly, None, "broke")),
+                n => Ok(n),
+            });
+        let stop = Stop::default();
+        let two = NonZeroUsize::new(2).unwrap();
+        let report = run(
+            until_error(items, &stop),
+            two,
+            |n| async move { written(n) },
+        )
         .await;
-        assert!(matches!(outcome, Err(Error::BadResponse(e)) if e.reason == "broke"));
-        assert_eq!(
-            pulled.load(Ordering::SeqCst),
-            3,
-            "nothing is pulled after it"
-        );
+        assert_eq!(report.written, 1 + 2, "0, 1 and 2 were sent");
+        assert_eq!(pulled.load(Ordering::SeqCst), 4, "nothing is read after it");
+        let error = stop.finish(report).unwrap_err();
+        assert!(matches!(&error, Error::BadResponse(e) if e.reason == "broke"));
+        assert_eq!(error.partial_report().map(|r| r.written), Some(3));
+
+        // Input refused locally has no room for a report: it becomes the stream's error.
+        let refused = Error::InvalidInput(InvalidInput::UnaddressableId);
+        let stop = Stop::default();
+        let items = futures_util::stream::iter([Ok(1u64), Err(refused)]);
+        let report = run(
+            until_error(items, &stop),
+            two,
+            |n| async move { written(n) },
+        )
+        .await;
+        let error = stop.finish(report).unwrap_err();
+        assert!(matches!(error, Error::Source(_)), "{error:?}");
+        assert_eq!(error.partial_report().map(|r| r.written), Some(1));
+        assert!(std::error::Error::source(&error).is_some());
+
+        // A stream that does not fail ends the call with its report.
+        let stop = Stop::default();
+        let items = futures_util::stream::iter([Ok::<_, Error>(1u64), Ok(2)]);
+        let report = run(
+            until_error(items, &stop),
+            two,
+            |n| async move { written(n) },
+        )
+        .await;
+        assert_eq!(stop.finish(report).unwrap().written, 3);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::bulk::BulkReport;
 use crate::policy::RateLimit;
 
 /// Which service a call went to.
@@ -43,6 +44,10 @@ pub enum Error {
     Api(ApiError),
     /// The service answered, but not in a form the client understands.
     BadResponse(BadResponse),
+    /// The stream of entries or keys the caller handed to a bulk call failed (its error is
+    /// `source()`); the call stopped reading it. What the call did before is in
+    /// [`partial_report`](Error::partial_report).
+    Source(SourceError),
 }
 
 impl Error {
@@ -51,8 +56,50 @@ impl Error {
         match self {
             Error::Api(e) => Some(e.status),
             Error::BadResponse(e) => e.status,
-            Error::InvalidInput(_) | Error::Transport(_) => None,
+            Error::InvalidInput(_) | Error::Transport(_) | Error::Source(_) => None,
         }
+    }
+
+    /// The caller's own error from a stream handed to a bulk call, as
+    /// [`Error::Source`]: the bulk calls read `Stream<Item = Result<T, Error>>`, and this is
+    /// how another error (a file that cannot be read, a line that does not parse) gets there.
+    ///
+    /// ```
+    /// use futures_util::StreamExt as _;
+    ///
+    /// let lines = futures_util::stream::iter(["a=1", "b"]);
+    /// let entries = lines.map(|line| match line.split_once('=') {
+    ///     Some((key, value)) => Ok(edgekv::fastly::BulkEntry::new(key, value.to_string())),
+    ///     None => Err(edgekv::Error::from_source(format!("no '=' in {line:?}"))),
+    /// });
+    /// # let _ = entries;
+    /// ```
+    pub fn from_source(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Source(SourceError {
+            source: error.into(),
+            call: Box::default(),
+        })
+    }
+
+    /// What a bulk call or prefix delete had done when this error ended it: every entry it
+    /// read before is counted or named there, none in flight was abandoned. `None` for an
+    /// error that did not end such a call.
+    pub fn partial_report(&self) -> Option<&BulkReport> {
+        self.call().and_then(|c| c.partial.as_deref())
+    }
+
+    /// This error, ending a bulk call that had done `report`. Input refused locally has no
+    /// room for it: such an error can only have come from the caller's stream, so it becomes
+    /// that stream's [`Error::Source`].
+    pub(crate) fn with_partial(self, report: BulkReport) -> Self {
+        let mut error = match self {
+            Error::InvalidInput(_) => Error::from_source(self),
+            other => other,
+        };
+        if let Some(call) = error.call_mut() {
+            call.partial = Some(Box::new(report));
+        }
+        error
     }
 
     /// How many attempts the call made before failing (0 if refused before sending).
@@ -88,7 +135,7 @@ impl Error {
             Error::Api(e) => Some(e.provider),
             Error::Transport(e) => Some(e.provider),
             Error::BadResponse(e) => Some(e.provider),
-            Error::InvalidInput(_) => None,
+            Error::InvalidInput(_) | Error::Source(_) => None,
         }
     }
 
@@ -113,7 +160,7 @@ impl Error {
         match self {
             Error::Transport(e) => e.never_sent || e.retryable,
             Error::Api(e) => crate::policy::is_retryable_status(e.status),
-            Error::InvalidInput(_) | Error::BadResponse(_) => false,
+            Error::InvalidInput(_) | Error::BadResponse(_) | Error::Source(_) => false,
         }
     }
 
@@ -135,6 +182,7 @@ impl Error {
             Error::Api(e) => Some(&e.call),
             Error::Transport(e) => Some(&e.call),
             Error::BadResponse(e) => Some(&e.call),
+            Error::Source(e) => Some(&e.call),
             Error::InvalidInput(_) => None,
         }
     }
@@ -144,6 +192,7 @@ impl Error {
             Error::Api(e) => Some(&mut *e.call),
             Error::Transport(e) => Some(&mut *e.call),
             Error::BadResponse(e) => Some(&mut *e.call),
+            Error::Source(e) => Some(&mut *e.call),
             Error::InvalidInput(_) => None,
         }
     }
@@ -227,6 +276,7 @@ impl fmt::Display for Error {
             Error::Transport(e) => write!(f, "request to {} failed: {}", e.provider, e.what)?,
             Error::Api(e) => e.fmt(f)?,
             Error::BadResponse(e) => e.fmt(f)?,
+            Error::Source(_) => write!(f, "the stream handed to the bulk call failed")?,
         }
         if let Some(call) = self.call() {
             if call.attempts > 1 {
@@ -255,6 +305,8 @@ pub(crate) struct CallInfo {
     pub(crate) retry_after: Option<Duration>,
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) note: Option<&'static str>,
+    /// What the bulk call this error ended had done.
+    pub(crate) partial: Option<Box<BulkReport>>,
 }
 
 impl std::error::Error for Error {
@@ -267,6 +319,7 @@ impl std::error::Error for Error {
                 .source
                 .as_deref()
                 .map(|s| s as &(dyn std::error::Error + 'static)),
+            Error::Source(e) => Some(e.source.as_ref()),
         }
     }
 }
@@ -411,6 +464,13 @@ impl fmt::Display for InvalidInput {
 }
 
 impl std::error::Error for InvalidInput {}
+
+/// The caller's stream handed to a bulk call failed: [`Error::Source`].
+#[derive(Debug)]
+pub struct SourceError {
+    pub(crate) source: Box<dyn std::error::Error + Send + Sync>,
+    pub(crate) call: Box<CallInfo>,
+}
 
 /// The request did not complete.
 #[derive(Debug)]
@@ -841,7 +901,7 @@ impl Error {
             }
         }
         match &mut self {
-            Error::InvalidInput(_) => {}
+            Error::InvalidInput(_) | Error::Source(_) => {}
             Error::Transport(e) => {
                 let source = std::mem::replace(&mut e.source, Box::new(Redacted(String::new())));
                 e.source = scrub_source(source, secrets);

@@ -32,6 +32,7 @@ pub mod policy;
 pub mod transport;
 
 pub use body::{Body, ValueStream};
+pub use bulk::{BulkReport, FailedKey};
 pub use error::{Error, Provider};
 pub use transport::{Answer, Credential, WithAnswer};
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt as _, Stream, StreamExt as _};
+use futures_util::{FutureExt as _, Stream, StreamExt as _, TryStreamExt as _};
 
 use super::envelope;
 use super::{ListKeys, Namespace, limits, raw::types};
@@ -320,33 +320,50 @@ impl Namespace {
         I: IntoIterator<Item = BulkEntry>,
         I::IntoIter: Send,
     {
+        let entries = entries.into_iter().map(Ok::<_, Error>);
         self.bulk_write_stream(futures_util::stream::iter(entries), options)
             .await
     }
 
-    /// [`bulk_write`](Self::bulk_write) from a stream of entries, read as requests go out.
-    pub async fn bulk_write_stream<S>(
+    /// [`bulk_write`](Self::bulk_write) from a stream of entries, read as requests go out: at
+    /// most [`BulkOptions::concurrency`] requests' entries are held. An error from the stream
+    /// (make your own with [`Error::from_source`]) stops the reading; the entries read before it
+    /// are still sent, and the call ends with that error, whose
+    /// [`partial_report`](Error::partial_report) accounts for them.
+    ///
+    /// ```no_run
+    /// # async fn demo(source: edgekv::cloudflare::Namespace, target: edgekv::cloudflare::Namespace) -> Result<(), edgekv::Error> {
+    /// use edgekv::cloudflare::{BulkEntry, BulkOptions, ListKeys};
+    /// use futures_util::TryStreamExt as _;
+    ///
+    /// // Every key of one namespace, with an empty value, into another.
+    /// let entries = source.keys(ListKeys::new()).map_ok(|key| BulkEntry::text(key.name, ""));
+    /// let report = target.bulk_write_stream(entries, &BulkOptions::default()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn bulk_write_stream<S, E>(
         &self,
         entries: S,
         options: &BulkOptions,
     ) -> Result<BulkReport, Error>
     where
-        S: Stream<Item = BulkEntry> + Send,
+        S: Stream<Item = Result<BulkEntry, E>> + Send,
+        E: Into<Error>,
     {
         let concurrency = options.check()?;
         self.check_ids()?;
         let max_bytes = options.max_request_bytes;
+        let stop = bulk::Stop::default();
         let chunks = chunked(
-            entries.boxed(),
+            bulk::until_error(entries, &stop).boxed(),
             limits::BULK_WRITE_MAX_PAIRS,
             max_bytes,
             move |index, entry| write_item(index, entry, max_bytes),
         );
         let chunks = chunks.map(|c| c.map_body(types::BulkWrite));
-        bulk::run(chunks, concurrency, |chunk| {
-            self.send_chunk(chunk, options).map(Ok)
-        })
-        .await
+        let report = bulk::run(chunks, concurrency, |chunk| self.send_chunk(chunk, options)).await;
+        stop.finish(report)
     }
 
     /// Deletes every key, in requests of at most 10,000 keys, counted in
@@ -361,43 +378,48 @@ impl Namespace {
         I::IntoIter: Send,
         K: Into<String>,
     {
-        let keys = keys.into_iter().map(Into::into);
+        let keys = keys.into_iter().map(|key| Ok::<String, Error>(key.into()));
         self.bulk_delete_stream(futures_util::stream::iter(keys), options)
             .await
     }
 
     /// [`bulk_delete`](Self::bulk_delete) from a stream of keys, read as requests go out: at
-    /// most a request's 10,000 keys per request in flight are held, however many keys come.
-    pub async fn bulk_delete_stream<S>(
+    /// most a request's 10,000 keys per request in flight are held, however many keys come. An
+    /// error from the stream ends the call as in
+    /// [`bulk_write_stream`](Self::bulk_write_stream), after the keys read before it are sent.
+    pub async fn bulk_delete_stream<S, K, E>(
         &self,
         keys: S,
         options: &BulkOptions,
     ) -> Result<BulkReport, Error>
     where
-        S: Stream<Item = String> + Send,
+        S: Stream<Item = Result<K, E>> + Send,
+        K: Into<String> + Send,
+        E: Into<Error>,
     {
         let concurrency = options.check()?;
         self.check_ids()?;
+        let stop = bulk::Stop::default();
         let chunks = chunked(
-            keys.boxed(),
+            bulk::until_error(keys, &stop).boxed(),
             limits::BULK_DELETE_MAX_KEYS,
             usize::MAX,
-            |index, key: String| {
+            |index, key: K| {
+                let key = key.into();
                 check_named_key(&key).map_err(|e| refused(&key, index, &e))?;
                 Ok((key, 0))
             },
         );
         let chunks = chunks.map(|c| c.map_body(types::BulkDelete));
-        bulk::run(chunks, concurrency, |chunk| {
-            self.send_chunk(chunk, options).map(Ok)
-        })
-        .await
+        let report = bulk::run(chunks, concurrency, |chunk| self.send_chunk(chunk, options)).await;
+        stop.finish(report)
     }
 
     /// Deletes every key starting with `prefix` (every key for `""`), in bulk deletes sent as
     /// the listing goes: the keys are never all held, so a namespace of millions clears in
     /// bounded memory. Counted in [`BulkReport::deleted`]. A listing that fails ends the call
-    /// with its error once the deletes already sent are answered.
+    /// with its error once the keys listed before are deleted; the error's
+    /// [`partial_report`](Error::partial_report) counts them.
     ///
     /// ```no_run
     /// # async fn demo(namespace: edgekv::cloudflare::Namespace) -> Result<(), edgekv::Error> {
@@ -417,29 +439,8 @@ impl Namespace {
             "" => ListKeys::new(),
             prefix => ListKeys::new().prefix(prefix),
         };
-        // The listing's error, if any: it ends the keys, and the call once the deletes are in.
-        let failure = std::sync::Mutex::new(None);
-        let keys = self
-            .keys(listing)
-            .map(|key| match key {
-                Ok(key) => Some(key.name),
-                Err(error) => {
-                    *failure
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
-                    None
-                }
-            })
-            .take_while(|key| std::future::ready(key.is_some()))
-            .filter_map(std::future::ready);
-        let report = self.bulk_delete_stream(keys, options).await?;
-        match failure
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            Some(error) => Err(error),
-            None => Ok(report),
-        }
+        let keys = self.keys(listing).map_ok(|key| key.name);
+        self.bulk_delete_stream(keys, options).await
     }
 
     /// Deletes every key of the namespace: [`delete_prefix`](Self::delete_prefix) with `""`.

@@ -471,7 +471,7 @@ impl Namespace {
     }
 
     /// Deletes a key and its value. A key that does not exist is not an error: Cloudflare
-    /// answers success (as Fastly's delete does with `force`).
+    /// answers success, as Fastly's delete does by default (`fastly::DeleteOptions::force`).
     pub async fn delete(&self, key: &str) -> Result<Reply<()>, Error> {
         crate::error::redacting(Secrets::key(key), async move {
             self.check_key(key).await?;

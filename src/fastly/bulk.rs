@@ -16,10 +16,10 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::{FutureExt as _, Stream, StreamExt as _};
+use futures_util::{Stream, StreamExt as _};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
-use super::{Store, limits, raw::types};
+use super::{DeleteOptions, ListKeys, Store, limits, raw::types};
 use crate::bulk::{self, BulkReport, Chunk, FailedKey, chunked, clip, refused};
 use crate::error::{Error, InvalidInput, Provider};
 use crate::transport;
@@ -287,25 +287,44 @@ impl Store {
         I: IntoIterator<Item = BulkEntry>,
         I::IntoIter: Send,
     {
+        let entries = entries.into_iter().map(Ok::<_, Error>);
         self.bulk_write_stream(futures_util::stream::iter(entries), options)
             .await
     }
 
-    /// [`bulk_write`](Self::bulk_write) from a stream of entries, read as requests go out.
-    pub async fn bulk_write_stream<S>(
+    /// [`bulk_write`](Self::bulk_write) from a stream of entries, read as requests go out: at
+    /// most [`BulkOptions::concurrency`] requests' entries are held. An error from the stream
+    /// (make your own with [`Error::from_source`]) stops the reading; the entries read before it
+    /// are still sent, and the call ends with that error, whose
+    /// [`partial_report`](Error::partial_report) accounts for them.
+    ///
+    /// ```no_run
+    /// # async fn demo(source: edgekv::fastly::Store, target: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
+    /// use edgekv::fastly::{BulkEntry, BulkOptions, ListKeys};
+    /// use futures_util::TryStreamExt as _;
+    ///
+    /// // Every key of one store, with an empty value, into another.
+    /// let entries = source.keys(ListKeys::new()).map_ok(|key| BulkEntry::new(key, ""));
+    /// let report = target.bulk_write_stream(entries, &BulkOptions::default()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn bulk_write_stream<S, E>(
         &self,
         entries: S,
         options: &BulkOptions,
     ) -> Result<BulkReport, Error>
     where
-        S: Stream<Item = BulkEntry> + Send,
+        S: Stream<Item = Result<BulkEntry, E>> + Send,
+        E: Into<Error>,
     {
         crate::keys::check_id(self.id())?;
         let concurrency = bulk::concurrency(options.concurrency)?;
         let max_bytes = options.max_request_bytes;
         bulk::check_request_bytes(max_bytes, usize::MAX, "at least 1024")?;
+        let stop = bulk::Stop::default();
         let chunks = chunked(
-            entries.boxed(),
+            bulk::until_error(entries, &stop).boxed(),
             limits::BATCH_MAX_LINES,
             max_bytes,
             |index, entry: BulkEntry| {
@@ -316,7 +335,113 @@ impl Store {
                 Ok(((key, line), size))
             },
         );
-        bulk::run(chunks, concurrency, |chunk| self.send_batch(chunk).map(Ok)).await
+        let report = bulk::run(chunks, concurrency, |chunk| self.send_batch(chunk)).await;
+        stop.finish(report)
+    }
+
+    /// Deletes every key, [`BulkOptions::concurrency`] at a time. Fastly has no bulk delete:
+    /// each key is one `DELETE` (a write in Fastly's budget of 1,000 non-read requests per
+    /// hour: [`ClientLimit::FASTLY_WRITES`] spaces them), under the handle's retry policy, sent
+    /// with `force` so that a key already gone counts in [`BulkReport::deleted`] (it is gone
+    /// either way; a missing store fails every key). Each key not deleted is reported.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
+    /// let options = edgekv::fastly::BulkOptions::default().concurrency(8);
+    /// let report = store.bulk_delete(["session/1", "session/2"], &options).await?;
+    /// assert_eq!(report.submitted(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`ClientLimit::FASTLY_WRITES`]: crate::policy::ClientLimit::FASTLY_WRITES
+    pub async fn bulk_delete<I, K>(
+        &self,
+        keys: I,
+        options: &BulkOptions,
+    ) -> Result<BulkReport, Error>
+    where
+        I: IntoIterator<Item = K>,
+        I::IntoIter: Send,
+        K: Into<String>,
+    {
+        let keys = keys.into_iter().map(|key| Ok::<String, Error>(key.into()));
+        self.bulk_delete_stream(futures_util::stream::iter(keys), options)
+            .await
+    }
+
+    /// [`bulk_delete`](Self::bulk_delete) from a stream of keys, read as the deletes go out: at
+    /// most [`BulkOptions::concurrency`] keys are held. An error from the stream ends the call
+    /// as in [`bulk_write_stream`](Self::bulk_write_stream), after the keys read before it are
+    /// deleted.
+    pub async fn bulk_delete_stream<S, K, E>(
+        &self,
+        keys: S,
+        options: &BulkOptions,
+    ) -> Result<BulkReport, Error>
+    where
+        S: Stream<Item = Result<K, E>> + Send,
+        K: Into<String> + Send,
+        E: Into<Error>,
+    {
+        crate::keys::check_id(self.id())?;
+        let concurrency = bulk::concurrency(options.concurrency)?;
+        let stop = bulk::Stop::default();
+        let keys = bulk::until_error(keys, &stop).enumerate();
+        let report = bulk::run(keys, concurrency, |(index, key)| {
+            self.delete_one(key.into(), index as u64)
+        })
+        .await;
+        stop.finish(report)
+    }
+
+    /// Deletes every item whose key starts with `prefix` (every item for `""`), as
+    /// [`bulk_delete_stream`](Self::bulk_delete_stream) does, sent as the listing goes: the keys
+    /// are never all held. A listing that fails ends the call with its error once the keys
+    /// listed before are deleted; the error's [`partial_report`](Error::partial_report) counts
+    /// them.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
+    /// let options = edgekv::fastly::BulkOptions::default().concurrency(8);
+    /// let report = store.delete_prefix("session/", &options).await?;
+    /// println!("{} deleted, {} failed", report.deleted, report.failed.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn delete_prefix(
+        &self,
+        prefix: &str,
+        options: &BulkOptions,
+    ) -> Result<BulkReport, Error> {
+        let listing = match prefix {
+            "" => ListKeys::new(),
+            prefix => ListKeys::new().prefix(prefix),
+        };
+        self.bulk_delete_stream(self.keys(listing), options).await
+    }
+
+    /// Deletes every item: [`delete_prefix`](Self::delete_prefix) with `""`.
+    pub async fn clear(&self, options: &BulkOptions) -> Result<BulkReport, Error> {
+        self.delete_prefix("", options).await
+    }
+
+    /// One key of a bulk delete, reported.
+    async fn delete_one(&self, key: String, index: u64) -> BulkReport {
+        match self.delete(&key, DeleteOptions::new().force(true)).await {
+            Ok(()) => BulkReport {
+                deleted: 1,
+                ..BulkReport::default()
+            },
+            Err(error) => BulkReport {
+                failed: vec![FailedKey {
+                    key,
+                    index,
+                    reason: error.full_text(),
+                }],
+                ..BulkReport::default()
+            },
+        }
     }
 
     /// Sends one chunk and reports every line of it.

@@ -10,7 +10,6 @@ use reqwest::header::HeaderName;
 
 use super::{Client, limits, raw};
 use crate::body::{Body, ValueStream};
-use crate::bulk::{self, BulkReport, FailedKey};
 use crate::error::{Error, Provider, Secrets};
 use crate::paging::{self, CursorPage};
 use crate::policy::RetryPolicy;
@@ -149,17 +148,35 @@ impl PutOptions {
 }
 
 /// Options of [`Store::delete`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeleteOptions {
     /// Delete only if the item's generation is this one (412 otherwise).
     pub if_generation_match: Option<u64>,
-    /// Succeed even if the item does not exist.
+    /// Succeed even if the item does not exist (Fastly's `force`). On by default, so a missing
+    /// key is not an error, as on Cloudflare; off, a missing item is a 404 error.
     pub force: bool,
 }
 
+impl Default for DeleteOptions {
+    fn default() -> Self {
+        DeleteOptions {
+            if_generation_match: None,
+            force: true,
+        }
+    }
+}
+
 impl DeleteOptions {
-    /// Unconditional.
+    /// Unconditional, and a missing item is not an error (`force` on).
+    ///
+    /// ```
+    /// let options = edgekv::fastly::DeleteOptions::new();
+    /// assert!(options.force);
+    /// // To learn whether the item was there: a missing one is then an `is_not_found()` error.
+    /// let strict = edgekv::fastly::DeleteOptions::new().force(false).if_generation_match(7);
+    /// assert_eq!((strict.force, strict.if_generation_match), (false, Some(7)));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -170,7 +187,7 @@ impl DeleteOptions {
         self
     }
 
-    /// Succeed even if the item does not exist.
+    /// Succeed even if the item does not exist (the default), or not (`false`: a 404 error).
     pub fn force(mut self, force: bool) -> Self {
         self.force = force;
         self
@@ -508,12 +525,13 @@ impl Store {
     /// Deletes an item. With [`DeleteOptions::if_generation_match`] a mismatch is an error whose
     /// [`is_precondition_failed()`](Error::is_precondition_failed) is true.
     ///
-    /// A missing item: Fastly answers 404, an error whose `is_not_found()` is true, unless
-    /// `DeleteOptions::force` is set, which makes it succeed as Cloudflare's delete always does.
+    /// A missing item is not an error, as on Cloudflare: [`DeleteOptions::new`] sends Fastly's
+    /// `force`. With [`DeleteOptions::force`]`(false)` Fastly answers 404 for it, an error whose
+    /// `is_not_found()` is true. A missing store is an error either way. The bulk deletes,
     /// `delete_prefix`, `clear` and a retried delete count a missing item as deleted.
     ///
-    /// Retries: a plain delete is retried, and one that then finds the item gone counts as done;
-    /// with `if_generation_match` only when the request provably never left.
+    /// Retries: a plain delete is retried (without `force`, one that then finds the item gone
+    /// counts as done); with `if_generation_match` only when the request provably never left.
     pub async fn delete(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
         crate::error::redacting(Secrets::key(key), async move {
             limits::check_key(key)?;
@@ -532,9 +550,12 @@ impl Store {
             match transport::call(self.client.transport(), call, delete).await {
                 Ok(_) => {}
                 // The transport retried (nothing is resent here): its first attempt may have
-                // deleted the item, which is gone either way.
+                // deleted the item, which is gone either way. (With `force` a missing item is
+                // no 404: the 404 is then the store's, an error.)
                 Err(error)
-                    if error.status() == Some(StatusCode::NOT_FOUND) && error.attempts() > 1 => {}
+                    if !options.force
+                        && error.status() == Some(StatusCode::NOT_FOUND)
+                        && error.attempts() > 1 => {}
                 Err(error) => return Err(error),
             }
             self.seen();
@@ -610,65 +631,5 @@ impl Store {
                 }
             },
         )
-    }
-
-    /// Deletes every item whose key starts with `prefix` (every item for `""`),
-    /// `concurrency` deletes at a time, sent as the listing goes: the keys are never all held.
-    /// Fastly has no bulk delete, so each key is one `DELETE` (a write in Fastly's budget of
-    /// 1,000 non-read requests per hour: [`ClientLimit::FASTLY_WRITES`] spaces them), under the
-    /// handle's retry policy. Counted in [`BulkReport::deleted`] (a key already gone counts);
-    /// each key not deleted is reported. A listing error ends the call with that error.
-    ///
-    /// ```no_run
-    /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
-    /// let report = store.delete_prefix("session/", 8).await?;
-    /// println!("{} deleted, {} failed", report.deleted, report.failed.len());
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// [`ClientLimit::FASTLY_WRITES`]: crate::policy::ClientLimit::FASTLY_WRITES
-    pub async fn delete_prefix(
-        &self,
-        prefix: &str,
-        concurrency: usize,
-    ) -> Result<BulkReport, Error> {
-        let concurrency = bulk::concurrency(concurrency)?;
-        let listing = match prefix {
-            "" => ListKeys::new(),
-            prefix => ListKeys::new().prefix(prefix),
-        };
-        // Each listed key is a "chunk" of one; a listing error ends the call.
-        let keys = self.keys(listing).enumerate();
-        bulk::run(keys, concurrency, |(index, key)| async move {
-            Ok(self.delete_listed(key?, index as u64).await)
-        })
-        .await
-    }
-
-    /// Deletes every item: [`delete_prefix`](Self::delete_prefix) with `""`.
-    pub async fn clear(&self, concurrency: usize) -> Result<BulkReport, Error> {
-        self.delete_prefix("", concurrency).await
-    }
-
-    async fn delete_listed(&self, key: String, index: u64) -> BulkReport {
-        match self.delete(&key, DeleteOptions::new()).await {
-            Ok(()) => BulkReport {
-                deleted: 1,
-                ..BulkReport::default()
-            },
-            Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => BulkReport {
-                deleted: 1,
-                ..BulkReport::default()
-            },
-            Err(error) => BulkReport {
-                failed: vec![FailedKey {
-                    key,
-                    index,
-                    reason: error.full_text(),
-                }],
-                ..BulkReport::default()
-            },
-        }
     }
 }

@@ -312,15 +312,15 @@ impl Client {
         Ok(())
     }
 
-    /// Deletes every item of a store ([`Store::clear`], `concurrency` deletes at a time), then
-    /// the store. If any item could not be deleted the store is left in place, and the report
-    /// names those keys.
+    /// Deletes every item of a store ([`Store::clear`], [`BulkOptions::concurrency`] deletes at
+    /// a time), then the store. If any item could not be deleted the store is left in place,
+    /// and the report names those keys.
     pub async fn delete_store_with_contents(
         &self,
         store_id: &str,
-        concurrency: usize,
+        options: &BulkOptions,
     ) -> Result<BulkReport, Error> {
-        let report = self.store(store_id).clear(concurrency).await?;
+        let report = self.store(store_id).clear(options).await?;
         if report.failed.is_empty() {
             self.delete_store(store_id).await?;
         }

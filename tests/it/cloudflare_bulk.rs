@@ -304,7 +304,7 @@ async fn entries_are_read_from_a_stream_as_requests_go_out() {
     let counter = pulled.clone();
     let entries = futures_util::stream::iter(0..25_000).map(move |i| {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        BulkEntry::text(numbered_key(i), "v")
+        Ok::<_, edgekv::Error>(BulkEntry::text(numbered_key(i), "v"))
     });
     let mut options = fast_retries();
     options.concurrency = 1;

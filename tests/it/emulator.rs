@@ -1,6 +1,7 @@
 //! The emulator: what a caller observes through the facades, every operation's answer decoded
 //! through the generated types, and the standalone binary.
 
+use crate::support::fastly_concurrency as concurrency;
 use edgekv::cloudflare::raw as cf_raw;
 use edgekv::emulator::{DEFAULT_ACCOUNT, DEFAULT_TOKEN, Emulator, EmulatorConfig, Faults};
 use edgekv::fastly::raw as fastly_raw;
@@ -89,18 +90,18 @@ async fn fastly_items_round_trip_with_generations_modes_and_conflicts() {
     let full = client.delete_store(store.id()).await.unwrap_err();
     assert!(full.is_conflict());
     store
-        .delete("missing", fastly::DeleteOptions::new().force(true))
+        .delete("missing", fastly::DeleteOptions::new())
         .await
         .unwrap();
     assert!(
         store
-            .delete("missing", fastly::DeleteOptions::new())
+            .delete("missing", fastly::DeleteOptions::new().force(false))
             .await
             .unwrap_err()
             .is_not_found()
     );
     let report = client
-        .delete_store_with_contents(store.id(), 4)
+        .delete_store_with_contents(store.id(), &concurrency(4))
         .await
         .unwrap();
     assert_eq!((report.deleted, report.failed.len()), (2, 0));
@@ -470,7 +471,7 @@ async fn every_operation_answers_in_the_shapes_of_the_specs() {
         .unwrap();
     assert_eq!(report.written, 1);
     fastly_client
-        .delete_store_with_contents(&id, 2)
+        .delete_store_with_contents(&id, &concurrency(2))
         .await
         .unwrap();
     assert_eq!(

@@ -1,5 +1,6 @@
 //! Fastly listings as streams: keys and stores by cursor, read-ahead, clearing a store.
 
+use crate::support::fastly_concurrency as concurrency;
 use std::time::Duration;
 
 use edgekv::Error;
@@ -240,7 +241,7 @@ async fn delete_with_contents_clears_the_store_then_deletes_it() {
         })
         .await;
     let report = fastly_client(&server)
-        .delete_store_with_contents(FASTLY_STORE, 3)
+        .delete_store_with_contents(FASTLY_STORE, &concurrency(3))
         .await
         .unwrap();
     assert_eq!(
@@ -261,17 +262,17 @@ async fn a_store_whose_items_cannot_all_be_deleted_is_left_in_place() {
                 .json_body(json!({"data": ["a", "b"], "meta": {"limit": 1000}}));
         })
         .await;
-    // httpmock answers an unmatched request 404, which deletes take for done: only the calls
-    // counted below show that each key's own path was asked.
+    // Deletes are sent with `force`: a 404 is then the store's (httpmock's answer to an
+    // unmatched request), a failure; the calls counted below show each key's own path was asked.
     let delete_a = server
         .mock_async(|when, then| {
-            exact(when, "DELETE", &fastly_path("/keys/a"));
+            exact(when, "DELETE", &fastly_path("/keys/a?force=true"));
             then.status(204);
         })
         .await;
     let delete_b = server
         .mock_async(|when, then| {
-            exact(when, "DELETE", &fastly_path("/keys/b"));
+            exact(when, "DELETE", &fastly_path("/keys/b?force=true"));
             then.status(500);
         })
         .await;
@@ -282,7 +283,7 @@ async fn a_store_whose_items_cannot_all_be_deleted_is_left_in_place() {
         })
         .await;
     let report = fastly_client(&server)
-        .delete_store_with_contents(FASTLY_STORE, 2)
+        .delete_store_with_contents(FASTLY_STORE, &concurrency(2))
         .await
         .unwrap();
     assert_eq!(report.deleted, 1);
@@ -310,7 +311,7 @@ fn clients_are_clone_send_sync_and_their_streams_and_futures_send_and_static() {
     send(&store.get("k"));
     send(&store.put("k", "v", Default::default()));
     send(&store.bulk_write(Vec::new(), &Default::default()));
-    send(&store.clear(4));
+    send(&store.clear(&concurrency(4)));
 }
 
 #[test]

@@ -267,7 +267,10 @@ async fn a_stale_generation_or_add_on_an_existing_key_is_precondition_failed() {
     let delete = store
         .delete(
             "apple",
-            DeleteOptions::new().if_generation_match(1_750_707_679_477_774),
+            // As go-fastly sent it (recorded): no `force`.
+            DeleteOptions::new()
+                .force(false)
+                .if_generation_match(1_750_707_679_477_774),
         )
         .await
         .unwrap_err();

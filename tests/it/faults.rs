@@ -435,21 +435,27 @@ mod fastly {
 
     #[tokio::test]
     async fn a_retried_delete_that_finds_the_item_gone_counts_as_done() {
+        let strict = || DeleteOptions::new().force(false);
         let server = FaultyServer::start(vec![Reply::Reset, Reply::status(404)]).await;
-        store(&server)
-            .delete("apple", DeleteOptions::new())
-            .await
-            .unwrap();
+        store(&server).delete("apple", strict()).await.unwrap();
         assert_eq!(server.attempts(), 2);
 
         // On the first attempt a 404 is the answer itself.
         let missing = FaultyServer::start(vec![Reply::status(404)]).await;
-        let error = store(&missing)
+        let error = store(&missing).delete("apple", strict()).await.unwrap_err();
+        assert!(error.is_not_found());
+        assert_eq!(missing.attempts(), 1);
+
+        // With `force` (the default) a missing item is no 404: after a retry the 404 is the
+        // store's, and stays an error.
+        let store_gone = FaultyServer::start(vec![Reply::Reset, Reply::status(404)]).await;
+        let error = store(&store_gone)
             .delete("apple", DeleteOptions::new())
             .await
             .unwrap_err();
-        assert!(error.is_not_found());
-        assert_eq!(missing.attempts(), 1);
+        assert!(error.is_not_found(), "{error:?}");
+        assert_eq!(store_gone.attempts(), 2);
+        assert!(store_gone.seen()[1].target.ends_with("?force=true"));
     }
 
     #[tokio::test]

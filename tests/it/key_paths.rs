@@ -1189,7 +1189,9 @@ async fn fastly_delete_cannot_climb_to_tokens_self() {
     let (_, targets) = sent(&recorder, Provider::Fastly, "kv_store_delete_item", call).await;
     assert_eq!(
         targets,
-        ["DELETE /resources/stores/kv/st0re1d/keys/..%5C..%5C..%5C..%5C..%5Ctokens%5Cself"]
+        [
+            "DELETE /resources/stores/kv/st0re1d/keys/..%5C..%5C..%5C..%5C..%5Ctokens%5Cself?force=true"
+        ]
     );
 }
 
@@ -1202,7 +1204,9 @@ async fn fastly_delete_cannot_climb_to_a_service() {
     let (_, targets) = sent(&recorder, Provider::Fastly, "kv_store_delete_item", call).await;
     assert_eq!(
         targets,
-        ["DELETE /resources/stores/kv/st0re1d/keys/..%5C..%5C..%5C..%5C..%5Cservice%5CSVC"]
+        [
+            "DELETE /resources/stores/kv/st0re1d/keys/..%5C..%5C..%5C..%5C..%5Cservice%5CSVC?force=true"
+        ]
     );
 }
 

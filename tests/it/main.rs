@@ -6,6 +6,8 @@ mod support;
 
 #[cfg(feature = "emulator")]
 mod behaviour;
+#[cfg(feature = "emulator")]
+mod bulk_streams;
 mod cloudflare_bulk;
 mod cloudflare_errors;
 mod cloudflare_listing;

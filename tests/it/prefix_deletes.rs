@@ -2,6 +2,7 @@
 //! listing is still being read, so the keys are never all held (the emulator's request log
 //! shows the order), and every key is counted as deleted.
 
+use crate::support::fastly_concurrency as concurrency;
 use edgekv::emulator::Emulator;
 
 const KEYS: usize = 25_000;
@@ -63,7 +64,7 @@ async fn a_fastly_clear_of_25000_keys_deletes_while_it_lists() {
     emu.seed_fastly(store.id(), [("other", "stays")]).unwrap();
     emu.clear_requests();
 
-    let report = store.delete_prefix("k/", 16).await.unwrap();
+    let report = store.delete_prefix("k/", &concurrency(16)).await.unwrap();
     assert_eq!(
         (report.deleted, report.written, report.failed.len()),
         (KEYS as u64, 0, 0)
@@ -85,6 +86,6 @@ async fn a_fastly_clear_of_25000_keys_deletes_while_it_lists() {
         "outside the prefix"
     );
 
-    let report = store.clear(4).await.unwrap();
+    let report = store.clear(&concurrency(4)).await.unwrap();
     assert_eq!(report.deleted, 1);
 }

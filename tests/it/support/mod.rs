@@ -328,3 +328,8 @@ pub async fn replay_every_recording(mut replay: impl AsyncFnMut(&Replay<'_>) -> 
     }
     assert_eq!(replayed, 50, "every recorded interaction is replayed");
 }
+
+/// Fastly bulk options with `n` requests in flight.
+pub fn fastly_concurrency(n: usize) -> edgekv::fastly::BulkOptions {
+    edgekv::fastly::BulkOptions::default().concurrency(n)
+}
