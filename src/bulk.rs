@@ -451,17 +451,22 @@ mod tests {
             });
         let stop = Stop::default();
         let two = NonZeroUsize::new(2).unwrap();
-        let report = run(
-            until_error(items, &stop),
-            two,
-            |n| async move { written(n) },
-        )
+        let report = run(until_error(items, &stop), two, |n| async move {
+            let mut report = written(1);
+            report.fail_all([("sent", n)], "as a record of which");
+            report
+        })
         .await;
-        assert_eq!(report.written, 1 + 2, "0, 1 and 2 were sent");
+        let mut sent: Vec<u64> = report.failed.iter().map(|f| f.index).collect();
+        sent.sort_unstable();
+        assert_eq!(sent, [0, 1, 2], "everything read before the error was sent");
         assert_eq!(pulled.load(Ordering::SeqCst), 4, "nothing is read after it");
         let error = stop.finish(report).unwrap_err();
         assert!(matches!(&error, Error::BadResponse(e) if e.reason == "broke"));
         assert_eq!(error.partial_report().map(|r| r.written), Some(3));
+        let debug = format!("{error:?}");
+        assert!(debug.contains("3 written, 0 deleted, 3 failed"), "{debug}");
+        assert!(!debug.contains("\"sent\""), "no key in Debug: {debug}");
 
         // Input refused locally has no room for a report: it becomes the stream's error.
         let refused = Error::InvalidInput(InvalidInput::UnaddressableId);
@@ -474,7 +479,7 @@ mod tests {
         )
         .await;
         let error = stop.finish(report).unwrap_err();
-        assert!(matches!(error, Error::Source(_)), "{error:?}");
+        assert!(matches!(error, Error::Caller(_)), "{error:?}");
         assert_eq!(error.partial_report().map(|r| r.written), Some(1));
         assert!(std::error::Error::source(&error).is_some());
 

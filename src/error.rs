@@ -44,10 +44,10 @@ pub enum Error {
     Api(ApiError),
     /// The service answered, but not in a form the client understands.
     BadResponse(BadResponse),
-    /// The stream of entries or keys the caller handed to a bulk call failed (its error is
-    /// `source()`); the call stopped reading it. What the call did before is in
-    /// [`partial_report`](Error::partial_report).
-    Source(SourceError),
+    /// The caller's own error, from the stream of entries or keys handed to a bulk call (made
+    /// with [`Error::from_caller`]; it is `source()`): the call stopped reading there. What the
+    /// call did before is in [`partial_report`](Error::partial_report).
+    Caller(CallerError),
 }
 
 impl Error {
@@ -56,13 +56,14 @@ impl Error {
         match self {
             Error::Api(e) => Some(e.status),
             Error::BadResponse(e) => e.status,
-            Error::InvalidInput(_) | Error::Transport(_) | Error::Source(_) => None,
+            Error::InvalidInput(_) | Error::Transport(_) | Error::Caller(_) => None,
         }
     }
 
-    /// The caller's own error from a stream handed to a bulk call, as
-    /// [`Error::Source`]: the bulk calls read `Stream<Item = Result<T, Error>>`, and this is
-    /// how another error (a file that cannot be read, a line that does not parse) gets there.
+    /// The caller's own error, to end a stream handed to a bulk call with, as
+    /// [`Error::Caller`]: the bulk calls read `Stream<Item = Result<T, E>>` with
+    /// `E: Into<Error>`, and this is how another error (a file that cannot be read, a line that
+    /// does not parse) gets there: `.map_err(Error::from_caller)` on an `io::Error` stream.
     ///
     /// ```
     /// use futures_util::StreamExt as _;
@@ -70,12 +71,12 @@ impl Error {
     /// let lines = futures_util::stream::iter(["a=1", "b"]);
     /// let entries = lines.map(|line| match line.split_once('=') {
     ///     Some((key, value)) => Ok(edgekv::fastly::BulkEntry::new(key, value.to_string())),
-    ///     None => Err(edgekv::Error::from_source(format!("no '=' in {line:?}"))),
+    ///     None => Err(edgekv::Error::from_caller(format!("no '=' in {line:?}"))),
     /// });
     /// # let _ = entries;
     /// ```
-    pub fn from_source(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Error::Source(SourceError {
+    pub fn from_caller(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Caller(CallerError {
             source: error.into(),
             call: Box::default(),
         })
@@ -89,11 +90,12 @@ impl Error {
     }
 
     /// This error, ending a bulk call that had done `report`. Input refused locally has no
-    /// room for it: such an error can only have come from the caller's stream, so it becomes
-    /// that stream's [`Error::Source`].
+    /// room for it: such an error can only have come from the caller's stream (the prefix
+    /// deletes check their prefix before listing), so it becomes that stream's
+    /// [`Error::Caller`], the refusal its `source()`.
     pub(crate) fn with_partial(self, report: BulkReport) -> Self {
         let mut error = match self {
-            Error::InvalidInput(_) => Error::from_source(self),
+            Error::InvalidInput(_) => Error::from_caller(self),
             other => other,
         };
         if let Some(call) = error.call_mut() {
@@ -135,7 +137,7 @@ impl Error {
             Error::Api(e) => Some(e.provider),
             Error::Transport(e) => Some(e.provider),
             Error::BadResponse(e) => Some(e.provider),
-            Error::InvalidInput(_) | Error::Source(_) => None,
+            Error::InvalidInput(_) | Error::Caller(_) => None,
         }
     }
 
@@ -160,7 +162,7 @@ impl Error {
         match self {
             Error::Transport(e) => e.never_sent || e.retryable,
             Error::Api(e) => crate::policy::is_retryable_status(e.status),
-            Error::InvalidInput(_) | Error::BadResponse(_) | Error::Source(_) => false,
+            Error::InvalidInput(_) | Error::BadResponse(_) | Error::Caller(_) => false,
         }
     }
 
@@ -182,7 +184,7 @@ impl Error {
             Error::Api(e) => Some(&e.call),
             Error::Transport(e) => Some(&e.call),
             Error::BadResponse(e) => Some(&e.call),
-            Error::Source(e) => Some(&e.call),
+            Error::Caller(e) => Some(&e.call),
             Error::InvalidInput(_) => None,
         }
     }
@@ -192,7 +194,7 @@ impl Error {
             Error::Api(e) => Some(&mut *e.call),
             Error::Transport(e) => Some(&mut *e.call),
             Error::BadResponse(e) => Some(&mut *e.call),
-            Error::Source(e) => Some(&mut *e.call),
+            Error::Caller(e) => Some(&mut *e.call),
             Error::InvalidInput(_) => None,
         }
     }
@@ -276,7 +278,7 @@ impl fmt::Display for Error {
             Error::Transport(e) => write!(f, "request to {} failed: {}", e.provider, e.what)?,
             Error::Api(e) => e.fmt(f)?,
             Error::BadResponse(e) => e.fmt(f)?,
-            Error::Source(_) => write!(f, "the stream handed to the bulk call failed")?,
+            Error::Caller(_) => write!(f, "the caller's stream ended the bulk call")?,
         }
         if let Some(call) = self.call() {
             if call.attempts > 1 {
@@ -298,7 +300,7 @@ impl fmt::Display for Error {
 }
 
 /// What happened to a call on the wire, kept with its error.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct CallInfo {
     pub(crate) attempts: u32,
     pub(crate) request_id: Option<String>,
@@ -307,6 +309,29 @@ pub(crate) struct CallInfo {
     pub(crate) note: Option<&'static str>,
     /// What the bulk call this error ended had done.
     pub(crate) partial: Option<Box<BulkReport>>,
+}
+
+/// Counts, not keys, for the partial report: an error's `Debug` ends up in logs, and a report
+/// can name 25,000 keys of the caller's users.
+impl fmt::Debug for CallInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let partial = self.partial.as_ref().map(|report| {
+            format!(
+                "{} written, {} deleted, {} failed",
+                report.written,
+                report.deleted,
+                report.failed.len()
+            )
+        });
+        f.debug_struct("CallInfo")
+            .field("attempts", &self.attempts)
+            .field("request_id", &self.request_id)
+            .field("retry_after", &self.retry_after)
+            .field("rate_limit", &self.rate_limit)
+            .field("note", &self.note)
+            .field("partial", &partial)
+            .finish()
+    }
 }
 
 impl std::error::Error for Error {
@@ -319,7 +344,7 @@ impl std::error::Error for Error {
                 .source
                 .as_deref()
                 .map(|s| s as &(dyn std::error::Error + 'static)),
-            Error::Source(e) => Some(e.source.as_ref()),
+            Error::Caller(e) => Some(e.source.as_ref()),
         }
     }
 }
@@ -465,9 +490,9 @@ impl fmt::Display for InvalidInput {
 
 impl std::error::Error for InvalidInput {}
 
-/// The caller's stream handed to a bulk call failed: [`Error::Source`].
+/// The caller's own error that ended a bulk call: [`Error::Caller`].
 #[derive(Debug)]
-pub struct SourceError {
+pub struct CallerError {
     pub(crate) source: Box<dyn std::error::Error + Send + Sync>,
     pub(crate) call: Box<CallInfo>,
 }
@@ -901,7 +926,7 @@ impl Error {
             }
         }
         match &mut self {
-            Error::InvalidInput(_) | Error::Source(_) => {}
+            Error::InvalidInput(_) | Error::Caller(_) => {}
             Error::Transport(e) => {
                 let source = std::mem::replace(&mut e.source, Box::new(Redacted(String::new())));
                 e.source = scrub_source(source, secrets);

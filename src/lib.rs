@@ -34,7 +34,7 @@ pub mod transport;
 pub use body::{Body, ValueStream};
 pub use bulk::{BulkReport, FailedKey};
 pub use error::{Error, Provider};
-pub use transport::{Answer, Credential, WithAnswer};
+pub use transport::{Answer, Credential, WithAnswer, WithAnswerFuture};
 
 /// reqwest 0.13 is a public dependency: its `Client`, `Body` and errors appear in this API.
 pub use reqwest;

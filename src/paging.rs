@@ -74,7 +74,7 @@ where
             };
         }
         let (sender, receiver) = tokio::sync::mpsc::channel(read_ahead);
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(crate::transport::observed::carried(async move {
             let mut state = first;
             // A slot is reserved before fetching, so at most `read_ahead` pages wait unread.
             while let Ok(slot) = sender.reserve().await {
@@ -92,7 +92,7 @@ where
                     }
                 }
             }
-        });
+        }));
         let pages = futures_util::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|page| (page, receiver))
         });

@@ -327,7 +327,7 @@ impl Namespace {
 
     /// [`bulk_write`](Self::bulk_write) from a stream of entries, read as requests go out: at
     /// most [`BulkOptions::concurrency`] requests' entries are held. An error from the stream
-    /// (make your own with [`Error::from_source`]) stops the reading; the entries read before it
+    /// (make your own with [`Error::from_caller`]) stops the reading; the entries read before it
     /// are still sent, and the call ends with that error, whose
     /// [`partial_report`](Error::partial_report) accounts for them.
     ///

@@ -166,6 +166,12 @@ impl From<&str> for Auth {
     }
 }
 
+impl From<&String> for Auth {
+    fn from(api_token: &String) -> Self {
+        Auth::ApiToken(api_token.clone())
+    }
+}
+
 impl From<Auth> for Credential {
     fn from(auth: Auth) -> Self {
         match auth {

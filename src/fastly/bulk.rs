@@ -5,7 +5,8 @@
 //! [`limits::BATCH_MAX_LINES`] lines and [`BulkOptions::max_request_bytes`], default
 //! [`limits::BATCH_DEFAULT_REQUEST_BYTES`]), so memory stays about chunk size × concurrency for
 //! any number of entries and a chunk can be sent again. Lines the service rejects come back with
-//! the key and the caller's own index: `written + failed.len()` is always the number submitted.
+//! the key and the caller's own index: `written + failed.len()` is always the number submitted
+//! (`written + deleted + failed.len()` with the deletes, one `DELETE` per key, also here).
 //!
 //! A line is counted written only when its chunk was answered 2xx and nothing in the answer
 //! could be about it. A non-2xx answer, an error the answer does not tie to a line of the
@@ -96,7 +97,8 @@ impl BulkEntry {
     }
 }
 
-/// How a batch write runs.
+/// How a bulk call runs: [`Store::bulk_write`] uses both settings, the deletes
+/// ([`Store::bulk_delete`], `delete_prefix`, `clear`) only `concurrency`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BulkOptions {
@@ -112,6 +114,15 @@ impl Default for BulkOptions {
             concurrency: 4,
             max_request_bytes: limits::BATCH_DEFAULT_REQUEST_BYTES,
         }
+    }
+}
+
+impl BulkOptions {
+    /// The options checked before any request, and the concurrency they allow.
+    fn check(&self) -> Result<std::num::NonZeroUsize, InvalidInput> {
+        let concurrency = bulk::concurrency(self.concurrency)?;
+        bulk::check_request_bytes(self.max_request_bytes, usize::MAX, "at least 1024")?;
+        Ok(concurrency)
     }
 }
 
@@ -294,7 +305,7 @@ impl Store {
 
     /// [`bulk_write`](Self::bulk_write) from a stream of entries, read as requests go out: at
     /// most [`BulkOptions::concurrency`] requests' entries are held. An error from the stream
-    /// (make your own with [`Error::from_source`]) stops the reading; the entries read before it
+    /// (make your own with [`Error::from_caller`]) stops the reading; the entries read before it
     /// are still sent, and the call ends with that error, whose
     /// [`partial_report`](Error::partial_report) accounts for them.
     ///
@@ -319,9 +330,8 @@ impl Store {
         E: Into<Error>,
     {
         crate::keys::check_id(self.id())?;
-        let concurrency = bulk::concurrency(options.concurrency)?;
+        let concurrency = options.check()?;
         let max_bytes = options.max_request_bytes;
-        bulk::check_request_bytes(max_bytes, usize::MAX, "at least 1024")?;
         let stop = bulk::Stop::default();
         let chunks = chunked(
             bulk::until_error(entries, &stop).boxed(),
@@ -343,7 +353,10 @@ impl Store {
     /// each key is one `DELETE` (a write in Fastly's budget of 1,000 non-read requests per
     /// hour: [`ClientLimit::FASTLY_WRITES`] spaces them), under the handle's retry policy, sent
     /// with `force` so that a key already gone counts in [`BulkReport::deleted`] (it is gone
-    /// either way; a missing store fails every key). Each key not deleted is reported.
+    /// either way). Each key not deleted is reported. Before the first delete the call asks
+    /// once whether the store exists (a read, outside Fastly's write budget), unless a call has
+    /// shown it or [`Store::known_to_exist`] states it: a missing store is an error, not a
+    /// report of keys deleted.
     ///
     /// ```no_run
     /// # async fn demo(store: edgekv::fastly::Store) -> Result<(), edgekv::Error> {
@@ -385,7 +398,25 @@ impl Store {
         E: Into<Error>,
     {
         crate::keys::check_id(self.id())?;
-        let concurrency = bulk::concurrency(options.concurrency)?;
+        options.check()?;
+        self.confirm_exists().await?;
+        self.delete_each(keys, options).await
+    }
+
+    /// The deletes of [`bulk_delete_stream`](Self::bulk_delete_stream), the store known to
+    /// exist.
+    async fn delete_each<S, K, E>(
+        &self,
+        keys: S,
+        options: &BulkOptions,
+    ) -> Result<BulkReport, Error>
+    where
+        S: Stream<Item = Result<K, E>> + Send,
+        K: Into<String> + Send,
+        E: Into<Error>,
+    {
+        crate::keys::check_id(self.id())?;
+        let concurrency = options.check()?;
         let stop = bulk::Stop::default();
         let keys = bulk::until_error(keys, &stop).enumerate();
         let report = bulk::run(keys, concurrency, |(index, key)| {
@@ -418,7 +449,8 @@ impl Store {
             "" => ListKeys::new(),
             prefix => ListKeys::new().prefix(prefix),
         };
-        self.bulk_delete_stream(self.keys(listing), options).await
+        // No store lookup first: the listing fails on a missing store before any delete.
+        self.delete_each(self.keys(listing), options).await
     }
 
     /// Deletes every item: [`delete_prefix`](Self::delete_prefix) with `""`.

@@ -367,7 +367,7 @@ impl Store {
     /// request (the store, not the item), not a retry of the `get` that led here: it is one call
     /// with the handle's own retries, and takes nothing from the `get`'s attempts (a handle with
     /// retries disabled must still be able to ask).
-    async fn confirm_exists(&self) -> Result<(), Error> {
+    pub(super) async fn confirm_exists(&self) -> Result<(), Error> {
         if !self.exists.load(Ordering::Relaxed) {
             let get = || Some(self.raw().kv_store_get(&self.id));
             transport::call(
@@ -525,17 +525,24 @@ impl Store {
     /// Deletes an item. With [`DeleteOptions::if_generation_match`] a mismatch is an error whose
     /// [`is_precondition_failed()`](Error::is_precondition_failed) is true.
     ///
-    /// A missing item is not an error, as on Cloudflare: [`DeleteOptions::new`] sends Fastly's
-    /// `force`. With [`DeleteOptions::force`]`(false)` Fastly answers 404 for it, an error whose
-    /// `is_not_found()` is true. A missing store is an error either way. The bulk deletes,
-    /// `delete_prefix`, `clear` and a retried delete count a missing item as deleted.
+    /// A missing item is not an error, as on Cloudflare: an unconditional delete sends Fastly's
+    /// `force` ([`DeleteOptions::new`]). With [`DeleteOptions::force`]`(false)`, or with
+    /// `if_generation_match` (a condition on an item that is not there cannot hold; `force` is
+    /// then not sent, as go-fastly's recorded conditional delete shows), Fastly answers 404 for
+    /// it, an error whose `is_not_found()` is true. The bulk deletes, `delete_prefix` and
+    /// `clear` count a missing item as deleted.
+    ///
+    /// Whether Fastly answers a forced delete in a store that does not exist with 404 is not on
+    /// record (the emulator does), so a forced delete's success is not taken as proof that the
+    /// store exists; the bulk deletes ask once, first.
     ///
     /// Retries: a plain delete is retried (without `force`, one that then finds the item gone
     /// counts as done); with `if_generation_match` only when the request provably never left.
     pub async fn delete(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
         crate::error::redacting(Secrets::key(key), async move {
             limits::check_key(key)?;
-            let force = options.force.then_some(true);
+            let forced = options.force && options.if_generation_match.is_none();
+            let force = forced.then_some(true);
             let delete = || {
                 Some(self.raw().kv_store_delete_item(
                     &self.id,
@@ -548,17 +555,17 @@ impl Store {
                 .op("kv_store_delete_item")
                 .not_idempotent_if(options.if_generation_match.is_some());
             match transport::call(self.client.transport(), call, delete).await {
+                Ok(_) if !forced => self.seen(),
                 Ok(_) => {}
                 // The transport retried (nothing is resent here): its first attempt may have
                 // deleted the item, which is gone either way. (With `force` a missing item is
                 // no 404: the 404 is then the store's, an error.)
                 Err(error)
-                    if !options.force
+                    if !forced
                         && error.status() == Some(StatusCode::NOT_FOUND)
                         && error.attempts() > 1 => {}
                 Err(error) => return Err(error),
             }
-            self.seen();
             Ok(())
         })
         .await

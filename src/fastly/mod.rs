@@ -314,15 +314,19 @@ impl Client {
 
     /// Deletes every item of a store ([`Store::clear`], [`BulkOptions::concurrency`] deletes at
     /// a time), then the store. If any item could not be deleted the store is left in place,
-    /// and the report names those keys.
+    /// and the report names those keys. If the store's own delete fails (a write in between
+    /// makes it 409), its error carries the report of the items deleted
+    /// ([`Error::partial_report`]).
     pub async fn delete_store_with_contents(
         &self,
         store_id: &str,
         options: &BulkOptions,
     ) -> Result<BulkReport, Error> {
         let report = self.store(store_id).clear(options).await?;
-        if report.failed.is_empty() {
-            self.delete_store(store_id).await?;
+        if report.failed.is_empty()
+            && let Err(error) = self.delete_store(store_id).await
+        {
+            return Err(error.with_partial(report));
         }
         Ok(report)
     }

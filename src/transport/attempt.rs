@@ -428,7 +428,7 @@ fn should_retry(error: &Error, idempotency: Idempotency, retry: &RetryPolicy) ->
     match error {
         Error::Transport(e) => e.never_sent || (twice_is_safe && e.retryable),
         Error::Api(e) => twice_is_safe && policy::is_retryable_status(e.status),
-        Error::InvalidInput(_) | Error::BadResponse(_) | Error::Source(_) => false,
+        Error::InvalidInput(_) | Error::BadResponse(_) | Error::Caller(_) => false,
     }
 }
 
@@ -456,7 +456,7 @@ fn trace_attempt(
                 Error::Transport(e) => e.what,
                 Error::Api(_) => "api error",
                 Error::BadResponse(_) => "bad response",
-                Error::Source(_) => "the caller's stream",
+                Error::Caller(_) => "the caller's stream",
             };
             tracing::info!(latency_ms, stage, codes = ?error.codes(), "failed");
         }

@@ -28,7 +28,7 @@ pub(crate) mod capped;
 mod credential;
 pub(crate) mod generated;
 pub(crate) mod hooks;
-mod observed;
+pub(crate) mod observed;
 pub(crate) mod segment;
 
 use std::fmt;

@@ -20,10 +20,16 @@ use crate::transport::hooks::request_id;
 /// The status and headers of the answer a call ended with, from
 /// [`with_answer`](WithAnswer::with_answer).
 ///
-/// For a call that makes several requests (bulk calls, prefix deletes, a Cloudflare bulk get
-/// split in halves) it is the last request's answer; for a retried call, the last attempt's. A
-/// lookup a call makes on the side (whether a Fastly store exists after a 404) is not it.
-#[derive(Clone, Debug)]
+/// For a call that makes several requests (bulk calls, prefix deletes with their listing, a
+/// Cloudflare bulk get split in halves) it is the last answer to arrive; for a retried call,
+/// the last attempt's. A lookup a call makes on the side (whether a Fastly store exists after a
+/// 404) is not it. Listings (`keys()`, `stores()`) are streams, not calls: they give none.
+/// Cloudflare's [`Reply`](crate::cloudflare::Reply) is another thing: the envelope's
+/// `messages` next to a result.
+///
+/// `Debug` shows the status, provider and request id; [`headers`](Self::headers) gives every
+/// header as the server sent it.
+#[derive(Clone)]
 pub struct Answer {
     provider: Provider,
     status: StatusCode,
@@ -41,7 +47,7 @@ impl Answer {
         self.status
     }
 
-    /// Every header of the answer, as sent.
+    /// Every header of the answer, as the server sent it.
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
@@ -51,6 +57,16 @@ impl Answer {
     /// request-id header, `X-Served-By` and `X-Timer` joined by a space.
     pub fn request_id(&self) -> Option<String> {
         request_id(&self.headers)
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("provider", &self.provider)
+            .field("status", &self.status)
+            .field("request_id", &self.request_id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,6 +86,18 @@ pub(crate) fn note(provider: Provider, status: StatusCode, headers: &HeaderMap) 
         };
         *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
     });
+}
+
+/// `future`, its answers noted where the caller's call notes them: for work a call spawns (a
+/// listing's read-ahead), which a task-local would not otherwise follow.
+pub(crate) fn carried<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    let slot = WATCHED.try_with(Arc::clone).ok();
+    async move {
+        match slot {
+            Some(slot) => WATCHED.scope(slot, future).await,
+            None => future.await,
+        }
+    }
 }
 
 /// The answer of any facade call, on both providers: `.with_answer()` on the call's future gives

@@ -26,7 +26,7 @@ fn five_then_an_error<T: Send + 'static>(
     let stream = futures_util::stream::iter(0..7).map(move |i| {
         counter.fetch_add(1, Ordering::SeqCst);
         match i {
-            5 => Err(Error::from_source(std::io::Error::other("disk gone"))),
+            5 => Err(Error::from_caller(std::io::Error::other("disk gone"))),
             i => Ok(item(i)),
         }
     });
@@ -35,7 +35,7 @@ fn five_then_an_error<T: Send + 'static>(
 
 /// The error a bulk call ended with: the caller's own, with what was done before it.
 fn assert_stopped_by_the_source(error: &Error, done: impl Fn(&edgekv::BulkReport) -> u64) {
-    assert!(matches!(error, Error::Source(_)), "{error:?}");
+    assert!(matches!(error, Error::Caller(_)), "{error:?}");
     let cause = std::error::Error::source(error).unwrap().to_string();
     assert_eq!(cause, "disk gone");
     let report = error.partial_report().expect("the report so far");
@@ -104,10 +104,11 @@ async fn a_failing_key_stream_ends_the_delete_with_what_was_deleted_on_both_prov
     assert!(store.get("k6").await.unwrap().is_some(), "never read");
 }
 
-/// Fastly's bulk delete sends `force`, so a missing key counts as deleted; a missing store is
-/// then a 404 for every key, and every key is reported failed, none deleted.
+/// Fastly's bulk delete sends `force`, so a missing key counts as deleted; whether the store
+/// exists it asks once, first, so a missing store is an error and nothing is deleted (what
+/// Fastly answers a forced delete in a missing store is not on record).
 #[tokio::test]
-async fn a_fastly_bulk_delete_counts_missing_keys_but_not_a_missing_store() {
+async fn a_fastly_bulk_delete_counts_missing_keys_and_refuses_a_missing_store() {
     let emu = Emulator::new().await.unwrap();
     let store = emu.fastly_store().await.unwrap();
     emu.seed_fastly(store.id(), [("there", "v")]).unwrap();
@@ -117,19 +118,26 @@ async fn a_fastly_bulk_delete_counts_missing_keys_but_not_a_missing_store() {
         .unwrap();
     assert_eq!((report.deleted, report.failed.len()), (2, 0));
 
+    emu.clear_requests();
     let gone = emu.fastly().store("no-such-store");
-    let report = gone
+    let error = gone
         .bulk_delete(["a", "b"], &fastly_concurrency(2))
         .await
-        .unwrap();
-    assert_eq!(report.deleted, 0);
-    let mut failed: Vec<_> = report
-        .failed
+        .unwrap_err();
+    assert!(error.is_not_found(), "{error:?}");
+    let sent: Vec<_> = emu
+        .requests()
         .iter()
-        .map(|f| (f.key.as_str(), f.index))
+        .map(|r| (r.method.clone(), r.path.clone()))
         .collect();
-    failed.sort_unstable();
-    assert_eq!(failed, [("a", 0), ("b", 1)]);
+    assert_eq!(
+        sent,
+        [(
+            "GET".to_string(),
+            "/resources/stores/kv/no-such-store".to_string()
+        )],
+        "only the store was asked for"
+    );
 }
 
 /// A listing that fails half-way ends `delete_prefix` with its error, and the error's report
@@ -169,4 +177,46 @@ async fn a_listing_that_fails_half_way_keeps_the_deletes_made_before() {
     let report = error.partial_report().expect("the deletes made before");
     assert_eq!((report.deleted, report.failed.len()), (2, 0));
     assert_eq!(deletes.calls_async().await, 2);
+}
+
+/// The same on Cloudflare: a listing that fails on its second page ends `delete_prefix` with
+/// its error, carrying the count of the first page's keys, deleted in one bulk delete.
+#[tokio::test]
+async fn a_cloudflare_listing_that_fails_half_way_keeps_the_deletes_made_before() {
+    use crate::support::envelope::{cf_failure, cf_ok, cf_page};
+    use crate::support::{CF_NAMESPACE, cf_path, cloudflare_client};
+
+    let server = MockServer::start_async().await;
+    server
+        .mock_async(|when, then| {
+            exact(when, "GET", &cf_path("/keys?prefix=s%2F"));
+            then.status(200).json_body(cf_page(
+                json!([{"name": "s/1"}, {"name": "s/2"}]),
+                json!({"count": 2, "cursor": "c2"}),
+            ));
+        })
+        .await;
+    server
+        .mock_async(|when, then| {
+            exact(when, "GET", &cf_path("/keys?cursor=c2&prefix=s%2F"));
+            then.status(400).json_body(cf_failure(10001, "bad cursor"));
+        })
+        .await;
+    let deletes = server
+        .mock_async(|when, then| {
+            when.method("POST").path(cf_path("/bulk/delete"));
+            then.status(200).json_body(cf_ok(
+                json!({"successful_key_count": 2, "unsuccessful_keys": []}),
+            ));
+        })
+        .await;
+    let error = cloudflare_client(&server)
+        .namespace(CF_NAMESPACE)
+        .delete_prefix("s/", &cloudflare::BulkOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(400), "{error:?}");
+    let report = error.partial_report().expect("the deletes made before");
+    assert_eq!((report.deleted, report.failed.len()), (2, 0));
+    assert_eq!(deletes.calls_async().await, 1);
 }

@@ -197,3 +197,46 @@ async fn a_call_with_its_answer_can_be_spawned() {
     let ((), answer) = spawned.await.unwrap().unwrap();
     assert_eq!(answer.unwrap().status().as_u16(), 200);
 }
+
+/// A retried call's answer is its last attempt's; a listing's read-ahead, which runs on a task
+/// of its own, still reports to the call that asked (here `clear` of an empty store: its only
+/// request is the listing).
+#[cfg(feature = "emulator")]
+#[tokio::test]
+async fn the_answer_is_the_last_attempts_and_follows_a_listings_read_ahead() {
+    use edgekv::WithAnswer as _;
+    use edgekv::emulator::faults::Reply;
+
+    use crate::support::faulty::FaultyServer;
+    use crate::support::{FASTLY_STORE, FASTLY_TOKEN};
+
+    let server = FaultyServer::start(vec![
+        Reply::status(503)
+            .header("x-served-by", "cache-a")
+            .header("x-timer", "S1"),
+        Reply::status(200)
+            .header("x-served-by", "cache-b")
+            .header("x-timer", "S2"),
+    ])
+    .await;
+    let store = fastly_at(&server.url(), FASTLY_TOKEN, fast_policy()).store(FASTLY_STORE);
+    let ((), answer) = store
+        .put("k", "v", Default::default())
+        .with_answer()
+        .await
+        .unwrap();
+    let answer = answer.unwrap();
+    assert_eq!(server.attempts(), 2);
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.request_id().as_deref(), Some("cache-b S2"));
+
+    let emu = edgekv::emulator::Emulator::new().await.unwrap();
+    let empty = emu.fastly_store().await.unwrap();
+    let (report, answer) = empty
+        .clear(&Default::default())
+        .with_answer()
+        .await
+        .unwrap();
+    assert_eq!(report.submitted(), 0);
+    assert_eq!(answer.expect("the listing's answer").status().as_u16(), 200);
+}

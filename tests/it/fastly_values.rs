@@ -514,3 +514,34 @@ async fn an_unlisted_error_status_keeps_an_excerpt_of_its_body() {
     assert_eq!(api.status, 500);
     assert!(api.excerpt.as_deref().unwrap().contains("try later"));
 }
+
+/// An unconditional delete sends `force` (a missing item is fine, as on Cloudflare); a
+/// conditional one does not, as go-fastly's recorded conditional delete shows, so a missing
+/// item is a 404 error there.
+#[tokio::test]
+async fn only_an_unconditional_delete_is_forced() {
+    let server = MockServer::start_async().await;
+    let forced = server
+        .mock_async(|when, then| {
+            exact(when, "DELETE", &fastly_path("/keys/gone?force=true"));
+            then.status(204);
+        })
+        .await;
+    let conditional = server
+        .mock_async(|when, then| {
+            exact(when, "DELETE", &fastly_path("/keys/gone")).header("if-generation-match", "7");
+            then.status(404);
+        })
+        .await;
+    let store = fastly_client(&server).store(FASTLY_STORE);
+    store.delete("gone", DeleteOptions::new()).await.unwrap();
+    let error = store
+        .delete("gone", DeleteOptions::new().if_generation_match(7))
+        .await
+        .unwrap_err();
+    assert!(error.is_not_found(), "{error:?}");
+    assert_eq!(
+        (forced.calls_async().await, conditional.calls_async().await),
+        (1, 1)
+    );
+}

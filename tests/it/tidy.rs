@@ -200,6 +200,10 @@ fn the_two_client_builders_have_the_same_methods() {
 fn both_builders_take_a_token_string() {
     let _ = edgekv::fastly::Client::builder("token").build().unwrap();
     let token = String::from("token");
+    let _ = edgekv::fastly::Client::builder(&token).build().unwrap();
+    let _ = edgekv::cloudflare::Client::builder(&token, "account")
+        .build()
+        .unwrap();
     let _ = edgekv::cloudflare::Client::builder(&*token, "account")
         .build()
         .unwrap();
