@@ -130,6 +130,28 @@ impl Body {
         }
     }
 
+    /// The whole body in memory, refused past `max` bytes (as `ValueTooLarge`, the length read
+    /// so far); a stream that fails is the caller's error ([`Error::Caller`]).
+    pub(crate) async fn collect(self, max: u64) -> Result<Bytes, Error> {
+        use http_body_util::BodyExt as _;
+        let body = match self.repr {
+            Repr::Bytes(bytes) => {
+                check_len(Some(bytes.len() as u64), max)?;
+                return Ok(bytes);
+            }
+            Repr::Stream { body, .. } => body,
+        };
+        let limit = usize::try_from(max).unwrap_or(usize::MAX);
+        match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                let len = max.saturating_add(1);
+                Err(InvalidInput::ValueTooLarge { len, max }.into())
+            }
+            Err(error) => Err(Error::from_caller(error)),
+        }
+    }
+
     /// Whether the body is read from a stream (and so cannot be sent twice).
     pub fn is_streamed(&self) -> bool {
         matches!(self.repr, Repr::Stream { .. })
@@ -334,6 +356,28 @@ impl ValueStream {
             chunks: stream.into_inner(),
             max_bytes: value_bytes_limit(&policy.read_limits, provider_max),
             bytes_deadline: deadline.and_then(|d| Some((started.checked_add(d)?, d))),
+            deadline: None,
+            timer: None,
+        }
+    }
+
+    /// A value already in memory, as `provider`'s stream: for stores that are not HTTP, such as
+    /// [`MemoryStore`](crate::kv::MemoryStore) or a [`KvStore`](crate::kv::KvStore) of your own.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), edgekv::Error> {
+    /// let value = edgekv::ValueStream::from_bytes(edgekv::Provider::Fastly, "apple");
+    /// assert_eq!(value.bytes().await?, "apple");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_bytes(provider: Provider, value: impl Into<Bytes>) -> Self {
+        let value = value.into();
+        ValueStream {
+            provider,
+            chunks: Box::pin(futures_util::stream::iter([Ok(value)])),
+            max_bytes: u64::MAX,
+            bytes_deadline: None,
             deadline: None,
             timer: None,
         }

@@ -431,6 +431,12 @@ pub enum InvalidInput {
         /// What is missing.
         what: String,
     },
+    /// The provider cannot do this (see [`Capabilities`](crate::kv::Capabilities)): a
+    /// conditional write on Cloudflare, text metadata where only JSON is kept.
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for InvalidInput {
@@ -484,6 +490,7 @@ impl fmt::Display for InvalidInput {
                 write!(f, "the request cannot be built: {reason}")
             }
             InvalidInput::Missing { what } => write!(f, "{what} is missing"),
+            InvalidInput::Unsupported { what } => write!(f, "the provider does not support {what}"),
         }
     }
 }

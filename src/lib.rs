@@ -27,6 +27,7 @@ pub mod error;
 pub mod fastly;
 pub mod http;
 mod keys;
+pub mod kv;
 mod paging;
 pub mod policy;
 pub mod transport;

@@ -43,6 +43,9 @@ pub struct BulkEntry {
     expiration_ttl: Option<u64>,
     metadata: Option<serde_json::Value>,
     metadata_error: Option<String>,
+    /// Refused before it reached the call (a `KvStore` write this provider cannot make):
+    /// reported under the entry's index, not sent.
+    pub(crate) refused: Option<InvalidInput>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +73,7 @@ impl BulkEntry {
             expiration_ttl: None,
             metadata: None,
             metadata_error: None,
+            refused: None,
         }
     }
 
@@ -107,6 +111,9 @@ impl BulkEntry {
     /// The wire item, after the checks a single write would get. The key travels in JSON, so
     /// URL encoding is no concern; the service still refuses an empty key, `.` and `..`.
     fn into_item(self) -> Result<types::BulkWriteItem, InvalidInput> {
+        if let Some(refused) = self.refused {
+            return Err(refused);
+        }
         limits::check_key(&self.key, false)?;
         if let Some(reason) = self.metadata_error {
             return Err(InvalidInput::Unbuildable { reason });

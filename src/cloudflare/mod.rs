@@ -19,6 +19,7 @@
 mod bulk;
 mod envelope;
 mod handle;
+mod kv;
 pub mod limits;
 pub mod raw;
 

@@ -33,6 +33,9 @@ pub struct BulkEntry {
     ttl_seconds: Option<u32>,
     metadata: Option<String>,
     background_fetch: bool,
+    /// Refused before it reached the call (a `KvStore` write this provider cannot make):
+    /// reported under the entry's index, not sent.
+    pub(crate) refused: Option<InvalidInput>,
 }
 
 impl BulkEntry {
@@ -44,6 +47,7 @@ impl BulkEntry {
             ttl_seconds: None,
             metadata: None,
             background_fetch: false,
+            refused: None,
         }
     }
 
@@ -80,6 +84,9 @@ impl BulkEntry {
 
     /// The entry's ndjson line (with its newline), after the checks a single write would get.
     fn into_line(self) -> Result<Vec<u8>, InvalidInput> {
+        if let Some(refused) = self.refused {
+            return Err(refused);
+        }
         let value_len = Some(self.value.len() as u64);
         limits::check_write(&self.key, value_len, self.metadata.as_deref())?;
         let line = types::KvStoreUpsertBatch {

@@ -19,6 +19,7 @@
 
 mod bulk;
 mod handle;
+mod kv;
 pub mod limits;
 pub mod raw;
 
