@@ -34,6 +34,9 @@ impl Settings {
         self,
         provider: Provider,
     ) -> Result<(Transport, reqwest::Client, String), Error> {
+        if let Some(limit) = &self.policy.client_limit {
+            limit.check()?;
+        }
         let transport = Transport::new(self.credential)?.with_policy(self.policy);
         let (transport, http) = crate::transport::with_http_client(transport, self.http, provider)?;
         let mut base_url = self.base_url;

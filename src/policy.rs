@@ -208,26 +208,74 @@ impl Default for ReadLimits {
     }
 }
 
-/// A cap on requests per time window, enforced before each attempt.
+/// A cap on requests per time window, enforced before each attempt that counts: every request,
+/// or (without [`counts_reads`](Self::counts_reads)) only those that are not `GET` or `HEAD`, as
+/// each provider counts its own budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientLimit {
-    /// Requests allowed per window.
+    /// Requests allowed per window (at least 1: a client with 0 is refused when built).
     pub requests: u32,
     /// The window.
     pub per: Duration,
+    /// Whether reads (`GET`, `HEAD`) count: Cloudflare counts every request, Fastly only the
+    /// others.
+    pub counts_reads: bool,
 }
 
 impl ClientLimit {
-    /// Cloudflare's API budget: 1,200 requests per 5 minutes per user.
+    /// Cloudflare's API budget: 1,200 requests per 5 minutes per user, every request counted.
     pub const CLOUDFLARE: ClientLimit = ClientLimit {
         requests: 1200,
         per: Duration::from_secs(300),
+        counts_reads: true,
     };
-    /// Fastly's budget for non-read requests: 1,000 per hour.
+    /// Fastly's budget for non-read requests: 1,000 per hour; reads are not counted.
     pub const FASTLY_WRITES: ClientLimit = ClientLimit {
         requests: 1000,
         per: Duration::from_secs(3600),
+        counts_reads: false,
     };
+
+    /// `requests` per `per`, every request counted.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use edgekv::policy::ClientLimit;
+    ///
+    /// // A tenth of Fastly's write budget, reads free.
+    /// let limit = ClientLimit::new(100, Duration::from_secs(3600)).counts_reads(false);
+    /// assert!(!limit.counts_reads);
+    /// ```
+    pub fn new(requests: u32, per: Duration) -> Self {
+        ClientLimit {
+            requests,
+            per,
+            counts_reads: true,
+        }
+    }
+
+    /// Sets [`counts_reads`](Self::counts_reads).
+    pub fn counts_reads(mut self, counts_reads: bool) -> Self {
+        self.counts_reads = counts_reads;
+        self
+    }
+
+    /// Whether a request with `method` counts.
+    pub(crate) fn counts(&self, method: &str) -> bool {
+        self.counts_reads || !matches!(method, "GET" | "HEAD")
+    }
+
+    /// A limit no request could pass is refused.
+    pub(crate) fn check(&self) -> Result<(), crate::error::InvalidInput> {
+        if self.requests == 0 {
+            return Err(crate::error::InvalidInput::OutOfRange {
+                what: "client_limit.requests",
+                allowed: "at least 1",
+            });
+        }
+        Ok(())
+    }
 }
 
 setters!(ReadLimits {
@@ -404,8 +452,12 @@ impl Limiter {
         }
     }
 
-    /// Waits until one more request fits in the window, and counts it.
-    pub(crate) async fn acquire(&self) {
+    /// Waits until one more request fits in the window, and counts it: a request of `method`
+    /// the limit does not count goes at once.
+    pub(crate) async fn acquire(&self, method: &str) {
+        if !self.limit.counts(method) {
+            return;
+        }
         let mut sent = self.sent.lock().await;
         loop {
             let now = Instant::now();
@@ -419,7 +471,11 @@ impl Limiter {
                 sent.push_back(now);
                 return;
             }
-            let oldest = *sent.front().expect("the window is full, so not empty");
+            // The window is full; with `requests` at least 1 (checked when the client is
+            // built) it holds a request, the oldest of which leaves it first.
+            let Some(&oldest) = sent.front() else {
+                return;
+            };
             tokio::time::sleep(self.limit.per.saturating_sub(now.duration_since(oldest))).await;
         }
     }
@@ -541,15 +597,40 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_client_limit_waits_for_room_in_the_window() {
-        let limiter = Limiter::new(ClientLimit {
-            requests: 2,
-            per: Duration::from_secs(10),
-        });
+        let limiter = Limiter::new(ClientLimit::new(2, Duration::from_secs(10)));
         let start = tokio::time::Instant::now();
-        limiter.acquire().await;
-        limiter.acquire().await;
+        limiter.acquire("PUT").await;
+        limiter.acquire("PUT").await;
         assert_eq!(start.elapsed(), Duration::ZERO);
-        limiter.acquire().await;
+        limiter.acquire("PUT").await;
         assert!(start.elapsed() >= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_that_does_not_count_reads_lets_them_through() {
+        let writes = Limiter::new(ClientLimit::new(1, Duration::from_secs(10)).counts_reads(false));
+        let start = tokio::time::Instant::now();
+        writes.acquire("PUT").await;
+        for _ in 0..100 {
+            writes.acquire("GET").await;
+            writes.acquire("HEAD").await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "reads wait for nothing");
+        writes.acquire("DELETE").await;
+        assert!(
+            start.elapsed() >= Duration::from_secs(10),
+            "the second write waits"
+        );
+
+        let every = Limiter::new(ClientLimit::CLOUDFLARE);
+        assert!(ClientLimit::CLOUDFLARE.counts("GET") && !ClientLimit::FASTLY_WRITES.counts("GET"));
+        every.acquire("GET").await;
+        assert_eq!(every.sent.lock().await.len(), 1, "Cloudflare counts reads");
+    }
+
+    #[test]
+    fn a_limit_of_no_requests_is_refused() {
+        assert!(ClientLimit::new(0, Duration::from_secs(1)).check().is_err());
+        assert!(ClientLimit::new(1, Duration::from_secs(1)).check().is_ok());
     }
 }

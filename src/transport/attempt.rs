@@ -286,7 +286,8 @@ where
             );
         };
         if let Some(limiter) = &transport.shared.limiter {
-            limiter.acquire().await;
+            let (method, _) = template(call.operations, call.operation);
+            limiter.acquire(method).await;
         }
         // Nothing listens below INFO (or at all): no span to build, enter or fill.
         let span = if tracing::level_enabled!(tracing::Level::INFO) {

@@ -375,10 +375,10 @@ async fn rate_limit_headers_are_exposed_on_success_and_on_errors(provider: Provi
 async fn a_client_side_limit_spaces_requests(provider: Provider) {
     let server = FaultyServer::start(vec![provider.written()]).await;
     let mut policy = fast_policy();
-    policy.client_limit = Some(edgekv::policy::ClientLimit {
-        requests: 2,
-        per: Duration::from_millis(500),
-    });
+    policy.client_limit = Some(edgekv::policy::ClientLimit::new(
+        2,
+        Duration::from_millis(500),
+    ));
     let client = provider.client(&server.url(), policy);
     let started = Instant::now();
     for _ in 0..3 {

@@ -174,3 +174,34 @@ async fn handles_with_their_state_stated_make_exactly_one_request_each() {
         ]
     );
 }
+
+/// Fastly's budget counts writes only, and so does the client-side limit made for it: with one
+/// write allowed a minute, reads go at once, and a second write waits.
+#[cfg(feature = "emulator")]
+#[tokio::test]
+async fn a_fastly_write_budget_does_not_delay_reads() {
+    use std::time::{Duration, Instant};
+
+    use edgekv::emulator::Emulator;
+    use edgekv::policy::{ClientLimit, RequestPolicy};
+
+    let emu = Emulator::new().await.unwrap();
+    let store_id = emu.fastly_store().await.unwrap().id().to_string();
+    let limit = ClientLimit::new(1, Duration::from_secs(60)).counts_reads(false);
+    let policy = RequestPolicy::default().client_limit(Some(limit));
+    let client = emu.fastly_builder().policy(policy).build().unwrap();
+    let store = client.store(&store_id);
+    store.put("k", "v", Default::default()).await.unwrap();
+
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert!(store.get("k").await.unwrap().is_some());
+    }
+    assert!(started.elapsed() < Duration::from_secs(30), "reads waited");
+    let second_write = store.put("k", "w", Default::default());
+    let waited = tokio::time::timeout(Duration::from_millis(300), second_write).await;
+    assert!(
+        waited.is_err(),
+        "the second write went out inside the window"
+    );
+}
