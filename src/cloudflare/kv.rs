@@ -40,7 +40,12 @@ fn expire(expiry: Expiry) -> (Option<i64>, Option<std::time::Duration>) {
 /// A bulk entry for `item`, or one carrying why it cannot be written.
 fn bulk_entry(item: BulkItem, now: i64) -> BulkEntry {
     let checked = CAPABILITIES
-        .check_write(&item.key, Some(item.value.len() as u64), &write_of(&item), now)
+        .check_write(
+            &item.key,
+            Some(item.value.len() as u64),
+            &write_of(&item),
+            now,
+        )
         .and_then(|()| json_of(item.metadata));
     let mut entry = BulkEntry::bytes(item.key, item.value);
     match checked {
@@ -176,7 +181,7 @@ impl KvStore for Namespace {
     fn bulk_get<'a>(
         &'a self,
         keys: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<(String, Option<Record>)>, Error>> {
+    ) -> BoxFuture<'a, Result<crate::kv::Records, Error>> {
         async move {
             let options = BulkGetOptions {
                 json: false,

@@ -166,7 +166,7 @@ impl KvStore for Store {
     fn bulk_get<'a>(
         &'a self,
         keys: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<(String, Option<Record>)>, Error>> {
+    ) -> BoxFuture<'a, Result<crate::kv::Records, Error>> {
         async move {
             futures_util::stream::iter(keys)
                 .map(|key| async move {

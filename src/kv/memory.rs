@@ -225,7 +225,8 @@ impl KvStore for MemoryStore {
         async move {
             let now = self.now();
             // Checked before the value is read: a value too large is refused unread.
-            self.capabilities.check_write(key, value.len(), &write, now)?;
+            self.capabilities
+                .check_write(key, value.len(), &write, now)?;
             let max = self.capabilities.max_value_bytes;
             let value = value.collect(max).await?;
             self.write(key, value, &write)
@@ -310,16 +311,14 @@ impl KvStore for MemoryStore {
     fn bulk_get<'a>(
         &'a self,
         keys: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<(String, Option<Record>)>, Error>> {
+    ) -> BoxFuture<'a, Result<crate::kv::Records, Error>> {
         async move {
             let mut records = Vec::with_capacity(keys.len());
             for key in keys {
                 let record = self.read(&key)?.map(|stored| Record {
                     value: stored.value,
                     metadata: stored.metadata,
-                    expires_at: stored
-                        .expires_at
-                        .filter(|_| self.capabilities.reads_expiry),
+                    expires_at: stored.expires_at.filter(|_| self.capabilities.reads_expiry),
                 });
                 records.push((key, record));
             }

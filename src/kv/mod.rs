@@ -65,8 +65,11 @@ pub trait KvStore: Send + Sync {
     /// The keys starting with `prefix` (all for `""`), a page at a time, each page with the
     /// cursor that resumes after it (`None` on the last page): give it back as `cursor` to go
     /// on where a stopped listing ended.
-    fn list(&self, prefix: &str, cursor: Option<String>)
-    -> BoxStream<'static, Result<ListPage, Error>>;
+    fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+    ) -> BoxStream<'static, Result<ListPage, Error>>;
 
     /// Writes every entry, `concurrency` requests at a time, in the provider's bulk requests
     /// where it has them. The report accounts for every entry read; an error from `entries`
@@ -88,11 +91,11 @@ pub trait KvStore: Send + Sync {
     /// The records of `keys`, in their order, `None` where there is none: byte-exact, in the
     /// provider's bulk reads where it has them (at most [`Capabilities::bulk_get_max`] keys a
     /// request), else single reads.
-    fn bulk_get<'a>(
-        &'a self,
-        keys: Vec<String>,
-    ) -> BoxFuture<'a, Result<Vec<(String, Option<Record>)>, Error>>;
+    fn bulk_get<'a>(&'a self, keys: Vec<String>) -> BoxFuture<'a, Result<Records, Error>>;
 }
+
+/// What [`KvStore::bulk_get`] returns: each key asked, in order, with its record or `None`.
+pub type Records = Vec<(String, Option<Record>)>;
 
 /// What a store can hold and do: its provider's limits and features.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,9 +234,7 @@ impl Capabilities {
             (Provider::Cloudflare, Metadata::Json(json)) => {
                 crate::cloudflare::limits::metadata_json(json).map(drop)
             }
-            (Provider::Fastly, Metadata::Text(text)) => {
-                crate::fastly::limits::check_metadata(text)
-            }
+            (Provider::Fastly, Metadata::Text(text)) => crate::fastly::limits::check_metadata(text),
             (Provider::Cloudflare, Metadata::Text(_)) => Err(MetadataKind::Json.refusal()),
             (Provider::Fastly, Metadata::Json(_)) => Err(MetadataKind::Text.refusal()),
         }
