@@ -84,7 +84,13 @@ impl KvStore for Namespace {
             let Some(value) = Namespace::get(self, key).await? else {
                 return Ok(None);
             };
-            let metadata = self.metadata(key).await?.map(Metadata::Json);
+            // The metadata endpoint answers `null` for a key without any, as the listing and
+            // the bulk read leave it out: `None` all the same.
+            let metadata = self
+                .metadata(key)
+                .await?
+                .filter(|json| !json.is_null())
+                .map(Metadata::Json);
             Ok(Some(Entry {
                 expires_at: value.expiration(),
                 value: value.into_body(),

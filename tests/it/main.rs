@@ -33,6 +33,8 @@ mod hostile_answers;
 mod hostile_bulk;
 mod key_paths;
 #[cfg(feature = "emulator")]
+mod kv_conformance;
+#[cfg(feature = "emulator")]
 mod persist;
 #[cfg(feature = "emulator")]
 mod prefix_deletes;
