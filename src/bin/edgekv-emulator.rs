@@ -5,14 +5,18 @@
 //!
 //! `--persist DIR` keeps the state in a log in `DIR`: every write is on disk before it is
 //! answered (it survives SIGKILL), and a restart with the same `DIR` serves it again.
+//!
+//! `--cloudflare-budget 1200/300` and `--fastly-budget 1000/3600` answer 429 past N counted
+//! requests per window of SECONDS, counted as each provider counts (Cloudflare every request,
+//! Fastly all but reads); scaled down (`1200/3`) they make a budgeted job quick to test.
 
 use std::time::Duration;
 
-use edgekv::emulator::{Emulator, EmulatorConfig};
+use edgekv::emulator::{Budget, Emulator, EmulatorConfig};
 
 const USAGE: &str = "usage: edgekv-emulator [--port N] [--token T]... [--account ID] \
 [--latency-ms N] [--rate-limited FRACTION] [--server-errors FRACTION] [--seed N] \
-[--persist DIR]";
+[--persist DIR] [--cloudflare-budget N/SECONDS] [--fastly-budget N/SECONDS]";
 
 fn main() -> std::process::ExitCode {
     let config = match parse(std::env::args().skip(1)) {
@@ -95,6 +99,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<EmulatorConfig, Strin
             "--server-errors" => config.faults.server_errors = number(value()?)?,
             "--seed" => config.faults.seed = number(value()?)? as u64,
             "--persist" => config.persist = Some(value()?.into()),
+            "--cloudflare-budget" => config.cloudflare_budget = Some(budget(&flag, value()?)?),
+            "--fastly-budget" => config.fastly_budget = Some(budget(&flag, value()?)?),
             "--help" | "-h" => {
                 return Err(
                     "the emulator of the Fastly KV Store and Cloudflare Workers KV APIs".into(),
@@ -108,6 +114,19 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<EmulatorConfig, Strin
         config.cloudflare_tokens = tokens;
     }
     Ok(config)
+}
+
+/// A budget written `N/SECONDS` (SECONDS may have a fraction).
+fn budget(flag: &str, text: String) -> Result<Budget, String> {
+    let bad = || format!("{flag}: {text:?} is not N/SECONDS");
+    let (requests, seconds) = text.split_once('/').ok_or_else(bad)?;
+    let requests: u32 = requests.parse().map_err(|_| bad())?;
+    let seconds: f64 = seconds.parse().map_err(|_| bad())?;
+    let per = Duration::try_from_secs_f64(seconds).map_err(|_| bad())?;
+    if requests == 0 || per.is_zero() {
+        return Err(format!("{flag}: {text:?} allows nothing"));
+    }
+    Ok(Budget::new(requests, per))
 }
 
 async fn wait_for_stop() {

@@ -15,6 +15,13 @@
 pub(crate) mod fastly {
     use std::fmt;
 
+    /// Fastly's API rate limit counts only requests that change something: "1,000 non-read
+    /// requests per hour" (Fastly's API rate-limiting documentation, as issue 14 records it);
+    /// `GET` and `HEAD` are not counted.
+    pub(crate) fn counts_toward_budget(method: &str) -> bool {
+        !matches!(method, "GET" | "HEAD")
+    }
+
     /// docs.rs/fastly `KVStore`: "length 1-1024 bytes when UTF-8 encoded" (bytes, not characters,
     /// as specs/README.md records).
     pub(crate) const KEY_MAX_BYTES: usize = 1024;
@@ -106,6 +113,16 @@ pub(crate) mod fastly {
 /// Cloudflare Workers KV.
 pub(crate) mod cloudflare {
     use std::fmt;
+
+    /// Cloudflare's API rate limit, "1,200 requests per five minutes per user", counts every
+    /// request (Cloudflare's API rate-limit documentation, as issue 14 records it); past it the
+    /// API answers 429 with code 971, "Please wait and consider throttling your request speed".
+    pub(crate) fn counts_toward_budget(_method: &str) -> bool {
+        true
+    }
+
+    /// The code of Cloudflare's rate-limit refusal.
+    pub(crate) const RATE_LIMITED_CODE: i64 = 971;
 
     /// seeds/cloudflare-kv-http-api.md and cloudflare-kv-python-sdk.md, every `key_name`: "The
     /// name may be at most 512 bytes"; conformance/cloudflare/workers-kv.openapi.patched.yaml,

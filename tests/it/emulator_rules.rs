@@ -547,3 +547,55 @@ async fn fastly_accepts_every_boundary_value() {
     let value = vec![b'v'; 25_000_000];
     assert_eq!(raw_put(&client, &store, "big", None, value).await, 200);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Request budgets
+
+/// Past its budget the emulator answers 429 with the wait, counting as each provider counts:
+/// Cloudflare every request (code 971 in its envelope), Fastly only what is not a read. The
+/// facades, without retries, see a rate-limited error with the wait asked for.
+#[tokio::test]
+async fn a_budget_is_counted_as_each_provider_counts_it() {
+    use std::time::Duration;
+
+    use edgekv::emulator::Budget;
+    use edgekv::policy::{RequestPolicy, RetryPolicy};
+
+    let per = Duration::from_secs(60);
+    let config = EmulatorConfig::default()
+        .cloudflare_budget(Budget::new(3, per))
+        .fastly_budget(Budget::new(2, per));
+    let emu = Emulator::start(config).await.unwrap();
+    let no_retries = RequestPolicy::default().retry(RetryPolicy::disabled());
+
+    // Fastly: reads are free, the third write is refused.
+    let store = emu.fastly_store().await.unwrap(); // one write: the store's creation
+    let fastly = emu
+        .fastly_builder()
+        .policy(no_retries.clone())
+        .build()
+        .unwrap();
+    let store = fastly.store(store.id());
+    store.put("a", "1", Default::default()).await.unwrap();
+    for _ in 0..10 {
+        assert!(store.get("a").await.unwrap().is_some());
+    }
+    let error = store.put("b", "2", Default::default()).await.unwrap_err();
+    assert!(error.is_rate_limited(), "{error:?}");
+    let wait = error.retry_after().expect("the wait");
+    assert!(wait > Duration::from_secs(55) && wait <= per, "{wait:?}");
+    let last = emu.requests().pop().unwrap();
+    assert_eq!((last.method.as_str(), last.status), ("PUT", 429));
+    assert_eq!(last.header("fastly-key"), Some("[redacted]"));
+
+    // Cloudflare: reads count too; the refusal is Cloudflare's envelope with code 971.
+    let cloudflare = emu.cloudflare_builder().policy(no_retries).build().unwrap();
+    let created = cloudflare.create_namespace("budgeted").await.unwrap(); // 1
+    let namespace = cloudflare.namespace(&created.id).with_url_encoding(true);
+    assert!(namespace.get("k").await.unwrap().is_none()); // 2
+    assert!(namespace.get("k").await.unwrap().is_none()); // 3
+    let error = namespace.get("k").await.unwrap_err();
+    assert!(error.is_rate_limited(), "{error:?}");
+    assert_eq!(error.codes(), [971]);
+    assert!(error.retry_after().is_some());
+}
