@@ -44,9 +44,11 @@ pub enum Error {
     Api(ApiError),
     /// The service answered, but not in a form the client understands.
     BadResponse(BadResponse),
-    /// The caller's own error, from the stream of entries or keys handed to a bulk call (made
-    /// with [`Error::from_caller`]; it is `source()`): the call stopped reading there. What the
-    /// call did before is in [`partial_report`](Error::partial_report).
+    /// An error outside the service, which is `source()`: the caller's own, from the stream
+    /// of entries or keys handed to a bulk call (made with [`Error::from_caller`]; the call
+    /// stopped reading there, and what it did before is in
+    /// [`partial_report`](Error::partial_report)), or a job's journal that could not be
+    /// written.
     Caller(CallerError),
 }
 
@@ -278,7 +280,7 @@ impl fmt::Display for Error {
             Error::Transport(e) => write!(f, "request to {} failed: {}", e.provider, e.what)?,
             Error::Api(e) => e.fmt(f)?,
             Error::BadResponse(e) => e.fmt(f)?,
-            Error::Caller(_) => write!(f, "the caller's stream ended the bulk call")?,
+            Error::Caller(_) => write!(f, "stopped by an error outside the service")?,
         }
         if let Some(call) = self.call() {
             if call.attempts > 1 {

@@ -26,10 +26,14 @@ pub mod emulator;
 pub mod error;
 pub mod fastly;
 pub mod http;
+#[cfg(any(feature = "emulator", feature = "transfer"))]
+mod journal;
 mod keys;
 pub mod kv;
 mod paging;
 pub mod policy;
+#[cfg(feature = "transfer")]
+pub mod transfer;
 pub mod transport;
 
 pub use body::{Body, ValueStream};

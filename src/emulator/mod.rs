@@ -639,7 +639,7 @@ impl Shared {
         let mut cloudflare = cloudflare::State::default();
         let journal = match &config.persist {
             Some(dir) => {
-                let (mut journal, records) = persist::Journal::open(dir)?;
+                let (mut journal, records) = persist::open(dir)?;
                 for record in records {
                     fastly.replay(&record);
                     cloudflare.replay(&record);

@@ -5,7 +5,7 @@
 //! The trait is object-safe (`Arc<dyn KvStore>`), its futures boxed by hand, so code that moves
 //! data between stores needs no generics and dependents compile no proc-macro for it. Each
 //! implementation refuses, before any request, what its provider would refuse: a write the
-//! provider cannot make is an [`InvalidInput`](crate::error::InvalidInput) error
+//! provider cannot make is an [`InvalidInput`] error
 //! (`Unsupported` for a condition or a metadata kind it does not have), never a silently
 //! altered one.
 //!

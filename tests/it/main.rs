@@ -41,3 +41,5 @@ mod prefix_deletes;
 mod readme;
 mod tidy;
 mod tracing_secrets;
+#[cfg(all(feature = "emulator", feature = "transfer"))]
+mod transfer;

@@ -1,0 +1,207 @@
+//! A job's journal: what it is, and each chunk the destination acknowledged, in the crate's
+//! append-only log ([`crate::journal`]). Read back, it says where to resume.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bulk::FailedKey;
+use crate::journal::Log;
+
+/// The first line of every job journal.
+const HEADER: &str = "edgekv-transfer-journal v1";
+
+/// Which job a journal belongs to: resuming another job's journal is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JobId {
+    kind: String,
+    prefix: String,
+}
+
+impl JobId {
+    pub(crate) fn copy(prefix: &str) -> Self {
+        JobId {
+            kind: "copy".into(),
+            prefix: prefix.into(),
+        }
+    }
+}
+
+/// One chunk done: the destination acknowledged its writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChunkDone {
+    /// Its place in the listing, from 0.
+    pub(crate) seq: u64,
+    /// The listing's cursor after it (`None`: it was the last page).
+    pub(crate) next: Option<String>,
+    pub(crate) listed: u64,
+    pub(crate) copied: u64,
+    pub(crate) skipped: u64,
+    pub(crate) bytes: u64,
+    pub(crate) failed: Vec<Failed>,
+}
+
+/// A key not written, as journaled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Failed {
+    key: String,
+    index: u64,
+    reason: String,
+}
+
+impl From<FailedKey> for Failed {
+    fn from(f: FailedKey) -> Self {
+        Failed {
+            key: f.key,
+            index: f.index,
+            reason: f.reason,
+        }
+    }
+}
+
+impl From<&Failed> for FailedKey {
+    fn from(f: &Failed) -> Self {
+        FailedKey {
+            key: f.key.clone(),
+            index: f.index,
+            reason: f.reason.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+enum Step {
+    Started(JobId),
+    Chunk(ChunkDone),
+    Finished,
+}
+
+/// Where a job resumes.
+#[derive(Debug, Default)]
+pub(crate) struct Resume {
+    /// Every chunk done, by place in the listing.
+    pub(crate) done: BTreeMap<u64, ChunkDone>,
+    /// The first chunk not done: the listing resumes there.
+    pub(crate) watermark: u64,
+    /// The listing's cursor at the watermark (`None`: from the start).
+    pub(crate) cursor: Option<String>,
+    /// The job ended before: nothing is left to do.
+    pub(crate) finished: bool,
+}
+
+/// An open journal.
+pub(crate) struct Journal {
+    log: Log<Step>,
+    steps: Vec<Step>,
+}
+
+impl Journal {
+    /// Opens the journal at `path` for `job`, starting it if it is new; another job's journal
+    /// is refused.
+    pub(crate) fn open(path: &Path, job: &JobId) -> io::Result<Journal> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new("."));
+        let name = path.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the journal path names no file",
+            )
+        })?;
+        let (mut log, steps) = Log::open(dir, &name.to_string_lossy(), HEADER)?;
+        match steps.first() {
+            None => log.append(&[Step::Started(job.clone())])?,
+            Some(Step::Started(started)) if started == job => {}
+            Some(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is the journal of another job (not a {} of prefix {:?})",
+                        path.display(),
+                        job.kind,
+                        job.prefix
+                    ),
+                ));
+            }
+        }
+        Ok(Journal { log, steps })
+    }
+
+    /// Where the job resumes, from what the journal holds.
+    pub(crate) fn resume(&self) -> Resume {
+        let mut resume = Resume::default();
+        for step in &self.steps {
+            match step {
+                Step::Chunk(chunk) => {
+                    resume.done.insert(chunk.seq, chunk.clone());
+                }
+                Step::Finished => resume.finished = true,
+                Step::Started(_) => {}
+            }
+        }
+        while let Some(chunk) = resume.done.get(&resume.watermark) {
+            resume.cursor = chunk.next.clone();
+            resume.watermark += 1;
+            if chunk.next.is_none() {
+                // The last page is done: the listing is over.
+                break;
+            }
+        }
+        resume
+    }
+
+    /// Records a chunk done, on disk before it returns.
+    pub(crate) fn chunk_done(&mut self, chunk: ChunkDone) -> io::Result<()> {
+        self.log.append(&[Step::Chunk(chunk)])
+    }
+
+    /// Records the job finished.
+    pub(crate) fn finished(&mut self) -> io::Result<()> {
+        self.log.append(&[Step::Finished])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(seq: u64, next: Option<&str>) -> ChunkDone {
+        ChunkDone {
+            seq,
+            next: next.map(str::to_string),
+            listed: 2,
+            copied: 2,
+            ..ChunkDone::default()
+        }
+    }
+
+    #[test]
+    fn a_job_resumes_after_its_first_unfinished_chunk_and_knows_the_later_ones() {
+        let dir = std::env::temp_dir().join(format!("edgekv-job-{}", fastrand::u64(..)));
+        let path = dir.join("copy.journal");
+        let job = JobId::copy("p/");
+        let mut journal = Journal::open(&path, &job).unwrap();
+        assert_eq!(journal.resume().watermark, 0);
+        // Chunks 0, 1 and 3 done; 2 was in flight when the job stopped.
+        for done in [
+            chunk(0, Some("c1")),
+            chunk(1, Some("c2")),
+            chunk(3, Some("c4")),
+        ] {
+            journal.chunk_done(done).unwrap();
+        }
+        drop(journal);
+        let resume = Journal::open(&path, &job).unwrap().resume();
+        assert_eq!(
+            (resume.watermark, resume.cursor.as_deref()),
+            (2, Some("c2"))
+        );
+        assert!(resume.done.contains_key(&3) && !resume.finished);
+
+        let other = Journal::open(&path, &JobId::copy("q/")).err().unwrap();
+        assert_eq!(other.kind(), io::ErrorKind::InvalidInput);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,513 @@
+//! Whole-store jobs over [`KvStore`]: [`copy`] every key under a prefix from one store to
+//! another (either provider, or a [`MemoryStore`](crate::kv::MemoryStore)), and [`verify`] that
+//! two stores hold the same. Feature `transfer`.
+//!
+//! A job reads the source a listing page at a time (a *chunk*, at most 1,000 keys), reads the
+//! chunk's values in the source's bulk reads, and writes them in the destination's bulk writes,
+//! [`JobOptions::concurrency`] chunks at a time: memory stays about a chunk's values times the
+//! concurrency, whatever the store's size. Values are byte-exact. Metadata crosses in the
+//! destination's kind (Cloudflare's JSON as its text for Fastly; Fastly's text for Cloudflare
+//! only when it is JSON), expiry as an absolute time; a key the destination cannot hold as it
+//! is (too long, metadata it cannot keep) is reported failed with the reason, never altered,
+//! and a key that expires before the destination's minimum time to live is skipped.
+//!
+//! With a [journal](JobOptions::journal) a job is resumable: each chunk is recorded once the
+//! destination has acknowledged it, so a job killed at any point and run again with the same
+//! journal goes on after the chunks it finished (redoing at most the chunks that were in
+//! flight), and its report counts both runs. The journal is the crate's append-only log (the
+//! emulator's `--persist` format), synced after each chunk.
+//!
+//! ```
+//! # async fn demo() -> Result<(), edgekv::Error> {
+//! use edgekv::kv::{BulkItem, Capabilities, KvStore, MemoryStore};
+//! use edgekv::transfer::{JobOptions, copy, verify};
+//!
+//! let source = MemoryStore::new(Capabilities::fastly());
+//! let items = (0..10).map(|i| Ok(BulkItem::new(format!("user/{i}"), vec![i as u8; 3])));
+//! source.bulk_put(Box::pin(futures_util::stream::iter(items)), 1).await?;
+//! let target = MemoryStore::new(Capabilities::cloudflare());
+//!
+//! let report = copy(&source, &target, &JobOptions::new().prefix("user/")).await?;
+//! assert_eq!((report.copied, report.failed.len()), (10, 0));
+//! assert!(verify(&source, &target, &JobOptions::new()).await?.is_equal());
+//! # Ok(())
+//! # }
+//! ```
+
+mod carry;
+mod journal;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use crate::bulk::FailedKey;
+use crate::error::Error;
+use crate::kv::{KvStore, Listed, Metadata, Record, unix_now};
+use journal::{ChunkDone, Journal};
+
+/// How a job runs.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct JobOptions {
+    /// Only keys starting with this (all keys for `""`).
+    pub prefix: String,
+    /// Chunks in flight at once (default 4; at least 1).
+    pub concurrency: usize,
+    /// Where the job records its progress, to resume after a kill; `None`: not resumable.
+    pub journal: Option<PathBuf>,
+    /// Called after each chunk with the job's progress so far.
+    pub progress: Option<Arc<ProgressFn>>,
+}
+
+/// What [`JobOptions::progress`] calls.
+pub type ProgressFn = dyn Fn(&Progress) + Send + Sync;
+
+impl std::fmt::Debug for JobOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobOptions")
+            .field("prefix", &self.prefix)
+            .field("concurrency", &self.concurrency)
+            .field("journal", &self.journal)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl JobOptions {
+    /// Every key, 4 chunks at a time, no journal.
+    pub fn new() -> Self {
+        JobOptions {
+            concurrency: 4,
+            ..JobOptions::default()
+        }
+    }
+
+    /// Only keys starting with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// `concurrency` chunks in flight at once.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Records progress in the journal at `path` (created if missing; resumed if it holds this
+    /// job's progress).
+    pub fn journal(mut self, path: impl Into<PathBuf>) -> Self {
+        self.journal = Some(path.into());
+        self
+    }
+
+    /// Calls `progress` after each chunk.
+    pub fn progress(mut self, progress: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(progress));
+        self
+    }
+}
+
+/// A job's progress, as [`JobOptions::progress`] sees it after each chunk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Chunks done, in this run and runs before it (from the journal).
+    pub chunks: u64,
+    /// Keys listed.
+    pub listed: u64,
+    /// Keys written to the destination.
+    pub copied: u64,
+    /// Keys skipped (gone from the source since listed, or expiring).
+    pub skipped: u64,
+    /// Keys not written.
+    pub failed: u64,
+    /// Value bytes written.
+    pub bytes: u64,
+    /// Time spent in this run.
+    pub elapsed: Duration,
+}
+
+/// What a [`copy`] did, over every run of the job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CopyReport {
+    /// Keys listed in the source.
+    pub listed: u64,
+    /// Keys written to the destination (the destination acknowledged each).
+    pub copied: u64,
+    /// Keys not written because there was nothing to write: gone from the source since they
+    /// were listed, or expiring before the destination's minimum time to live.
+    pub skipped: u64,
+    /// Keys not written, each with the reason (`index` is the key's place in its listing
+    /// page).
+    pub failed: Vec<FailedKey>,
+    /// Value bytes written.
+    pub bytes: u64,
+    /// Chunks this run skipped because an earlier run had finished them (journal).
+    pub resumed_chunks: u64,
+}
+
+/// Copies every key under [`JobOptions::prefix`] from `source` to `destination`, with its value,
+/// metadata and expiry where the destination can hold them. Returns when every chunk is done;
+/// each key listed is then copied, skipped or failed with its reason. A listing or read error,
+/// or a journal that cannot be written, ends the job with that error (resumable with the
+/// journal).
+pub async fn copy(
+    source: &dyn KvStore,
+    destination: &dyn KvStore,
+    options: &JobOptions,
+) -> Result<CopyReport, Error> {
+    let concurrency = crate::bulk::concurrency(options.concurrency)?.get();
+    let job = journal::JobId::copy(&options.prefix);
+    let journal = match &options.journal {
+        Some(path) => {
+            let (path, job) = (path.clone(), job.clone());
+            let opened = tokio::task::spawn_blocking(move || Journal::open(&path, &job));
+            Some(
+                opened
+                    .await
+                    .map_err(Error::from_caller)?
+                    .map_err(journal_error)?,
+            )
+        }
+        None => None,
+    };
+    let resume = journal.as_ref().map(Journal::resume).unwrap_or_default();
+    let journal = journal.map(|j| Arc::new(Mutex::new(j)));
+    let mut report = CopyReport::default();
+    for done in resume.done.values() {
+        add(&mut report, done);
+    }
+    let started = Instant::now();
+    let progress = Mutex::new(Progress {
+        chunks: resume.done.len() as u64,
+        listed: report.listed,
+        copied: report.copied,
+        skipped: report.skipped,
+        failed: report.failed.len() as u64,
+        bytes: report.bytes,
+        elapsed: Duration::ZERO,
+    });
+    if resume.finished {
+        return Ok(report);
+    }
+
+    let pages = source.list(&options.prefix, resume.cursor.clone());
+    let first_seq = resume.watermark;
+    // After an error no chunk is started; those in flight finish.
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    let chunks = pages
+        .take_while(|_| std::future::ready(!stopped.load(std::sync::atomic::Ordering::Relaxed)))
+        .enumerate()
+        .map(|(n, page)| (first_seq + n as u64, page));
+    let resumed = Mutex::new(0u64);
+    let first_error = {
+        let outcomes = chunks
+            .map(|(seq, page)| {
+                let journal = journal.clone();
+                let skip = resume.done.contains_key(&seq);
+                let (resumed, progress) = (&resumed, &progress);
+                async move {
+                    let page = page?;
+                    if skip {
+                        *resumed.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                        return Ok(None);
+                    }
+                    let next = page.cursor.clone();
+                    let mut done = copy_chunk(source, destination, page.keys).await?;
+                    done.seq = seq;
+                    done.next = next;
+                    if let Some(journal) = journal {
+                        let record = done.clone();
+                        tokio::task::spawn_blocking(move || {
+                            journal
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .chunk_done(record)
+                        })
+                        .await
+                        .map_err(Error::from_caller)?
+                        .map_err(journal_error)?;
+                    }
+                    if let Some(callback) = &options.progress {
+                        let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
+                        progress.chunks += 1;
+                        progress.listed += done.listed;
+                        progress.copied += done.copied;
+                        progress.skipped += done.skipped;
+                        progress.failed += done.failed.len() as u64;
+                        progress.bytes += done.bytes;
+                        progress.elapsed = started.elapsed();
+                        callback(&progress);
+                    }
+                    Ok::<_, Error>(Some(done))
+                }
+            })
+            .buffer_unordered(concurrency);
+        let mut outcomes = std::pin::pin!(outcomes);
+        let mut first_error = None;
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Ok(Some(done)) => add(&mut report, &done),
+                Ok(None) => {}
+                // The chunks in flight still finish (and are journaled): none is abandoned mid-write.
+                Err(error) => {
+                    stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        first_error
+    };
+    report.resumed_chunks = *resumed.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    if let Some(journal) = journal {
+        let finished = tokio::task::spawn_blocking(move || {
+            journal.lock().unwrap_or_else(|e| e.into_inner()).finished()
+        });
+        finished
+            .await
+            .map_err(Error::from_caller)?
+            .map_err(journal_error)?;
+    }
+    Ok(report)
+}
+
+fn add(report: &mut CopyReport, done: &ChunkDone) {
+    report.listed += done.listed;
+    report.copied += done.copied;
+    report.skipped += done.skipped;
+    report.bytes += done.bytes;
+    report
+        .failed
+        .extend(done.failed.iter().map(FailedKey::from));
+}
+
+fn journal_error(error: std::io::Error) -> Error {
+    Error::from_caller(JournalError(error))
+}
+
+/// The job's journal could not be read or written.
+#[derive(Debug)]
+struct JournalError(std::io::Error);
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the job's journal: {}", self.0)
+    }
+}
+
+impl std::error::Error for JournalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Reads one chunk's values from `source` and writes them to `destination`.
+async fn copy_chunk(
+    source: &dyn KvStore,
+    destination: &dyn KvStore,
+    keys: Vec<Listed>,
+) -> Result<ChunkDone, Error> {
+    let mut done = ChunkDone {
+        listed: keys.len() as u64,
+        ..ChunkDone::default()
+    };
+    let names: Vec<String> = keys.into_iter().map(|k| k.key).collect();
+    let records = read_all(source, names).await?;
+    let now = unix_now();
+    let capabilities = destination.capabilities();
+    // Each item written with its key's position in the listing page, for the report.
+    let mut items = Vec::with_capacity(records.len());
+    let mut positions = Vec::with_capacity(records.len());
+    for (position, (key, record)) in records.into_iter().enumerate() {
+        let position = position as u64;
+        let Some(record) = record else {
+            done.skipped += 1;
+            continue;
+        };
+        match carry::item_for(&key, record, capabilities, now) {
+            Ok(item) => {
+                items.push(item);
+                positions.push(position);
+            }
+            Err(carry::NotCarried::Expiring) => done.skipped += 1,
+            Err(carry::NotCarried::Refused(reason)) => done.failed.push(
+                FailedKey {
+                    key,
+                    index: position,
+                    reason: crate::bulk::clip(reason),
+                }
+                .into(),
+            ),
+        }
+    }
+    if items.is_empty() {
+        return Ok(done);
+    }
+    let sizes: Vec<u64> = items.iter().map(|i| i.value.len() as u64).collect();
+    let stream = futures_util::stream::iter(items.into_iter().map(Ok)).boxed();
+    let written = destination.bulk_put(stream, 1).await?;
+    let failed: std::collections::HashSet<u64> = written.failed.iter().map(|f| f.index).collect();
+    done.copied = written.written;
+    done.bytes = (0..sizes.len() as u64)
+        .filter(|i| !failed.contains(i))
+        .map(|i| sizes[i as usize])
+        .sum();
+    for mut refused in written.failed {
+        // The write's index is among the items sent; the report's, the key's in its page.
+        let sent = usize::try_from(refused.index).unwrap_or(usize::MAX);
+        refused.index = positions.get(sent).copied().unwrap_or(refused.index);
+        refused.reason = crate::bulk::clip(refused.reason);
+        done.failed.push(refused.into());
+    }
+    Ok(done)
+}
+
+/// The records of `keys` in `store`, in the store's bulk reads of at most its bulk size.
+async fn read_all(
+    store: &dyn KvStore,
+    keys: Vec<String>,
+) -> Result<Vec<(String, Option<Record>)>, Error> {
+    let size = store.capabilities().bulk_get_max.max(100);
+    let mut records = Vec::with_capacity(keys.len());
+    for part in keys.chunks(size) {
+        records.extend(store.bulk_get(part.to_vec()).await?);
+    }
+    Ok(records)
+}
+
+/// What [`verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Keys compared (listed in the source).
+    pub compared: u64,
+    /// The differences found, at most [`MAX_DIFFERENCES`] of them.
+    pub differences: Vec<Difference>,
+    /// How many differences there were in all.
+    pub different: u64,
+}
+
+impl VerifyReport {
+    /// Whether the two stores hold the same keys, values and (where both keep them) metadata
+    /// and expiry.
+    pub fn is_equal(&self) -> bool {
+        self.different == 0
+    }
+}
+
+/// The most differences a [`VerifyReport`] lists (it counts them all).
+pub const MAX_DIFFERENCES: usize = 10_000;
+
+/// One key that differs between the two stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Difference {
+    /// The key.
+    pub key: String,
+    /// How it differs.
+    pub kind: DifferenceKind,
+}
+
+/// How a key differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DifferenceKind {
+    /// The source has it, the destination does not.
+    OnlyInSource,
+    /// The destination has it, the source does not.
+    OnlyInDestination,
+    /// The values differ.
+    Value,
+    /// The metadata differs (compared in the destination's kind).
+    Metadata,
+    /// Both stores say when it expires, and they disagree by more than 2 s.
+    Expiry,
+}
+
+/// Compares every key under [`JobOptions::prefix`]: the source's keys against the
+/// destination's values, metadata and expiry, then the destination's keys against the source's
+/// key set. Reads both stores whole, a chunk at a time.
+pub async fn verify(
+    source: &dyn KvStore,
+    destination: &dyn KvStore,
+    options: &JobOptions,
+) -> Result<VerifyReport, Error> {
+    let mut report = VerifyReport::default();
+    let found = |key: String, kind: DifferenceKind, report: &mut VerifyReport| {
+        report.different += 1;
+        if report.differences.len() < MAX_DIFFERENCES {
+            report.differences.push(Difference { key, kind });
+        }
+    };
+    let to = destination.capabilities().metadata;
+    let mut pages = source.list(&options.prefix, None);
+    while let Some(page) = pages.try_next().await? {
+        let keys: Vec<String> = page.keys.into_iter().map(|k| k.key).collect();
+        report.compared += keys.len() as u64;
+        // A key the destination cannot hold is not asked for: it cannot be there.
+        let holdable: Vec<String> = keys
+            .iter()
+            .filter(|key| destination.capabilities().check_key(key).is_ok())
+            .cloned()
+            .collect();
+        let theirs: BTreeMap<String, Option<Record>> =
+            read_all(destination, holdable).await?.into_iter().collect();
+        let ours = read_all(source, keys).await?;
+        for (key, mine) in ours {
+            let Some(mine) = mine else { continue };
+            let Some(Some(other)) = theirs.get(&key) else {
+                found(key, DifferenceKind::OnlyInSource, &mut report);
+                continue;
+            };
+            if mine.value != other.value {
+                found(key, DifferenceKind::Value, &mut report);
+            } else if !same_metadata(mine.metadata.clone(), other.metadata.clone(), to) {
+                found(key, DifferenceKind::Metadata, &mut report);
+            } else if let (Some(a), Some(b)) = (mine.expires_at, other.expires_at)
+                && a.abs_diff(b) > 2
+            {
+                found(key, DifferenceKind::Expiry, &mut report);
+            }
+        }
+    }
+    let mut pages = destination.list(&options.prefix, None);
+    while let Some(page) = pages.try_next().await? {
+        let (holdable, not): (Vec<String>, Vec<String>) = page
+            .keys
+            .into_iter()
+            .map(|k| k.key)
+            .partition(|key| source.capabilities().check_key(key).is_ok());
+        for key in not {
+            found(key, DifferenceKind::OnlyInDestination, &mut report);
+        }
+        for (key, record) in read_all(source, holdable).await? {
+            if record.is_none() {
+                found(key, DifferenceKind::OnlyInDestination, &mut report);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Whether two metadata are the same once the source's is in the destination's kind.
+fn same_metadata(
+    source: Option<Metadata>,
+    destination: Option<Metadata>,
+    to: crate::kv::MetadataKind,
+) -> bool {
+    let source = source.map(|m| carry::metadata_for(m, to));
+    match (source, destination) {
+        (None, None) => true,
+        (Some(Ok(a)), Some(b)) => a == b,
+        _ => false,
+    }
+}
