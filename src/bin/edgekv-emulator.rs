@@ -15,7 +15,7 @@ use std::time::Duration;
 use edgekv::emulator::{Budget, Emulator, EmulatorConfig};
 
 const USAGE: &str = "usage: edgekv-emulator [--port N] [--token T]... [--account ID] \
-[--latency-ms N] [--rate-limited FRACTION] [--server-errors FRACTION] [--seed N] \
+[--latency-ms N] [--rate-limited FRACTION] [--retry-after-ms N] [--server-errors FRACTION] [--seed N] \
 [--persist DIR] [--cloudflare-budget N/SECONDS] [--fastly-budget N/SECONDS]";
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +96,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<EmulatorConfig, Strin
                 config.faults.latency = Duration::from_millis(number(value()?)? as u64)
             }
             "--rate-limited" => config.faults.rate_limited = number(value()?)?,
+            "--retry-after-ms" => {
+                config.faults.retry_after = Duration::from_millis(number(value()?)? as u64)
+            }
             "--server-errors" => config.faults.server_errors = number(value()?)?,
             "--seed" => config.faults.seed = number(value()?)? as u64,
             "--persist" => config.persist = Some(value()?.into()),

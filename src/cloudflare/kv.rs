@@ -19,6 +19,9 @@ use crate::kv::{
 
 static CAPABILITIES: LazyLock<Capabilities> = LazyLock::new(Capabilities::cloudflare);
 
+/// Values a bulk read re-reads alone at once (those it could not give byte-exact).
+const REREAD_CONCURRENCY: usize = 8;
+
 /// The JSON Cloudflare keeps, or why this metadata cannot be kept.
 fn json_of(metadata: Option<Metadata>) -> Result<Option<serde_json::Value>, InvalidInput> {
     match metadata {
@@ -194,34 +197,46 @@ impl KvStore for Namespace {
                 with_metadata: true,
             };
             let found = Namespace::bulk_get(self, keys.iter().cloned(), options).await?;
-            let mut records = Vec::with_capacity(keys.len());
-            for key in keys {
+            // Each key's record, or the metadata and expiry of one whose value must be read
+            // alone: the bulk read gave it as text with U+FFFD.
+            let read = |key: String| {
                 // `get`, not `remove`: a key asked twice is answered twice.
                 let Some(Some(read)) = found.get(&key).cloned() else {
-                    records.push((key, None));
-                    continue;
+                    return (key, Ok(None));
                 };
-                let text = match read.value {
-                    serde_json::Value::String(text) if !text.contains('\u{FFFD}') => Some(text),
-                    _ => None,
-                };
-                let record = match text {
-                    Some(text) => Some(Record {
-                        value: Bytes::from(text),
-                        metadata: read.metadata.map(Metadata::Json),
-                        expires_at: read.expiration,
-                    }),
-                    None => match KvStore::get(self, &key).await? {
-                        Some(entry) => Some(Record {
-                            value: entry.value.bytes().await?,
-                            metadata: entry.metadata,
-                            expires_at: entry.expires_at,
-                        }),
-                        None => None,
-                    },
-                };
-                records.push((key, record));
-            }
+                let metadata = read.metadata.filter(|m| !m.is_null()).map(Metadata::Json);
+                match read.value {
+                    serde_json::Value::String(text) if !text.contains('\u{FFFD}') => {
+                        let record = Record {
+                            value: Bytes::from(text),
+                            metadata,
+                            expires_at: read.expiration,
+                        };
+                        (key, Ok(Some(record)))
+                    }
+                    _ => (key, Err(metadata)),
+                }
+            };
+            let records = futures_util::stream::iter(keys.into_iter().map(read))
+                .map(|(key, record)| async move {
+                    let record = match record {
+                        Ok(record) => record,
+                        // The value alone (with its expiry); the metadata came with the bulk
+                        // read.
+                        Err(metadata) => match Namespace::get(self, &key).await? {
+                            Some(value) => Some(Record {
+                                expires_at: value.expiration(),
+                                value: value.bytes().await?,
+                                metadata,
+                            }),
+                            None => None,
+                        },
+                    };
+                    Ok::<_, Error>((key, record))
+                })
+                .buffered(REREAD_CONCURRENCY)
+                .try_collect()
+                .await?;
             Ok(records)
         }
         .boxed()

@@ -227,20 +227,41 @@ impl Default for EmulatorConfig {
 
 /// Misbehaviour injected before requests are served, decided by a seeded generator so a run can
 /// be repeated.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Faults {
     /// Added before every answer.
     pub latency: Duration,
-    /// Fraction of requests answered 429 with `Retry-After: 1` (0.0 to 1.0).
+    /// Fraction of requests answered 429 (0.0 to 1.0), with [`retry_after`](Self::retry_after).
     pub rate_limited: f64,
+    /// The wait an injected 429 asks for: `Retry-After` in whole seconds (at least 1) and
+    /// `retry-after-ms` exactly (default 1 s).
+    pub retry_after: Duration,
     /// Fraction of requests answered 503 (0.0 to 1.0).
     pub server_errors: f64,
     /// Seed of the fault decisions.
     pub seed: u64,
 }
 
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency: Duration::ZERO,
+            rate_limited: 0.0,
+            retry_after: Duration::from_secs(1),
+            server_errors: 0.0,
+            seed: 0,
+        }
+    }
+}
+
 impl Faults {
+    /// Asks for this wait in injected 429s.
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
     /// Adds this latency before every answer.
     pub fn latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
@@ -806,7 +827,13 @@ async fn connection(state: Arc<Shared>, app: axum::Router, stream: tokio::net::T
                 rng.f64() < faults.server_errors,
             );
             if throttle {
-                Some(faults::Reply::status(429).header("retry-after", "1"))
+                let wait = faults.retry_after;
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Some(
+                    faults::Reply::status(429)
+                        .header("retry-after", seconds.max(1).to_string())
+                        .header("retry-after-ms", wait.as_millis().to_string()),
+                )
             } else if fail {
                 Some(faults::Reply::body(503, "text/plain", "injected fault"))
             } else {

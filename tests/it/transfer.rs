@@ -259,3 +259,165 @@ fn bulk_writes(emu: &Emulator) -> usize {
         .filter(|r| r.api == Api::Cloudflare && r.method == "PUT" && r.path.ends_with("/bulk"))
         .count()
 }
+
+/// The child of [`a_copy_killed_three_times_resumes_and_ends_equal`]: copies the namespace named
+/// by its environment to the store, with the journal, then exits. Run alone by the parent; in
+/// the normal test run (no environment) it does nothing.
+#[tokio::test]
+async fn copy_child() {
+    let Ok(journal) = std::env::var("EDGEKV_COPY_CHILD_JOURNAL") else {
+        return;
+    };
+    let var = |name: &str| std::env::var(name).unwrap();
+    let cloudflare = edgekv::cloudflare::Client::builder(
+        edgekv::emulator::DEFAULT_TOKEN,
+        var("EDGEKV_COPY_CHILD_ACCOUNT"),
+    )
+    .base_url(var("EDGEKV_COPY_CHILD_CLOUDFLARE"))
+    .policy(patient())
+    .build()
+    .unwrap();
+    let fastly = edgekv::fastly::Client::builder(edgekv::emulator::DEFAULT_TOKEN)
+        .base_url(var("EDGEKV_COPY_CHILD_FASTLY"))
+        .policy(patient())
+        .build()
+        .unwrap();
+    let source = cloudflare.namespace(var("EDGEKV_COPY_CHILD_NAMESPACE"));
+    let destination = fastly.store(var("EDGEKV_COPY_CHILD_STORE"));
+    let options = JobOptions::new()
+        .concurrency(KILL_CONCURRENCY)
+        .journal(journal);
+    let report = copy(&source, &destination, &options).await.unwrap();
+    assert_eq!(report.failed.len(), 0, "{report:?}");
+}
+
+const KILL_CONCURRENCY: usize = 2;
+
+/// Retries enough for an emulator that injects faults, and quick ones.
+fn patient() -> edgekv::policy::RequestPolicy {
+    use edgekv::policy::{RequestPolicy, RetryPolicy};
+    let retry = RetryPolicy::default()
+        .max_attempts(12)
+        .base_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(20));
+    RequestPolicy::default().retry(retry)
+}
+
+/// The journal's chunk records so far.
+fn chunks_journaled(journal: &std::path::Path) -> usize {
+    std::fs::read_to_string(journal)
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.contains(r#""step":"chunk""#))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A Cloudflare → Fastly copy in a child process, killed with SIGKILL after its journal records
+/// 1, 2 and then 3 chunks, each time run again, on an emulator that injects 429s (a short
+/// `retry-after-ms`) and 503s: at every kill some but not all is done; in the end the stores
+/// are equal, and the batch writes the store acknowledged over all runs are at most an
+/// uninterrupted run's plus 3 × the concurrency (only chunks in flight at a kill are redone).
+#[tokio::test]
+async fn a_copy_killed_three_times_resumes_and_ends_equal() {
+    use edgekv::emulator::{EmulatorConfig, Faults};
+
+    const KEYS: usize = 6_000; // 6 chunks of 1,000
+    let faults = Faults::default()
+        .latency(Duration::from_millis(2))
+        .rate_limited(0.02)
+        .server_errors(0.02)
+        .retry_after(Duration::from_millis(20))
+        .seed(7);
+    let emu = Emulator::start(EmulatorConfig::default().faults(faults))
+        .await
+        .unwrap();
+    // Clients as patient as the child's: the emulator injects faults into every request.
+    let cloudflare = emu.cloudflare_builder().policy(patient()).build().unwrap();
+    let fastly = emu.fastly_builder().policy(patient()).build().unwrap();
+    let created = cloudflare.create_namespace("killed").await.unwrap();
+    let namespace = cloudflare.namespace(&created.id);
+    let store = fastly.store(fastly.create_store("killed", None).await.unwrap().id);
+    let values = numbered(KEYS)
+        .into_iter()
+        .map(|item| (item.key, item.value.to_vec()));
+    emu.seed_cloudflare(namespace.id(), values).unwrap();
+    let journal = journal_path("killed.journal");
+    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    emu.clear_requests();
+
+    let name = crate::support::child::test_name(module_path!(), "copy_child");
+    let exe = std::env::current_exe().unwrap();
+    let child = || {
+        std::process::Command::new(&exe)
+            .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+            .env("EDGEKV_COPY_CHILD_JOURNAL", &journal)
+            .env("EDGEKV_COPY_CHILD_CLOUDFLARE", emu.cloudflare_url())
+            .env("EDGEKV_COPY_CHILD_FASTLY", emu.fastly_url())
+            .env("EDGEKV_COPY_CHILD_ACCOUNT", emu.cloudflare().account_id())
+            .env("EDGEKV_COPY_CHILD_NAMESPACE", namespace.id())
+            .env("EDGEKV_COPY_CHILD_STORE", store.id())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for kill_after in 1..=3 {
+        let mut running = child();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if chunks_journaled(&journal) >= kill_after {
+                running.kill().unwrap(); // SIGKILL
+                let _ = running.wait();
+                break;
+            }
+            if let Some(status) = running.try_wait().unwrap() {
+                // It failed (an injected fault it could not retry) or ended: run it again.
+                assert!(
+                    !status.success() || chunks_journaled(&journal) >= 6,
+                    "{status}"
+                );
+                running = child();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child made no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let done = chunks_journaled(&journal);
+        assert!(done > 0 && done < 6, "killed after {done} of 6 chunks");
+    }
+    let mut finished = false;
+    for _ in 0..10 {
+        let status = tokio::task::spawn_blocking({
+            let mut running = child();
+            move || running.wait().unwrap()
+        })
+        .await
+        .unwrap();
+        if status.success() {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "the resumed copy never finished");
+
+    let equal = verify(&namespace, &store, &JobOptions::new())
+        .await
+        .unwrap();
+    assert!(equal.is_equal(), "{equal:?}");
+    let acknowledged_batches = emu
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.api == Api::Fastly && r.path.ends_with("/batch") && (200..300).contains(&r.status)
+        })
+        .count();
+    assert!(
+        acknowledged_batches <= 6 + 3 * KILL_CONCURRENCY,
+        "{acknowledged_batches} batches acknowledged for 6 chunks over 4 runs"
+    );
+    let _ = std::fs::remove_dir_all(journal.parent().unwrap());
+}
