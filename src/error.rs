@@ -433,6 +433,16 @@ pub enum InvalidInput {
         /// What is missing.
         what: String,
     },
+    /// A sync would delete more of the destination's keys than its options allow
+    /// (`transfer::JobOptions::max_delete_percent`); nothing was deleted.
+    TooManyDeletes {
+        /// Keys the sync would delete.
+        deletes: u64,
+        /// Keys the destination holds under the prefix.
+        of: u64,
+        /// The most it may delete, in percent of them.
+        max_percent: u32,
+    },
     /// The provider cannot do this (see [`Capabilities`](crate::kv::Capabilities)): a
     /// conditional write on Cloudflare, text metadata where only JSON is kept.
     Unsupported {
@@ -492,6 +502,15 @@ impl fmt::Display for InvalidInput {
                 write!(f, "the request cannot be built: {reason}")
             }
             InvalidInput::Missing { what } => write!(f, "{what} is missing"),
+            InvalidInput::TooManyDeletes {
+                deletes,
+                of,
+                max_percent,
+            } => write!(
+                f,
+                "the sync would delete {deletes} of the destination's {of} keys, over the {max_percent}% it may \
+                 (raise `max_delete_percent` to allow it)"
+            ),
             InvalidInput::Unsupported { what } => write!(f, "the provider does not support {what}"),
         }
     }

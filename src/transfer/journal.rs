@@ -27,6 +27,13 @@ impl JobId {
             prefix: prefix.into(),
         }
     }
+
+    pub(crate) fn sync(prefix: &str) -> Self {
+        JobId {
+            kind: "sync".into(),
+            prefix: prefix.into(),
+        }
+    }
 }
 
 /// One chunk done: the destination acknowledged its writes.

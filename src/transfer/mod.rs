@@ -1,6 +1,7 @@
 //! Whole-store jobs over [`KvStore`]: [`copy`] every key under a prefix from one store to
-//! another (either provider, or a [`MemoryStore`](crate::kv::MemoryStore)), and [`verify`] that
-//! two stores hold the same. Feature `transfer`.
+//! another (either provider, or a [`MemoryStore`](crate::kv::MemoryStore)), [`sync`] one to the
+//! other (a copy, then the deletion of what the source lacks), and [`verify`] that two stores
+//! hold the same. Feature `transfer`.
 //!
 //! A job reads the source a listing page at a time (a *chunk*, at most 1,000 keys), reads the
 //! chunk's values in the source's bulk reads, and writes them in the destination's bulk writes,
@@ -45,7 +46,7 @@ use std::time::{Duration, Instant};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use crate::bulk::FailedKey;
-use crate::error::Error;
+use crate::error::{Error, InvalidInput};
 use crate::kv::{KvStore, Listed, Metadata, Record, unix_now};
 use journal::{ChunkDone, Journal};
 
@@ -61,6 +62,11 @@ pub struct JobOptions {
     pub journal: Option<PathBuf>,
     /// Called after each chunk with the job's progress so far.
     pub progress: Option<Arc<ProgressFn>>,
+    /// [`sync`] only: change nothing, report what would be done.
+    pub dry_run: bool,
+    /// [`sync`] only: the most of the destination's keys (under the prefix) it may delete, in
+    /// percent (default 10); over it the sync stops before deleting anything.
+    pub max_delete_percent: u32,
 }
 
 /// What [`JobOptions::progress`] calls.
@@ -73,6 +79,8 @@ impl std::fmt::Debug for JobOptions {
             .field("concurrency", &self.concurrency)
             .field("journal", &self.journal)
             .field("progress", &self.progress.is_some())
+            .field("dry_run", &self.dry_run)
+            .field("max_delete_percent", &self.max_delete_percent)
             .finish()
     }
 }
@@ -82,8 +90,21 @@ impl JobOptions {
     pub fn new() -> Self {
         JobOptions {
             concurrency: 4,
+            max_delete_percent: 10,
             ..JobOptions::default()
         }
+    }
+
+    /// [`sync`] changes nothing and reports what it would do.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// [`sync`] may delete up to `percent` of the destination's keys (100: any number).
+    pub fn max_delete_percent(mut self, percent: u32) -> Self {
+        self.max_delete_percent = percent;
+        self
     }
 
     /// Only keys starting with `prefix`.
@@ -162,8 +183,127 @@ pub async fn copy(
     destination: &dyn KvStore,
     options: &JobOptions,
 ) -> Result<CopyReport, Error> {
+    copy_as(
+        journal::JobId::copy(&options.prefix),
+        source,
+        destination,
+        options,
+    )
+    .await
+}
+
+/// What a [`sync`] did, or with [`JobOptions::dry_run`] would do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncReport {
+    /// The copy of every source key (empty on a dry run).
+    pub copy: CopyReport,
+    /// Keys of the source the copy writes (on a dry run: would write).
+    pub to_copy: u64,
+    /// Keys the destination holds that the source does not: deleted, or on a dry run to
+    /// delete.
+    pub to_delete: u64,
+    /// Those keys, at most [`MAX_DIFFERENCES`] of them.
+    pub to_delete_keys: Vec<String>,
+    /// Keys deleted.
+    pub deleted: u64,
+    /// Keys not deleted, each with the reason.
+    pub failed_deletes: Vec<FailedKey>,
+}
+
+/// Makes the destination hold what the source holds under [`JobOptions::prefix`]: copies every
+/// source key (as [`copy`], resumable with the journal), then deletes the destination's keys the
+/// source lacks. It first counts those: if they are more than
+/// [`JobOptions::max_delete_percent`] of the destination's keys, it stops before changing
+/// anything (`InvalidInput::TooManyDeletes`). With [`JobOptions::dry_run`] it changes nothing
+/// and reports what it would copy and delete. Memory stays a chunk's worth: the deletion pass
+/// reads the destination's listing a page at a time and asks the source for those keys.
+pub async fn sync(
+    source: &dyn KvStore,
+    destination: &dyn KvStore,
+    options: &JobOptions,
+) -> Result<SyncReport, Error> {
+    let mut report = SyncReport::default();
+    let held = extras(source, destination, options, async |extra: Vec<String>| {
+        report.to_delete += extra.len() as u64;
+        let room = MAX_DIFFERENCES.saturating_sub(report.to_delete_keys.len());
+        report.to_delete_keys.extend(extra.into_iter().take(room));
+        Ok(())
+    })
+    .await?;
+    let allowed = u128::from(held) * u128::from(options.max_delete_percent.min(100));
+    if options.max_delete_percent < 100 && u128::from(report.to_delete) * 100 > allowed {
+        return Err(InvalidInput::TooManyDeletes {
+            deletes: report.to_delete,
+            of: held,
+            max_percent: options.max_delete_percent,
+        }
+        .into());
+    }
+    if options.dry_run {
+        let mut pages = source.list(&options.prefix, None);
+        while let Some(page) = pages.try_next().await? {
+            report.to_copy += page.keys.len() as u64;
+        }
+        return Ok(report);
+    }
+    let job = journal::JobId::sync(&options.prefix);
+    report.copy = copy_as(job, source, destination, options).await?;
+    report.to_copy = report.copy.listed;
+    // What is extra now is deleted, a page at a time (a key the source gained since was
+    // copied, and is not extra any more).
+    let concurrency = options.concurrency.max(1);
+    let (mut deleted, mut failed) = (0, Vec::new());
+    extras(source, destination, options, async |extra: Vec<String>| {
+        let keys = futures_util::stream::iter(extra.into_iter().map(Ok)).boxed();
+        let done = destination.bulk_delete(keys, concurrency).await?;
+        deleted += done.deleted;
+        failed.extend(done.failed);
+        Ok(())
+    })
+    .await?;
+    report.deleted = deleted;
+    report.failed_deletes = failed;
+    Ok(report)
+}
+
+/// Walks the destination's keys under the prefix a page at a time, handing `each` the page's
+/// keys the source lacks (never more than a page is held): how many keys the destination holds.
+async fn extras(
+    source: &dyn KvStore,
+    destination: &dyn KvStore,
+    options: &JobOptions,
+    mut each: impl AsyncFnMut(Vec<String>) -> Result<(), Error>,
+) -> Result<u64, Error> {
+    let mut held = 0u64;
+    let mut pages = destination.list(&options.prefix, None);
+    while let Some(page) = pages.try_next().await? {
+        held += page.keys.len() as u64;
+        let (holdable, mut extra): (Vec<String>, Vec<String>) = page
+            .keys
+            .into_iter()
+            .map(|k| k.key)
+            .partition(|key| source.capabilities().check_key(key).is_ok());
+        for (key, record) in read_all(source, holdable).await? {
+            if record.is_none() {
+                extra.push(key);
+            }
+        }
+        if !extra.is_empty() {
+            each(extra).await?;
+        }
+    }
+    Ok(held)
+}
+
+/// [`copy`] journaled as `job`.
+async fn copy_as(
+    job: journal::JobId,
+    source: &dyn KvStore,
+    destination: &dyn KvStore,
+    options: &JobOptions,
+) -> Result<CopyReport, Error> {
     let concurrency = crate::bulk::concurrency(options.concurrency)?.get();
-    let job = journal::JobId::copy(&options.prefix);
     let journal = match &options.journal {
         Some(path) => {
             let (path, job) = (path.clone(), job.clone());

@@ -421,3 +421,83 @@ async fn a_copy_killed_three_times_resumes_and_ends_equal() {
     );
     let _ = std::fs::remove_dir_all(journal.parent().unwrap());
 }
+
+/// A sync makes the destination hold what the source holds: a dry run changes nothing and
+/// names what it would delete; the deletion guard stops a sync that would delete more than its
+/// stated share, before any change; allowed, the stores end equal.
+#[tokio::test]
+async fn a_sync_dry_runs_guards_its_deletes_and_ends_equal() {
+    use edgekv::error::InvalidInput;
+    use edgekv::transfer::sync;
+
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, numbered(100)).await;
+    let destination = MemoryStore::new(Capabilities::fastly());
+    let mut stale = numbered(90); // the first 90, with other values…
+    for item in &mut stale {
+        item.value = "old".into();
+    }
+    stale.extend((0..20).map(|i| BulkItem::new(format!("p/stale-{i:02}"), "gone from the source")));
+    seed(&destination, stale).await;
+    let snapshot = |store: &MemoryStore| store.len();
+
+    let plan = sync(
+        &source,
+        &destination,
+        &JobOptions::new().dry_run(true).max_delete_percent(100),
+    )
+    .await
+    .unwrap();
+    assert_eq!((plan.to_copy, plan.to_delete, plan.deleted), (100, 20, 0));
+    assert_eq!(
+        plan.to_delete_keys.first().map(String::as_str),
+        Some("p/stale-00")
+    );
+    assert_eq!(snapshot(&destination), 110, "a dry run changes nothing");
+    assert_eq!(value(&destination, "p/00001").await, b"old");
+
+    // 20 of 110 keys is 18 %: over the default 10 %, refused before any change.
+    let refused = sync(&source, &destination, &JobOptions::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            edgekv::Error::InvalidInput(InvalidInput::TooManyDeletes {
+                deletes: 20,
+                of: 110,
+                max_percent: 10
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        value(&destination, "p/00001").await,
+        b"old",
+        "nothing was copied either"
+    );
+
+    let done = sync(
+        &source,
+        &destination,
+        &JobOptions::new().max_delete_percent(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (done.copy.copied, done.deleted, done.failed_deletes.len()),
+        (100, 20, 0)
+    );
+    assert!(
+        verify(&source, &destination, &JobOptions::new())
+            .await
+            .unwrap()
+            .is_equal()
+    );
+    assert_eq!(snapshot(&destination), 100);
+}
+
+async fn value(store: &dyn KvStore, key: &str) -> Vec<u8> {
+    let entry = store.get(key).await.unwrap().expect("there");
+    entry.value.bytes().await.unwrap().to_vec()
+}
