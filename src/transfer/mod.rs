@@ -1,7 +1,8 @@
 //! Whole-store jobs over [`KvStore`]: [`copy`] every key under a prefix from one store to
 //! another (either provider, or a [`MemoryStore`](crate::kv::MemoryStore)), [`sync`] one to the
-//! other (a copy, then the deletion of what the source lacks), and [`verify`] that two stores
-//! hold the same. Feature `transfer`.
+//! other (a copy, then the deletion of what the source lacks), [`verify`] that two stores
+//! hold the same, and [`export`] a store to a file or [`import`] one (Cloudflare's bulk JSON,
+//! Fastly's batch lines, a directory). Feature `transfer`.
 //!
 //! A job reads the source a listing page at a time (a *chunk*, at most 1,000 keys), reads the
 //! chunk's values in the source's bulk reads, and writes them in the destination's bulk writes,
@@ -36,7 +37,10 @@
 //! ```
 
 mod carry;
+mod files;
 mod journal;
+
+pub use files::{Format, export, import};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

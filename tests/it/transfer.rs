@@ -501,3 +501,216 @@ async fn value(store: &dyn KvStore, key: &str) -> Vec<u8> {
     let entry = store.get(key).await.unwrap().expect("there");
     entry.value.bytes().await.unwrap().to_vec()
 }
+
+/// Exports then imports in each format keep every entry: byte-exact values (binary ones
+/// included), metadata, and expiry where the format and the store keep it.
+#[tokio::test]
+async fn exports_and_imports_round_trip_in_every_format() {
+    use edgekv::transfer::{Format, export, import};
+
+    let dir = journal_path("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let in_a_day = edgekv::emulator::Emulator::new().await.unwrap().now() + 86_400;
+
+    // Cloudflare's bulk JSON, from and to a Cloudflare-shaped store.
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(
+        &source,
+        vec![
+            BulkItem::new("text", "hello"),
+            BulkItem::new("binary", vec![0u8, 159, 146, 150, 255]),
+            BulkItem::new("meta", "v")
+                .metadata(Metadata::Json(json!({"owner": "ada", "n": [1, 2]})))
+                .expiry(Expiry::At(in_a_day)),
+        ],
+    )
+    .await;
+    let file = dir.join("export.json");
+    let report = export(&source, &file, Format::of(&file), &JobOptions::new())
+        .await
+        .unwrap();
+    assert_eq!((report.copied, report.failed.len()), (3, 0));
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    for item in written.as_array().unwrap() {
+        for field in item.as_object().unwrap().keys() {
+            assert!(
+                [
+                    "key",
+                    "value",
+                    "expiration",
+                    "expiration_ttl",
+                    "metadata",
+                    "base64"
+                ]
+                .contains(&field.as_str()),
+                "{field}"
+            );
+        }
+    }
+    let binary = written
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == "binary")
+        .unwrap();
+    assert_eq!(
+        (binary["base64"].as_bool(), binary["value"].as_str()),
+        (Some(true), Some("AJ+Slv8="))
+    );
+    let back = MemoryStore::new(Capabilities::cloudflare());
+    let report = import(&file, Format::Wrangler, &back, &JobOptions::new())
+        .await
+        .unwrap();
+    assert_eq!((report.copied, report.failed.len()), (3, 0));
+    assert!(
+        verify(&source, &back, &JobOptions::new())
+            .await
+            .unwrap()
+            .is_equal()
+    );
+    assert_eq!(
+        back.get("meta").await.unwrap().unwrap().expires_at,
+        Some(in_a_day)
+    );
+
+    // Fastly's batch lines, from and to a Fastly-shaped store.
+    let source = MemoryStore::new(Capabilities::fastly());
+    seed(
+        &source,
+        vec![
+            BulkItem::new("bin", vec![255u8, 0, 10]).metadata(Metadata::Text("owner=ada".into())),
+            BulkItem::new("plain", "v"),
+        ],
+    )
+    .await;
+    let file = dir.join("export.ndjson");
+    export(&source, &file, Format::of(&file), &JobOptions::new())
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    for line in text.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        for field in line.as_object().unwrap().keys() {
+            assert!(
+                ["key", "value", "metadata", "time_to_live_sec"].contains(&field.as_str()),
+                "{field}"
+            );
+        }
+    }
+    let back = MemoryStore::new(Capabilities::fastly());
+    import(&file, Format::FastlyNdjson, &back, &JobOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        verify(&source, &back, &JobOptions::new())
+            .await
+            .unwrap()
+            .is_equal()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The directory format keeps apart what file systems would merge or misplace: a 1,024-byte
+/// key, keys that look like `..`, `a/b` next to `a`, and keys differing only in case; nothing is
+/// written outside the directory.
+#[tokio::test]
+async fn the_directory_format_keeps_awkward_keys_apart_and_inside() {
+    use edgekv::transfer::{Format, export, import};
+
+    let root = journal_path("tree");
+    let dir = root.join("export");
+    std::fs::create_dir_all(&root).unwrap();
+    let keys = [
+        "k".repeat(1024),
+        "../escape".to_string(),
+        "a/..".to_string(),
+        "...".to_string(),
+        ".hidden".to_string(),
+        "a".to_string(),
+        "a/b".to_string(),
+        "Key".to_string(),
+        "key".to_string(),
+        "KEY".to_string(),
+        "naïve/ключ".to_string(),
+    ];
+    let source = MemoryStore::new(Capabilities::fastly());
+    let items = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| BulkItem::new(k.clone(), format!("value {i}")));
+    seed(&source, items.collect()).await;
+
+    let report = export(&source, &dir, Format::Directory, &JobOptions::new())
+        .await
+        .unwrap();
+    assert_eq!((report.copied, report.failed.len()), (keys.len() as u64, 0));
+    let beside: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["export"], "nothing written beside the directory");
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(
+        files,
+        2 * keys.len(),
+        "a value and a .meta per key, no file shared"
+    );
+    let mut folded = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(name.len() <= 205 && !name.starts_with('.'), "{name}");
+        // A case-insensitive file system could not merge two of them.
+        assert!(
+            folded.insert(name.to_lowercase()),
+            "{name} differs from another only in case"
+        );
+    }
+
+    let back = MemoryStore::new(Capabilities::fastly());
+    let report = import(&dir, Format::Directory, &back, &JobOptions::new())
+        .await
+        .unwrap();
+    assert_eq!((report.copied, report.failed.len()), (keys.len() as u64, 0));
+    assert!(
+        verify(&source, &back, &JobOptions::new())
+            .await
+            .unwrap()
+            .is_equal()
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// One bad line does not fail the rest (the official CLIs send a whole file as one batch): it
+/// is reported under its line, and every other entry is written.
+#[tokio::test]
+async fn an_import_reports_a_bad_line_and_writes_the_others() {
+    use edgekv::transfer::{Format, import};
+
+    let dir = journal_path("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lines.ndjson");
+    std::fs::write(
+        &file,
+        "{\"key\":\"a\",\"value\":\"YQ==\"}\nnot json\n{\"key\":\"b\",\"value\":\"!!\"}\n\n{\"key\":\"c\",\"value\":\"Yw==\"}\n",
+    )
+    .unwrap();
+    let store = MemoryStore::new(Capabilities::fastly());
+    let report = import(&file, Format::FastlyNdjson, &store, &JobOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(report.copied, 2);
+    let failed: Vec<(&str, u64)> = report
+        .failed
+        .iter()
+        .map(|f| (f.key.as_str(), f.index))
+        .collect();
+    assert_eq!(failed, [("(line 2)", 1), ("b", 2)]);
+    assert!(
+        report.failed[0].reason.contains("line 2"),
+        "{:?}",
+        report.failed[0]
+    );
+    assert_eq!(value(&store, "c").await, b"c");
+    let _ = std::fs::remove_dir_all(&dir);
+}

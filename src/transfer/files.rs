@@ -1,0 +1,584 @@
+//! A store to and from files: Cloudflare's bulk JSON (what `wrangler kv bulk put` reads),
+//! Fastly's batch lines (what the Fastly CLI's `--file` reads), and a directory of one file per
+//! key. Files are read and written as streams: an export never holds more than a chunk.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+
+use super::carry::{self, NotCarried};
+use super::{CopyReport, JobOptions, read_all};
+use crate::bulk::FailedKey;
+use crate::error::Error;
+use crate::kv::{BulkItem, KvStore, Metadata, MetadataKind, Record, unix_now};
+
+/// A file format of [`export`] and [`import`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// Cloudflare's bulk JSON: an array of `{key, value, expiration, expiration_ttl, metadata,
+    /// base64}`, as `wrangler kv bulk put` reads it. Values that are not UTF-8 are base64 with
+    /// `"base64": true`; metadata is JSON.
+    Wrangler,
+    /// Fastly's batch lines, one JSON object a line (`KvStoreUpsertBatch`): `key`, base64
+    /// `value`, `metadata` (text) and `time_to_live_sec`, as the Fastly CLI's `--file` reads
+    /// them.
+    FastlyNdjson,
+    /// A directory: per key, a file of the value's bytes and a `.meta` file beside it holding
+    /// the key, metadata and expiry (JSON). Names are the key percent-encoded (every byte but
+    /// `a-z`, `0-9`, `-` and `_`, so no name is `.`/`..`, holds a `/`, or differs from another
+    /// only in case); a name too long for a file system is hashed, its `.meta` still holding the
+    /// key. Nothing is written outside the directory.
+    Directory,
+}
+
+impl Format {
+    /// The format a path names: `*.json` Cloudflare's bulk JSON, `*.ndjson` Fastly's lines,
+    /// anything else a directory.
+    pub fn of(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Format::Wrangler,
+            Some("ndjson") | Some("jsonl") => Format::FastlyNdjson,
+            _ => Format::Directory,
+        }
+    }
+
+    /// The kind of metadata the format keeps.
+    fn metadata(self) -> MetadataKind {
+        match self {
+            Format::Wrangler => MetadataKind::Json,
+            Format::FastlyNdjson | Format::Directory => MetadataKind::Text,
+        }
+    }
+}
+
+/// One element of Cloudflare's bulk JSON.
+#[derive(Serialize, Deserialize)]
+struct WranglerItem {
+    key: String,
+    value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expiration: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expiration_ttl: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    base64: bool,
+}
+
+/// One line of Fastly's batch format.
+#[derive(Serialize, Deserialize)]
+struct FastlyLine {
+    key: String,
+    value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time_to_live_sec: Option<u64>,
+}
+
+/// A directory entry's `.meta` file.
+#[derive(Serialize, Deserialize)]
+struct DirectoryMeta {
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+/// Writes every key under [`JobOptions::prefix`] of `source` to `to` in `format`, a chunk at a
+/// time. A key whose metadata the format cannot hold as it is (Fastly text that is not JSON, for
+/// Cloudflare's format) is reported failed, not altered; a key that has expired is skipped.
+pub async fn export(
+    source: &dyn KvStore,
+    to: &Path,
+    format: Format,
+    options: &JobOptions,
+) -> Result<CopyReport, Error> {
+    let mut report = CopyReport::default();
+    let mut sink = Sink::create(to, format).await.map_err(file_error)?;
+    let mut pages = source.list(&options.prefix, None);
+    while let Some(page) = pages.try_next().await? {
+        let keys: Vec<String> = page.keys.into_iter().map(|k| k.key).collect();
+        report.listed += keys.len() as u64;
+        for (position, (key, record)) in read_all(source, keys).await?.into_iter().enumerate() {
+            let Some(record) = record else {
+                report.skipped += 1;
+                continue;
+            };
+            let size = record.value.len() as u64;
+            match sink.write(&key, record).await {
+                Ok(()) => {
+                    report.copied += 1;
+                    report.bytes += size;
+                }
+                Err(Refusal::Skip) => report.skipped += 1,
+                Err(Refusal::Key(reason)) => report.failed.push(FailedKey {
+                    key,
+                    index: position as u64,
+                    reason,
+                }),
+                Err(Refusal::Io(error)) => return Err(file_error(error)),
+            }
+        }
+    }
+    sink.finish().await.map_err(file_error)?;
+    Ok(report)
+}
+
+/// Writes every entry of `from` (in `format`) to `destination`, in its bulk writes of at most
+/// 1,000 entries. An entry the file cannot give (a line that is not the format) or the
+/// destination cannot hold is reported failed, under its place in the file, and the rest go
+/// on.
+pub async fn import(
+    from: &Path,
+    format: Format,
+    destination: &dyn KvStore,
+    options: &JobOptions,
+) -> Result<CopyReport, Error> {
+    const CHUNK: usize = 1000;
+    let concurrency = options.concurrency.max(1);
+    let mut report = CopyReport::default();
+    let mut entries = Source::open(from, format).await.map_err(file_error)?;
+    let now = unix_now();
+    let capabilities = destination.capabilities();
+    let mut chunk: Vec<(u64, BulkItem)> = Vec::with_capacity(CHUNK);
+    let mut index = 0u64;
+    loop {
+        let next = entries.next().await.map_err(file_error)?;
+        let end = next.is_none();
+        if let Some(entry) = next {
+            report.listed += 1;
+            let place = index;
+            index += 1;
+            match entry.and_then(|(key, record)| {
+                carry::item_for(&key, record, capabilities, now).map_err(|why| match why {
+                    NotCarried::Refused(reason) => (key, reason),
+                    NotCarried::Expiring => (key, String::new()),
+                })
+            }) {
+                Ok(item) => chunk.push((place, item)),
+                Err((_, reason)) if reason.is_empty() => report.skipped += 1,
+                Err((key, reason)) => report.failed.push(FailedKey {
+                    key,
+                    index: place,
+                    reason,
+                }),
+            }
+        }
+        if chunk.len() == CHUNK || (end && !chunk.is_empty()) {
+            let places: Vec<u64> = chunk.iter().map(|(place, _)| *place).collect();
+            let sizes: Vec<u64> = chunk.iter().map(|(_, i)| i.value.len() as u64).collect();
+            let items = std::mem::take(&mut chunk)
+                .into_iter()
+                .map(|(_, item)| Ok(item));
+            let written = destination
+                .bulk_put(futures_util::stream::iter(items).boxed(), concurrency)
+                .await?;
+            let failed: std::collections::HashSet<u64> =
+                written.failed.iter().map(|f| f.index).collect();
+            report.copied += written.written;
+            report.bytes += (0..sizes.len() as u64)
+                .filter(|i| !failed.contains(i))
+                .map(|i| sizes[i as usize])
+                .sum::<u64>();
+            for mut refused in written.failed {
+                let sent = usize::try_from(refused.index).unwrap_or(usize::MAX);
+                refused.index = places.get(sent).copied().unwrap_or(refused.index);
+                report.failed.push(refused);
+            }
+        }
+        if end {
+            return Ok(report);
+        }
+    }
+}
+
+fn file_error(error: std::io::Error) -> Error {
+    Error::from_caller(error)
+}
+
+/// Why one entry is not written to a file.
+enum Refusal {
+    /// Nothing to write (it has expired).
+    Skip,
+    /// The format cannot hold it as it is.
+    Key(String),
+    /// The file could not be written: the export ends.
+    Io(std::io::Error),
+}
+
+/// Where an export writes.
+enum Sink {
+    Wrangler {
+        file: tokio::io::BufWriter<tokio::fs::File>,
+        first: bool,
+    },
+    Ndjson(tokio::io::BufWriter<tokio::fs::File>),
+    Directory(PathBuf),
+}
+
+impl Sink {
+    async fn create(to: &Path, format: Format) -> std::io::Result<Sink> {
+        let file = || async {
+            Ok::<_, std::io::Error>(tokio::io::BufWriter::new(
+                tokio::fs::File::create(to).await?,
+            ))
+        };
+        Ok(match format {
+            Format::Wrangler => {
+                let mut file = file().await?;
+                file.write_all(b"[").await?;
+                Sink::Wrangler { file, first: true }
+            }
+            Format::FastlyNdjson => Sink::Ndjson(file().await?),
+            Format::Directory => {
+                tokio::fs::create_dir_all(to).await?;
+                Sink::Directory(to.to_path_buf())
+            }
+        })
+    }
+
+    async fn write(&mut self, key: &str, record: Record) -> Result<(), Refusal> {
+        let format = match self {
+            Sink::Wrangler { .. } => Format::Wrangler,
+            Sink::Ndjson(_) => Format::FastlyNdjson,
+            Sink::Directory(_) => Format::Directory,
+        };
+        let metadata = match record.metadata {
+            None => None,
+            Some(m) => Some(carry::metadata_for(m, format.metadata()).map_err(Refusal::Key)?),
+        };
+        let now = unix_now();
+        if record.expires_at.is_some_and(|at| at <= now) {
+            return Err(Refusal::Skip);
+        }
+        match self {
+            Sink::Wrangler { file, first } => {
+                let (value, base64) = match std::str::from_utf8(&record.value) {
+                    Ok(text) => (text.to_string(), false),
+                    Err(_) => (
+                        base64::engine::general_purpose::STANDARD.encode(&record.value),
+                        true,
+                    ),
+                };
+                let item = WranglerItem {
+                    key: key.to_string(),
+                    value,
+                    expiration: record.expires_at,
+                    expiration_ttl: None,
+                    metadata: metadata.map(|m| match m {
+                        Metadata::Json(json) => json,
+                        Metadata::Text(text) => serde_json::Value::String(text),
+                    }),
+                    base64,
+                };
+                let mut line = if *first {
+                    b"\n".to_vec()
+                } else {
+                    b",\n".to_vec()
+                };
+                *first = false;
+                serde_json::to_writer(&mut line, &item).map_err(|e| Refusal::Io(e.into()))?;
+                file.write_all(&line).await.map_err(Refusal::Io)
+            }
+            Sink::Ndjson(file) => {
+                let line = FastlyLine {
+                    key: key.to_string(),
+                    value: base64::engine::general_purpose::STANDARD.encode(&record.value),
+                    metadata: metadata.map(text_of),
+                    time_to_live_sec: record
+                        .expires_at
+                        .map(|at| u64::try_from(at.saturating_sub(now)).unwrap_or(1).max(1)),
+                };
+                let mut bytes = serde_json::to_vec(&line).map_err(|e| Refusal::Io(e.into()))?;
+                bytes.push(b'\n');
+                file.write_all(&bytes).await.map_err(Refusal::Io)
+            }
+            Sink::Directory(dir) => {
+                let meta = DirectoryMeta {
+                    key: key.to_string(),
+                    metadata: metadata.map(text_of),
+                    expires_at: record.expires_at,
+                };
+                let meta = serde_json::to_vec(&meta).map_err(|e| Refusal::Io(e.into()))?;
+                let name = free_name(dir, key).await.map_err(Refusal::Io)?;
+                tokio::fs::write(dir.join(&name), &record.value)
+                    .await
+                    .map_err(Refusal::Io)?;
+                tokio::fs::write(dir.join(format!("{name}.meta")), meta)
+                    .await
+                    .map_err(Refusal::Io)
+            }
+        }
+    }
+
+    async fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::Wrangler { mut file, .. } => {
+                file.write_all(b"\n]\n").await?;
+                file.flush().await?;
+                file.get_ref().sync_all().await
+            }
+            Sink::Ndjson(mut file) => {
+                file.flush().await?;
+                file.get_ref().sync_all().await
+            }
+            Sink::Directory(_) => Ok(()),
+        }
+    }
+}
+
+fn text_of(metadata: Metadata) -> String {
+    match metadata {
+        Metadata::Text(text) => text,
+        Metadata::Json(json) => json.to_string(),
+    }
+}
+
+/// The longest file name written (most file systems allow 255 bytes; `.meta` is added).
+const MAX_NAME: usize = 200;
+
+/// `key` as a file name: percent-encoded but for `a-z`, `0-9`, `-` and `_`.
+pub(crate) fn escaped(key: &str) -> String {
+    let mut name = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        match byte {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => name.push(byte as char),
+            other => name.push_str(&format!("%{other:02X}")),
+        }
+    }
+    name
+}
+
+/// A name in `dir` for `key` no other key has taken: its escaped form, or for a long one a hash
+/// of it, numbered on (unlikely) collision; the `.meta` beside it holds the key either way.
+async fn free_name(dir: &Path, key: &str) -> std::io::Result<String> {
+    let name = escaped(key);
+    if name.len() <= MAX_NAME {
+        return Ok(name);
+    }
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    let hash = hasher.finish();
+    for n in 0u32..1000 {
+        // `=` is never in an escaped name (it is `%3D` there), in any case.
+        let candidate = format!("={hash:016x}_{n}");
+        let meta = dir.join(format!("{candidate}.meta"));
+        match tokio::fs::read(&meta).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(candidate),
+            Err(e) => return Err(e),
+            Ok(bytes) => {
+                let taken: Option<DirectoryMeta> = serde_json::from_slice(&bytes).ok();
+                if taken.is_some_and(|t| t.key == key) {
+                    return Ok(candidate);
+                }
+            }
+        }
+    }
+    Err(std::io::Error::other(
+        "a thousand keys share this name's hash: the directory is not this export's",
+    ))
+}
+
+/// One entry read from a file: the key and its record, or the place's key (or a stand-in) and
+/// why it could not be read.
+type Read = Result<(String, Record), (String, String)>;
+
+/// Where an import reads.
+enum Source {
+    /// Parsed on a blocking thread, entries sent over a small channel.
+    Wrangler(tokio::sync::mpsc::Receiver<std::io::Result<Read>>),
+    Ndjson {
+        lines: tokio::io::Lines<tokio::io::BufReader<tokio::fs::File>>,
+        number: u64,
+    },
+    Directory {
+        dir: PathBuf,
+        metas: std::vec::IntoIter<PathBuf>,
+    },
+}
+
+impl Source {
+    async fn open(from: &Path, format: Format) -> std::io::Result<Source> {
+        Ok(match format {
+            Format::Wrangler => {
+                let file = std::fs::File::open(from)?;
+                let (sender, receiver) = tokio::sync::mpsc::channel(64);
+                tokio::task::spawn_blocking(move || wrangler_elements(file, sender));
+                Source::Wrangler(receiver)
+            }
+            Format::FastlyNdjson => {
+                let file = tokio::fs::File::open(from).await?;
+                Source::Ndjson {
+                    lines: tokio::io::BufReader::new(file).lines(),
+                    number: 0,
+                }
+            }
+            Format::Directory => {
+                let mut metas = Vec::new();
+                let mut entries = tokio::fs::read_dir(from).await?;
+                while let Some(entry) = entries.next_entry().await? {
+                    let path = entry.path();
+                    if path.extension().is_some_and(|e| e == "meta") {
+                        metas.push(path);
+                    }
+                }
+                metas.sort();
+                Source::Directory {
+                    dir: from.to_path_buf(),
+                    metas: metas.into_iter(),
+                }
+            }
+        })
+    }
+
+    /// The next entry; `None` at the end.
+    async fn next(&mut self) -> std::io::Result<Option<Read>> {
+        match self {
+            Source::Wrangler(receiver) => receiver.recv().await.transpose(),
+            Source::Ndjson { lines, number } => loop {
+                let Some(line) = lines.next_line().await? else {
+                    return Ok(None);
+                };
+                *number += 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Ok(Some(ndjson_entry(&line, *number)));
+            },
+            Source::Directory { dir, metas } => {
+                let Some(meta_path) = metas.next() else {
+                    return Ok(None);
+                };
+                let meta: DirectoryMeta =
+                    match serde_json::from_slice(&tokio::fs::read(&meta_path).await?) {
+                        Ok(meta) => meta,
+                        Err(e) => {
+                            let name = meta_path.display().to_string();
+                            return Ok(Some(Err((name, format!("unreadable: {e}")))));
+                        }
+                    };
+                let value_path = meta_path.with_extension("");
+                // The value beside it, never a path the `.meta` could point elsewhere.
+                if value_path.parent() != Some(dir.as_path()) {
+                    return Ok(Some(Err((meta.key, "outside the directory".into()))));
+                }
+                let value = tokio::fs::read(&value_path).await?;
+                let record = Record {
+                    value: Bytes::from(value),
+                    metadata: meta.metadata.map(Metadata::Text),
+                    expires_at: meta.expires_at,
+                };
+                Ok(Some(Ok((meta.key, record))))
+            }
+        }
+    }
+}
+
+fn ndjson_entry(line: &str, number: u64) -> Read {
+    let place = || format!("(line {number})");
+    let line: FastlyLine = serde_json::from_str(line)
+        .map_err(|e| (place(), format!("line {number} is not a batch line: {e}")))?;
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(&line.value)
+        .map_err(|_| {
+            (
+                line.key.clone(),
+                format!("line {number}: the value is not base64"),
+            )
+        })?;
+    let expires_at = line
+        .time_to_live_sec
+        .map(|ttl| unix_now().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+    Ok((
+        line.key,
+        Record {
+            value: Bytes::from(value),
+            metadata: line.metadata.map(Metadata::Text),
+            expires_at,
+        },
+    ))
+}
+
+fn wrangler_entry(item: WranglerItem) -> Read {
+    let value = if item.base64 {
+        base64::engine::general_purpose::STANDARD
+            .decode(&item.value)
+            .map(Bytes::from)
+            .map_err(|_| (item.key.clone(), "the value is not base64".to_string()))?
+    } else {
+        Bytes::from(item.value)
+    };
+    let expires_at = match (item.expiration, item.expiration_ttl) {
+        (Some(at), _) => Some(at),
+        (None, Some(ttl)) => {
+            Some(unix_now().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)))
+        }
+        (None, None) => None,
+    };
+    Ok((
+        item.key,
+        Record {
+            value,
+            metadata: item.metadata.map(Metadata::Json),
+            expires_at,
+        },
+    ))
+}
+
+/// Reads Cloudflare's bulk JSON array element by element (never the whole array), sending each
+/// entry; stops when the receiver is gone.
+fn wrangler_elements(
+    file: std::fs::File,
+    sender: tokio::sync::mpsc::Sender<std::io::Result<Read>>,
+) {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+
+    struct Elements<'a>(&'a tokio::sync::mpsc::Sender<std::io::Result<Read>>);
+
+    impl<'de> Visitor<'de> for Elements<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of {key, value} objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut number = 0u64;
+            // Each element as JSON first, so one that is not an item is reported, not fatal.
+            while let Some(element) = seq.next_element::<serde_json::Value>()? {
+                number += 1;
+                let entry = match serde_json::from_value::<WranglerItem>(element) {
+                    Ok(item) => wrangler_entry(item),
+                    Err(e) => Err((
+                        format!("(element {number})"),
+                        format!("element {number} is not a bulk item: {e}"),
+                    )),
+                };
+                if self.0.blocking_send(Ok(entry)).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Elements<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    let reader = std::io::BufReader::new(file);
+    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    if let Err(e) = Elements(&sender).deserialize(&mut deserializer) {
+        let _ = sender.blocking_send(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)));
+    }
+}
