@@ -443,6 +443,16 @@ pub enum InvalidInput {
         /// The most it may delete, in percent of them.
         max_percent: u32,
     },
+    /// A job's estimate is over the longest it may take (`transfer::JobOptions::max_duration`);
+    /// it stopped before writing anything.
+    JobTooLong {
+        /// The estimate, in seconds.
+        estimate_secs: u64,
+        /// The most it may take, in seconds.
+        max_secs: u64,
+        /// The side whose provider's budget is the bound: `"source"` or `"destination"`.
+        slowest: &'static str,
+    },
     /// The provider cannot do this (see [`Capabilities`](crate::kv::Capabilities)): a
     /// conditional write on Cloudflare, text metadata where only JSON is kept.
     Unsupported {
@@ -510,6 +520,14 @@ impl fmt::Display for InvalidInput {
                 f,
                 "the sync would delete {deletes} of the destination's {of} keys, over the {max_percent}% it may \
                  (raise `max_delete_percent` to allow it)"
+            ),
+            InvalidInput::JobTooLong {
+                estimate_secs,
+                max_secs,
+                slowest,
+            } => write!(
+                f,
+                "the job would take about {estimate_secs} s within the {slowest}'s request budget, over its {max_secs} s"
             ),
             InvalidInput::Unsupported { what } => write!(f, "the provider does not support {what}"),
         }

@@ -127,6 +127,9 @@ pub struct Capabilities {
     pub bulk_get_max: usize,
     /// The most entries one bulk write sends.
     pub bulk_put_max: usize,
+    /// The provider's request budget, counted as it counts it (Cloudflare every request,
+    /// Fastly only writes): what bounds a whole-store job.
+    pub budget: crate::policy::ClientLimit,
 }
 
 /// The kind of metadata a store keeps.
@@ -171,6 +174,7 @@ impl Capabilities {
             ordered_listing: true,
             bulk_get_max: limits::BULK_GET_MAX_KEYS,
             bulk_put_max: limits::BULK_WRITE_MAX_PAIRS,
+            budget: crate::policy::ClientLimit::CLOUDFLARE,
         }
     }
 
@@ -194,6 +198,7 @@ impl Capabilities {
             ordered_listing: false,
             bulk_get_max: 0,
             bulk_put_max: limits::BATCH_MAX_LINES,
+            budget: crate::policy::ClientLimit::FASTLY_WRITES,
         }
     }
 

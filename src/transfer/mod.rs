@@ -71,6 +71,13 @@ pub struct JobOptions {
     /// [`sync`] only: the most of the destination's keys (under the prefix) it may delete, in
     /// percent (default 10); over it the sync stops before deleting anything.
     pub max_delete_percent: u32,
+    /// How many keys the caller expects the source to hold under the prefix, for the
+    /// [`estimate`] a copy checks against [`max_duration`](Self::max_duration).
+    pub expected_keys: Option<u64>,
+    /// The longest a copy may take within the providers' request budgets: with
+    /// [`expected_keys`](Self::expected_keys), a copy whose estimate is longer stops before
+    /// writing (`InvalidInput::JobTooLong`).
+    pub max_duration: Option<Duration>,
 }
 
 /// What [`JobOptions::progress`] calls.
@@ -85,6 +92,8 @@ impl std::fmt::Debug for JobOptions {
             .field("progress", &self.progress.is_some())
             .field("dry_run", &self.dry_run)
             .field("max_delete_percent", &self.max_delete_percent)
+            .field("expected_keys", &self.expected_keys)
+            .field("max_duration", &self.max_duration)
             .finish()
     }
 }
@@ -102,6 +111,18 @@ impl JobOptions {
     /// [`sync`] changes nothing and reports what it would do.
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
+        self
+    }
+
+    /// The caller expects `keys` keys under the prefix (for the estimate).
+    pub fn expected_keys(mut self, keys: u64) -> Self {
+        self.expected_keys = Some(keys);
+        self
+    }
+
+    /// A copy whose estimate is longer than `max` stops before writing.
+    pub fn max_duration(mut self, max: Duration) -> Self {
+        self.max_duration = Some(max);
         self
     }
 
@@ -300,6 +321,85 @@ async fn extras(
     Ok(held)
 }
 
+/// What a copy of some keys costs each side, within its provider's budget: see [`estimate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Estimate {
+    /// The source's side.
+    pub source: SideEstimate,
+    /// The destination's side.
+    pub destination: SideEstimate,
+}
+
+impl Estimate {
+    /// The side that bounds the job, and how long it takes.
+    pub fn slowest(&self) -> (&'static str, Duration) {
+        if self.source.duration >= self.destination.duration {
+            ("source", self.source.duration)
+        } else {
+            ("destination", self.destination.duration)
+        }
+    }
+}
+
+/// One side of an [`Estimate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SideEstimate {
+    /// Requests the side serves (listing pages, reads or writes).
+    pub requests: u64,
+    /// Those its provider counts toward its budget.
+    pub counted: u64,
+    /// How long the counted requests take at the budget's rate.
+    pub duration: Duration,
+}
+
+/// What a [`copy`] of `keys` keys costs each side at least: the source serves a listing page
+/// per 1,000 keys and its bulk reads (single reads where it has none); the destination a bulk
+/// write per chunk. Each side's time is the requests its provider counts
+/// ([`Capabilities::budget`](crate::kv::Capabilities::budget)) at its budget's rate; retries and
+/// Cloudflare's re-reads of values that are not text come on top.
+///
+/// ```
+/// use edgekv::kv::Capabilities;
+///
+/// // 100,000 keys from Cloudflare to Fastly: 100 pages and 1,000 bulk reads on Cloudflare's
+/// // 1,200 requests per 5 minutes; 100 batch writes on Fastly's 1,000 writes an hour.
+/// let estimate = edgekv::transfer::estimate(100_000, &Capabilities::cloudflare(), &Capabilities::fastly());
+/// assert_eq!((estimate.source.counted, estimate.destination.counted), (1_100, 100));
+/// assert_eq!(estimate.slowest().0, "destination"); // 360 s against 275 s
+/// ```
+pub fn estimate(
+    keys: u64,
+    source: &crate::kv::Capabilities,
+    destination: &crate::kv::Capabilities,
+) -> Estimate {
+    const PAGE: u64 = 1000;
+    let pages = keys.div_ceil(PAGE);
+    let reads = match source.bulk_get_max {
+        0 => keys,
+        size => keys.div_ceil(size as u64),
+    };
+    let side = |listing_and_reads: u64, writes: u64, budget: crate::policy::ClientLimit| {
+        let counted = if budget.counts_reads {
+            listing_and_reads + writes
+        } else {
+            writes
+        };
+        let per_request = budget.per.as_secs_f64() / f64::from(budget.requests.max(1));
+        SideEstimate {
+            requests: listing_and_reads + writes,
+            counted,
+            duration: Duration::try_from_secs_f64(counted as f64 * per_request)
+                .unwrap_or(Duration::MAX),
+        }
+    };
+    Estimate {
+        source: side(pages + reads, 0, source.budget),
+        destination: side(0, pages, destination.budget),
+    }
+}
+
 /// [`copy`] journaled as `job`.
 async fn copy_as(
     job: journal::JobId,
@@ -308,6 +408,18 @@ async fn copy_as(
     options: &JobOptions,
 ) -> Result<CopyReport, Error> {
     let concurrency = crate::bulk::concurrency(options.concurrency)?.get();
+    if let (Some(keys), Some(max)) = (options.expected_keys, options.max_duration) {
+        let (slowest, takes) =
+            estimate(keys, source.capabilities(), destination.capabilities()).slowest();
+        if takes > max {
+            return Err(InvalidInput::JobTooLong {
+                estimate_secs: takes.as_secs(),
+                max_secs: max.as_secs(),
+                slowest,
+            }
+            .into());
+        }
+    }
     let journal = match &options.journal {
         Some(path) => {
             let (path, job) = (path.clone(), job.clone());

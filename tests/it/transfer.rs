@@ -714,3 +714,36 @@ async fn an_import_reports_a_bad_line_and_writes_the_others() {
     assert_eq!(value(&store, "c").await, b"c");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A copy the caller bounds in time stops before writing when the providers' budgets could not
+/// carry it that fast, naming the side that bounds it.
+#[tokio::test]
+async fn a_copy_over_its_time_bound_stops_before_writing() {
+    use edgekv::error::InvalidInput;
+
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, numbered(10)).await;
+    let destination = MemoryStore::new(Capabilities::fastly());
+    // A million keys: 1,000 batch writes on Fastly's 1,000 an hour is an hour at least.
+    let options = JobOptions::new()
+        .expected_keys(1_000_000)
+        .max_duration(Duration::from_secs(1_800));
+    let refused = copy(&source, &destination, &options).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            edgekv::Error::InvalidInput(InvalidInput::JobTooLong {
+                slowest: "destination",
+                max_secs: 1_800,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(destination.is_empty(), "nothing written");
+    let within = options.max_duration(Duration::from_secs(7_200));
+    assert_eq!(
+        copy(&source, &destination, &within).await.unwrap().copied,
+        10
+    );
+}
