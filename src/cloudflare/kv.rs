@@ -80,6 +80,10 @@ impl KvStore for Namespace {
         &CAPABILITIES
     }
 
+    fn id(&self) -> String {
+        format!("cloudflare:{}/{}", self.client().account_id(), self.id())
+    }
+
     /// The value's read, then the metadata's (Cloudflare serves them apart): two requests for
     /// a key that exists, one for a key that does not.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, Error>> {

@@ -62,6 +62,10 @@ impl KvStore for Store {
         &CAPABILITIES
     }
 
+    fn id(&self) -> String {
+        format!("fastly:{}", Store::id(self))
+    }
+
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, Error>> {
         async move {
             let Some(item) = Store::get(self, key).await? else {

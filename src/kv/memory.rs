@@ -28,6 +28,8 @@ const PAGE_KEYS: usize = 1000;
 /// are in key order, whatever the profile.
 pub struct MemoryStore {
     capabilities: Capabilities,
+    /// Tells stores apart in a job's journal (memory is not kept across runs anyway).
+    id: u64,
     entries: Mutex<BTreeMap<String, Stored>>,
     /// Seconds added to the system clock.
     offset: AtomicI64,
@@ -57,6 +59,7 @@ impl MemoryStore {
     pub fn new(capabilities: Capabilities) -> Self {
         MemoryStore {
             capabilities,
+            id: fastrand::u64(..),
             entries: Mutex::default(),
             offset: AtomicI64::new(0),
             version: Mutex::new(0),
@@ -210,6 +213,10 @@ fn precondition_failed(provider: crate::Provider) -> Error {
 impl KvStore for MemoryStore {
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    fn id(&self) -> String {
+        format!("memory:{:016x}", self.id)
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, Error>> {

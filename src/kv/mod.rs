@@ -47,6 +47,10 @@ pub trait KvStore: Send + Sync {
     /// What this store can hold and do.
     fn capabilities(&self) -> &Capabilities;
 
+    /// Which store this is, e.g. `cloudflare:<account>/<namespace>` or `fastly:<store>`: a job's
+    /// journal records it, so one job's journal is never resumed for another pair of stores.
+    fn id(&self) -> String;
+
     /// The entry under `key`, `None` if there is none (or it expired). The value streams.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, Error>>;
 
@@ -202,12 +206,13 @@ impl Capabilities {
         }
     }
 
-    /// Whether the provider accepts `key`, by its own rules.
+    /// Whether the provider accepts `key`, by its own rules and [`max_key_bytes`](Self::max_key_bytes).
     pub fn check_key(&self, key: &str) -> Result<(), InvalidInput> {
         match self.provider {
-            Provider::Cloudflare => crate::cloudflare::limits::check_key(key, false),
-            Provider::Fastly => crate::fastly::limits::check_key(key),
+            Provider::Cloudflare => crate::cloudflare::limits::check_key(key, false)?,
+            Provider::Fastly => crate::fastly::limits::check_key(key)?,
         }
+        crate::keys::check_length(key, self.max_key_bytes)
     }
 
     /// Whether the provider accepts a write of a `value_len`-byte value (when known) under
@@ -233,8 +238,19 @@ impl Capabilities {
         Ok(())
     }
 
-    /// Whether the provider keeps `metadata`: its kind and size.
+    /// Whether the provider keeps `metadata`: its kind, its rules, and
+    /// [`max_metadata_bytes`](Self::max_metadata_bytes).
     pub fn check_metadata(&self, metadata: &Metadata) -> Result<(), InvalidInput> {
+        let len = match metadata {
+            Metadata::Text(text) => text.len(),
+            Metadata::Json(json) => json.to_string().len(),
+        };
+        if len > self.max_metadata_bytes {
+            return Err(InvalidInput::MetadataTooLarge {
+                len,
+                max: self.max_metadata_bytes,
+            });
+        }
         match (self.provider, metadata) {
             (Provider::Cloudflare, Metadata::Json(json)) => {
                 crate::cloudflare::limits::metadata_json(json).map(drop)

@@ -19,11 +19,21 @@ pub(crate) enum NotCarried {
 pub(crate) fn metadata_for(metadata: Metadata, to: MetadataKind) -> Result<Metadata, String> {
     match (metadata, to) {
         (Metadata::Json(json), MetadataKind::Text) => Ok(Metadata::Text(json.to_string())),
-        (Metadata::Text(text), MetadataKind::Json) => serde_json::from_str(&text)
-            .map(Metadata::Json)
-            .map_err(|_| {
-                "its metadata is text that is not JSON, and the destination keeps JSON".to_string()
-            }),
+        // Only JSON that reads back as the same text: parsing reorders object keys, drops
+        // whitespace and duplicates and rounds large numbers, which would alter it.
+        (Metadata::Text(text), MetadataKind::Json) => {
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                // Compared as text (`Value == String` would compare a JSON string instead).
+                Ok(json) if serde_json::to_string(&json).ok().as_deref() == Some(text.as_str()) => {
+                    Ok(Metadata::Json(json))
+                }
+                _ => Err(
+                    "its metadata is text that is not JSON in its compact form, and the \
+                          destination keeps JSON (converting it would alter it)"
+                        .to_string(),
+                ),
+            }
+        }
         (same, _) => Ok(same),
     }
 }
@@ -85,6 +95,16 @@ mod tests {
         assert_eq!(text, Metadata::Text(r#"{"a":[1,"x"]}"#.into()));
         assert_eq!(metadata_for(text, MetadataKind::Json).unwrap(), json);
         assert!(metadata_for(Metadata::Text("owner=ada".into()), MetadataKind::Json).is_err());
+        // JSON that would not read back as the same text stays refused.
+        for altered in [
+            r#"{"b":1,"a":2}"#,
+            r#"{"a": 1}"#,
+            r#"{"a":1,"a":2}"#,
+            "123456789012345678901234567890",
+        ] {
+            let refused = metadata_for(Metadata::Text(altered.into()), MetadataKind::Json);
+            assert!(refused.is_err(), "{altered}");
+        }
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl Format {
     /// The format a path names: `*.json` Cloudflare's bulk JSON, `*.ndjson` Fastly's lines,
     /// anything else a directory.
     pub fn of(path: &Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()) {
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension.as_deref() {
             Some("json") => Format::Wrangler,
             Some("ndjson") | Some("jsonl") => Format::FastlyNdjson,
             _ => Format::Directory,
@@ -239,7 +243,15 @@ impl Sink {
             }
             Format::FastlyNdjson => Sink::Ndjson(file().await?),
             Format::Directory => {
+                // Into a new or empty directory only: an older export's entries left beside
+                // this one would come back on import as keys the store no longer has.
                 tokio::fs::create_dir_all(to).await?;
+                if tokio::fs::read_dir(to).await?.next_entry().await?.is_some() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        format!("{} is not empty: export into a new directory", to.display()),
+                    ));
+                }
                 Sink::Directory(to.to_path_buf())
             }
         })
@@ -397,14 +409,19 @@ enum Source {
     /// Parsed on a blocking thread, entries sent over a small channel.
     Wrangler(tokio::sync::mpsc::Receiver<std::io::Result<Read>>),
     Ndjson {
-        lines: tokio::io::Lines<tokio::io::BufReader<tokio::fs::File>>,
+        file: tokio::io::BufReader<tokio::fs::File>,
         number: u64,
     },
-    Directory {
-        dir: PathBuf,
-        metas: std::vec::IntoIter<PathBuf>,
-    },
+    Directory(std::vec::IntoIter<PathBuf>),
 }
+
+/// The largest `.meta` file an import reads (a key, metadata and expiry are a few KiB).
+const MAX_META_BYTES: u64 = 1 << 20;
+/// The largest value file an import reads (above both providers' value limits).
+const MAX_VALUE_FILE_BYTES: u64 = 32 << 20;
+/// The longest line of Fastly's batch format an import reads (a 25 MB value is 33.4 MB of
+/// base64).
+const MAX_LINE_BYTES: u64 = 40 << 20;
 
 impl Source {
     async fn open(from: &Path, format: Format) -> std::io::Result<Source> {
@@ -415,13 +432,10 @@ impl Source {
                 tokio::task::spawn_blocking(move || wrangler_elements(file, sender));
                 Source::Wrangler(receiver)
             }
-            Format::FastlyNdjson => {
-                let file = tokio::fs::File::open(from).await?;
-                Source::Ndjson {
-                    lines: tokio::io::BufReader::new(file).lines(),
-                    number: 0,
-                }
-            }
+            Format::FastlyNdjson => Source::Ndjson {
+                file: tokio::io::BufReader::new(tokio::fs::File::open(from).await?),
+                number: 0,
+            },
             Format::Directory => {
                 let mut metas = Vec::new();
                 let mut entries = tokio::fs::read_dir(from).await?;
@@ -432,10 +446,7 @@ impl Source {
                     }
                 }
                 metas.sort();
-                Source::Directory {
-                    dir: from.to_path_buf(),
-                    metas: metas.into_iter(),
-                }
+                Source::Directory(metas.into_iter())
             }
         })
     }
@@ -444,34 +455,62 @@ impl Source {
     async fn next(&mut self) -> std::io::Result<Option<Read>> {
         match self {
             Source::Wrangler(receiver) => receiver.recv().await.transpose(),
-            Source::Ndjson { lines, number } => loop {
-                let Some(line) = lines.next_line().await? else {
+            Source::Ndjson { file, number } => loop {
+                use tokio::io::AsyncReadExt as _;
+                let mut line = Vec::new();
+                let read = (&mut *file)
+                    .take(MAX_LINE_BYTES + 1)
+                    .read_until(b'\n', &mut line)
+                    .await?;
+                if read == 0 {
                     return Ok(None);
-                };
+                }
                 *number += 1;
-                if line.trim().is_empty() {
+                let place = format!("(line {number})");
+                if line.len() as u64 > MAX_LINE_BYTES {
+                    // Not a line of the format: the rest of it is read past, a MiB at a time.
+                    while !line.ends_with(b"\n") {
+                        line.clear();
+                        if (&mut *file)
+                            .take(1 << 20)
+                            .read_until(b'\n', &mut line)
+                            .await?
+                            == 0
+                        {
+                            break;
+                        }
+                    }
+                    let why = format!("line {number} is over {MAX_LINE_BYTES} bytes");
+                    return Ok(Some(Err((place, why))));
+                }
+                let Ok(text) = std::str::from_utf8(&line) else {
+                    return Ok(Some(Err((place, format!("line {number} is not UTF-8")))));
+                };
+                if text.trim().is_empty() {
                     continue;
                 }
-                return Ok(Some(ndjson_entry(&line, *number)));
+                return Ok(Some(ndjson_entry(text, *number)));
             },
-            Source::Directory { dir, metas } => {
+            Source::Directory(metas) => {
                 let Some(meta_path) = metas.next() else {
                     return Ok(None);
                 };
-                let meta: DirectoryMeta =
-                    match serde_json::from_slice(&tokio::fs::read(&meta_path).await?) {
-                        Ok(meta) => meta,
-                        Err(e) => {
-                            let name = meta_path.display().to_string();
-                            return Ok(Some(Err((name, format!("unreadable: {e}")))));
-                        }
-                    };
+                let place = meta_path.display().to_string();
+                let bytes = match read_regular(&meta_path, MAX_META_BYTES).await? {
+                    Ok(bytes) => bytes,
+                    Err(why) => return Ok(Some(Err((place, why)))),
+                };
+                let meta: DirectoryMeta = match serde_json::from_slice(&bytes) {
+                    Ok(meta) => meta,
+                    Err(e) => return Ok(Some(Err((place, format!("unreadable: {e}"))))),
+                };
+                // The value beside it, a regular file: a link could make an import upload any
+                // file on the machine.
                 let value_path = meta_path.with_extension("");
-                // The value beside it, never a path the `.meta` could point elsewhere.
-                if value_path.parent() != Some(dir.as_path()) {
-                    return Ok(Some(Err((meta.key, "outside the directory".into()))));
-                }
-                let value = tokio::fs::read(&value_path).await?;
+                let value = match read_regular(&value_path, MAX_VALUE_FILE_BYTES).await? {
+                    Ok(value) => value,
+                    Err(why) => return Ok(Some(Err((meta.key, why)))),
+                };
                 let record = Record {
                     value: Bytes::from(value),
                     metadata: meta.metadata.map(Metadata::Text),
@@ -481,6 +520,25 @@ impl Source {
             }
         }
     }
+}
+
+/// The bytes of `path` if it is a regular file (not a link) of at most `max` bytes; else why
+/// not. An error reading a file that is there ends the import.
+async fn read_regular(path: &Path, max: u64) -> std::io::Result<Result<Vec<u8>, String>> {
+    let metadata = match tokio::fs::symlink_metadata(path).await {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Err(format!("{} is missing", path.display())));
+        }
+        Err(e) => return Err(e),
+    };
+    if !metadata.file_type().is_file() {
+        return Ok(Err(format!("{} is not a regular file", path.display())));
+    }
+    if metadata.len() > max {
+        return Ok(Err(format!("{} is over {max} bytes", path.display())));
+    }
+    Ok(Ok(tokio::fs::read(path).await?))
 }
 
 fn ndjson_entry(line: &str, number: u64) -> Read {

@@ -18,20 +18,18 @@ const HEADER: &str = "edgekv-transfer-journal v1";
 pub(crate) struct JobId {
     kind: String,
     prefix: String,
+    /// The stores' [`KvStore::id`](crate::kv::KvStore::id)s.
+    source: String,
+    destination: String,
 }
 
 impl JobId {
-    pub(crate) fn copy(prefix: &str) -> Self {
+    pub(crate) fn new(kind: &str, prefix: &str, source: String, destination: String) -> Self {
         JobId {
-            kind: "copy".into(),
+            kind: kind.into(),
             prefix: prefix.into(),
-        }
-    }
-
-    pub(crate) fn sync(prefix: &str) -> Self {
-        JobId {
-            kind: "sync".into(),
-            prefix: prefix.into(),
+            source,
+            destination,
         }
     }
 }
@@ -43,6 +41,9 @@ pub(crate) struct ChunkDone {
     pub(crate) seq: u64,
     /// The listing's cursor after it (`None`: it was the last page).
     pub(crate) next: Option<String>,
+    /// Its page's first and last key: a resumed job skips it only on the same page.
+    pub(crate) first: Option<String>,
+    pub(crate) last: Option<String>,
     pub(crate) listed: u64,
     pub(crate) copied: u64,
     pub(crate) skipped: u64,
@@ -89,8 +90,11 @@ enum Step {
 /// Where a job resumes.
 #[derive(Debug, Default)]
 pub(crate) struct Resume {
-    /// Every chunk done, by place in the listing.
-    pub(crate) done: BTreeMap<u64, ChunkDone>,
+    /// The chunks done before the watermark, all of them done: counted as they are.
+    pub(crate) before: Vec<ChunkDone>,
+    /// The chunks done after it (they finished while an earlier one was in flight): skipped
+    /// only if the listing gives the same page again (same first and last key, same count).
+    pub(crate) later: BTreeMap<u64, ChunkDone>,
     /// The first chunk not done: the listing resumes there.
     pub(crate) watermark: u64,
     /// The listing's cursor at the watermark (`None`: from the start).
@@ -125,10 +129,12 @@ impl Journal {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
-                        "{} is the journal of another job (not a {} of prefix {:?})",
+                        "{} is the journal of another job (not a {} of prefix {:?} from {} to {})",
                         path.display(),
                         job.kind,
-                        job.prefix
+                        job.prefix,
+                        job.source,
+                        job.destination
                     ),
                 ));
             }
@@ -137,25 +143,30 @@ impl Journal {
     }
 
     /// Where the job resumes, from what the journal holds.
-    pub(crate) fn resume(&self) -> Resume {
+    pub(crate) fn resume(&mut self) -> Resume {
         let mut resume = Resume::default();
-        for step in &self.steps {
+        let mut done = BTreeMap::new();
+        // The latest record of a chunk wins: a chunk redone after a changed listing.
+        for step in std::mem::take(&mut self.steps) {
             match step {
                 Step::Chunk(chunk) => {
-                    resume.done.insert(chunk.seq, chunk.clone());
+                    done.insert(chunk.seq, chunk);
                 }
                 Step::Finished => resume.finished = true,
                 Step::Started(_) => {}
             }
         }
-        while let Some(chunk) = resume.done.get(&resume.watermark) {
+        while let Some(chunk) = done.remove(&resume.watermark) {
             resume.cursor = chunk.next.clone();
             resume.watermark += 1;
-            if chunk.next.is_none() {
+            let last = chunk.next.is_none();
+            resume.before.push(chunk);
+            if last {
                 // The last page is done: the listing is over.
                 break;
             }
         }
+        resume.later = done;
         resume
     }
 
@@ -188,7 +199,7 @@ mod tests {
     fn a_job_resumes_after_its_first_unfinished_chunk_and_knows_the_later_ones() {
         let dir = std::env::temp_dir().join(format!("edgekv-job-{}", fastrand::u64(..)));
         let path = dir.join("copy.journal");
-        let job = JobId::copy("p/");
+        let job = JobId::new("copy", "p/", "a".into(), "b".into());
         let mut journal = Journal::open(&path, &job).unwrap();
         assert_eq!(journal.resume().watermark, 0);
         // Chunks 0, 1 and 3 done; 2 was in flight when the job stopped.
@@ -205,10 +216,17 @@ mod tests {
             (resume.watermark, resume.cursor.as_deref()),
             (2, Some("c2"))
         );
-        assert!(resume.done.contains_key(&3) && !resume.finished);
+        assert_eq!(resume.before.len(), 2);
+        assert!(resume.later.contains_key(&3) && !resume.finished);
 
-        let other = Journal::open(&path, &JobId::copy("q/")).err().unwrap();
-        assert_eq!(other.kind(), io::ErrorKind::InvalidInput);
+        for other in [
+            JobId::new("copy", "q/", "a".into(), "b".into()),
+            JobId::new("copy", "p/", "a".into(), "c".into()),
+            JobId::new("sync", "p/", "a".into(), "b".into()),
+        ] {
+            let refused = Journal::open(&path, &other).err().unwrap();
+            assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -15,9 +15,16 @@
 //!
 //! With a [journal](JobOptions::journal) a job is resumable: each chunk is recorded once the
 //! destination has acknowledged it, so a job killed at any point and run again with the same
-//! journal goes on after the chunks it finished (redoing at most the chunks that were in
-//! flight), and its report counts both runs. The journal is the crate's append-only log (the
-//! emulator's `--persist` format), synced after each chunk.
+//! journal goes on from its first unfinished chunk, skipping the later chunks it had finished
+//! if the listing gives the very same pages again (same first and last key, same count; a page
+//! that moved is done again), and its report counts both runs. The journal names the job and
+//! both stores ([`KvStore::id`]): it is refused for another job or pair. A journal whose job
+//! finished makes a run again do nothing; remove it to start over. It is the crate's
+//! append-only log (the emulator's `--persist` format), synced after each chunk. A chunk the
+//! destination wrote none of (an outage, a credential) ends the job unjournaled, so a run again
+//! retries it.
+//!
+//! Fastly's reads give no expiry: a copy from Fastly writes entries that do not expire.
 //!
 //! ```
 //! # async fn demo() -> Result<(), edgekv::Error> {
@@ -54,8 +61,8 @@ use crate::error::{Error, InvalidInput};
 use crate::kv::{KvStore, Listed, Metadata, Record, unix_now};
 use journal::{ChunkDone, Journal};
 
-/// How a job runs.
-#[derive(Clone, Default)]
+/// How a job runs. `Default` is [`JobOptions::new`].
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct JobOptions {
     /// Only keys starting with this (all keys for `""`).
@@ -83,6 +90,12 @@ pub struct JobOptions {
 /// What [`JobOptions::progress`] calls.
 pub type ProgressFn = dyn Fn(&Progress) + Send + Sync;
 
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions::new()
+    }
+}
+
 impl std::fmt::Debug for JobOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobOptions")
@@ -102,9 +115,14 @@ impl JobOptions {
     /// Every key, 4 chunks at a time, no journal.
     pub fn new() -> Self {
         JobOptions {
+            prefix: String::new(),
             concurrency: 4,
+            journal: None,
+            progress: None,
+            dry_run: false,
             max_delete_percent: 10,
-            ..JobOptions::default()
+            expected_keys: None,
+            max_duration: None,
         }
     }
 
@@ -208,13 +226,7 @@ pub async fn copy(
     destination: &dyn KvStore,
     options: &JobOptions,
 ) -> Result<CopyReport, Error> {
-    copy_as(
-        journal::JobId::copy(&options.prefix),
-        source,
-        destination,
-        options,
-    )
-    .await
+    copy_as("copy", source, destination, options).await
 }
 
 /// What a [`sync`] did, or with [`JobOptions::dry_run`] would do.
@@ -256,30 +268,38 @@ pub async fn sync(
         Ok(())
     })
     .await?;
-    let allowed = u128::from(held) * u128::from(options.max_delete_percent.min(100));
-    if options.max_delete_percent < 100 && u128::from(report.to_delete) * 100 > allowed {
-        return Err(InvalidInput::TooManyDeletes {
-            deletes: report.to_delete,
-            of: held,
-            max_percent: options.max_delete_percent,
-        }
-        .into());
-    }
     if options.dry_run {
+        // The plan, even over the guard: that is when it is wanted.
         let mut pages = source.list(&options.prefix, None);
         while let Some(page) = pages.try_next().await? {
             report.to_copy += page.keys.len() as u64;
         }
         return Ok(report);
     }
-    let job = journal::JobId::sync(&options.prefix);
-    report.copy = copy_as(job, source, destination, options).await?;
+    // The most it may delete, in keys; the deletion pass holds to it too, should the source
+    // answer differently by then.
+    let allowed = match options.max_delete_percent {
+        100.. => u64::MAX,
+        percent => held.saturating_mul(u64::from(percent)) / 100,
+    };
+    let too_many = |deletes: u64| InvalidInput::TooManyDeletes {
+        deletes,
+        of: held,
+        max_percent: options.max_delete_percent,
+    };
+    if report.to_delete > allowed {
+        return Err(too_many(report.to_delete).into());
+    }
+    report.copy = copy_as("sync", source, destination, options).await?;
     report.to_copy = report.copy.listed;
     // What is extra now is deleted, a page at a time (a key the source gained since was
     // copied, and is not extra any more).
     let concurrency = options.concurrency.max(1);
     let (mut deleted, mut failed) = (0, Vec::new());
     extras(source, destination, options, async |extra: Vec<String>| {
+        if deleted + (extra.len() as u64) > allowed {
+            return Err(too_many(deleted + extra.len() as u64).into());
+        }
         let keys = futures_util::stream::iter(extra.into_iter().map(Ok)).boxed();
         let done = destination.bulk_delete(keys, concurrency).await?;
         deleted += done.deleted;
@@ -400,9 +420,9 @@ pub fn estimate(
     }
 }
 
-/// [`copy`] journaled as `job`.
+/// [`copy`] journaled as a job of `kind`.
 async fn copy_as(
-    job: journal::JobId,
+    kind: &str,
     source: &dyn KvStore,
     destination: &dyn KvStore,
     options: &JobOptions,
@@ -420,6 +440,7 @@ async fn copy_as(
             .into());
         }
     }
+    let job = journal::JobId::new(kind, &options.prefix, source.id(), destination.id());
     let journal = match &options.journal {
         Some(path) => {
             let (path, job) = (path.clone(), job.clone());
@@ -433,15 +454,16 @@ async fn copy_as(
         }
         None => None,
     };
-    let resume = journal.as_ref().map(Journal::resume).unwrap_or_default();
+    let mut journal = journal;
+    let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
     let journal = journal.map(|j| Arc::new(Mutex::new(j)));
     let mut report = CopyReport::default();
-    for done in resume.done.values() {
+    for done in &resume.before {
         add(&mut report, done);
     }
     let started = Instant::now();
     let progress = Mutex::new(Progress {
-        chunks: resume.done.len() as u64,
+        chunks: resume.before.len() as u64,
         listed: report.listed,
         copied: report.copied,
         skipped: report.skipped,
@@ -466,18 +488,29 @@ async fn copy_as(
         let outcomes = chunks
             .map(|(seq, page)| {
                 let journal = journal.clone();
-                let skip = resume.done.contains_key(&seq);
+                let earlier = resume.later.get(&seq);
                 let (resumed, progress) = (&resumed, &progress);
                 async move {
                     let page = page?;
-                    if skip {
+                    let first = page.keys.first().map(|k| k.key.clone());
+                    let last = page.keys.last().map(|k| k.key.clone());
+                    // Done by a run before, on this very page: counted, not redone. A page the
+                    // listing gives differently now (keys added or gone) is done again.
+                    if let Some(earlier) = earlier
+                        && earlier.first == first
+                        && earlier.last == last
+                        && earlier.listed == page.keys.len() as u64
+                        && earlier.next == page.cursor
+                    {
                         *resumed.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                        return Ok(None);
+                        return Ok(Some(earlier.clone()));
                     }
                     let next = page.cursor.clone();
                     let mut done = copy_chunk(source, destination, page.keys).await?;
                     done.seq = seq;
                     done.next = next;
+                    done.first = first;
+                    done.last = last;
                     if let Some(journal) = journal {
                         let record = done.clone();
                         tokio::task::spawn_blocking(move || {
@@ -577,46 +610,92 @@ async fn copy_chunk(
         ..ChunkDone::default()
     };
     let names: Vec<String> = keys.into_iter().map(|k| k.key).collect();
-    let records = read_all(source, names).await?;
     let now = unix_now();
     let capabilities = destination.capabilities();
-    // Each item written with its key's position in the listing page, for the report.
-    let mut items = Vec::with_capacity(records.len());
-    let mut positions = Vec::with_capacity(records.len());
-    for (position, (key, record)) in records.into_iter().enumerate() {
-        let position = position as u64;
-        let Some(record) = record else {
-            done.skipped += 1;
-            continue;
-        };
-        match carry::item_for(&key, record, capabilities, now) {
-            Ok(item) => {
-                items.push(item);
-                positions.push(position);
-            }
-            Err(carry::NotCarried::Expiring) => done.skipped += 1,
-            Err(carry::NotCarried::Refused(reason)) => done.failed.push(
-                FailedKey {
-                    key,
-                    index: position,
-                    reason: crate::bulk::clip(reason),
+    // Read a slice at a time (a bulk read's worth); written in one bulk write per chunk, or
+    // sooner once the values held reach `WRITE_BYTES`: few write requests (what the budgets
+    // count), and memory bounded whatever the values' sizes.
+    let mut pending = Pending::default();
+    for (slice, part) in names.chunks(SLICE).enumerate() {
+        let records = read_all(source, part.to_vec()).await?;
+        for (position, (key, record)) in records.into_iter().enumerate() {
+            let position = (slice * SLICE + position) as u64;
+            let Some(record) = record else {
+                done.skipped += 1;
+                continue;
+            };
+            match carry::item_for(&key, record, capabilities, now) {
+                Ok(item) => {
+                    pending.bytes += item.value.len() as u64;
+                    pending.items.push(item);
+                    pending.positions.push(position);
                 }
-                .into(),
-            ),
+                Err(carry::NotCarried::Expiring) => done.skipped += 1,
+                Err(carry::NotCarried::Refused(reason)) => done.failed.push(
+                    FailedKey {
+                        key,
+                        index: position,
+                        reason: crate::bulk::clip(reason),
+                    }
+                    .into(),
+                ),
+            }
+        }
+        if pending.bytes >= WRITE_BYTES {
+            write_pending(destination, std::mem::take(&mut pending), &mut done).await?;
         }
     }
+    write_pending(destination, pending, &mut done).await?;
+    Ok(done)
+}
+
+/// Keys read at once within a chunk.
+const SLICE: usize = 100;
+/// Value bytes a chunk holds before it writes them.
+const WRITE_BYTES: u64 = 64 << 20;
+
+/// What a chunk has read and not yet written: the items, each key's place in its page.
+#[derive(Default)]
+struct Pending {
+    items: Vec<crate::kv::BulkItem>,
+    positions: Vec<u64>,
+    bytes: u64,
+}
+
+/// Writes `pending` in one bulk write, adding to `done`.
+async fn write_pending(
+    destination: &dyn KvStore,
+    pending: Pending,
+    done: &mut ChunkDone,
+) -> Result<(), Error> {
+    let Pending {
+        items, positions, ..
+    } = pending;
     if items.is_empty() {
-        return Ok(done);
+        return Ok(());
     }
     let sizes: Vec<u64> = items.iter().map(|i| i.value.len() as u64).collect();
     let stream = futures_util::stream::iter(items.into_iter().map(Ok)).boxed();
     let written = destination.bulk_put(stream, 1).await?;
+    if written.written == 0
+        && let Some(first) = written.failed.first()
+        && written.failed.len() == sizes.len()
+    {
+        // Not one entry written: the destination is failing (an outage, a credential, retries
+        // spent), not refusing keys. The job stops here, the chunk not journaled, so that a run
+        // again retries it.
+        return Err(Error::transport(
+            destination.capabilities().provider,
+            "the destination wrote none of a chunk",
+            std::io::Error::other(crate::bulk::clip(first.reason.clone())),
+        ));
+    }
     let failed: std::collections::HashSet<u64> = written.failed.iter().map(|f| f.index).collect();
-    done.copied = written.written;
-    done.bytes = (0..sizes.len() as u64)
+    done.copied += written.written;
+    done.bytes += (0..sizes.len() as u64)
         .filter(|i| !failed.contains(i))
         .map(|i| sizes[i as usize])
-        .sum();
+        .sum::<u64>();
     for mut refused in written.failed {
         // The write's index is among the items sent; the report's, the key's in its page.
         let sent = usize::try_from(refused.index).unwrap_or(usize::MAX);
@@ -624,7 +703,7 @@ async fn copy_chunk(
         refused.reason = crate::bulk::clip(refused.reason);
         done.failed.push(refused.into());
     }
-    Ok(done)
+    Ok(())
 }
 
 /// The records of `keys` in `store`, in the store's bulk reads of at most its bulk size.

@@ -363,7 +363,9 @@ async fn a_copy_killed_three_times_resumes_and_ends_equal() {
             .spawn()
             .unwrap()
     };
-    for kill_after in 1..=3 {
+    for _ in 1..=3 {
+        // Each run is killed once it has journaled a chunk of its own, never before.
+        let kill_after = chunks_journaled(&journal) + 1;
         let mut running = child();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -746,4 +748,159 @@ async fn a_copy_over_its_time_bound_stops_before_writing() {
         copy(&source, &destination, &within).await.unwrap().copied,
         10
     );
+}
+
+/// A resumed copy skips a chunk an earlier run finished only if the listing gives the same page
+/// again: here the run before finished page 1 but not page 0, and keys were added to page 0's
+/// range since, which moves page 1; every key still arrives.
+#[tokio::test]
+async fn a_resume_redoes_a_finished_chunk_whose_page_moved() {
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, numbered(3_000)).await;
+    let destination = MemoryStore::new(Capabilities::fastly());
+    let journal = journal_path("moved.journal");
+    let options = JobOptions::new().concurrency(1).journal(&journal);
+    copy(&source, &destination, &options).await.unwrap();
+    // As if page 0 had been in flight at a kill: its record and the end are dropped, and the
+    // destination lost what it wrote.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(r#""seq":0,"#) && !l.contains(r#""step":"finished""#))
+        .collect();
+    std::fs::write(&journal, kept.join("\n") + "\n").unwrap();
+    for item in numbered(1_000) {
+        KvStore::delete(&destination, &item.key).await.unwrap();
+    }
+    // 500 keys added inside page 0's range: page 1 now starts elsewhere.
+    let added = (0..500).map(|i| BulkItem::new(format!("p/00000-{i:03}"), "new"));
+    seed(&source, added.collect()).await;
+
+    let report = copy(&source, &destination, &options).await.unwrap();
+    assert_eq!(report.failed.len(), 0);
+    assert!(
+        verify(&source, &destination, &JobOptions::new())
+            .await
+            .unwrap()
+            .is_equal()
+    );
+    assert_eq!(destination.len(), 3_500);
+    let _ = std::fs::remove_dir_all(journal.parent().unwrap());
+}
+
+/// A journal names its two stores: it is refused for another pair, so a reused file never
+/// makes a copy skip keys it never wrote.
+#[tokio::test]
+async fn a_journal_is_refused_for_another_pair_of_stores() {
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, numbered(10)).await;
+    let journal = journal_path("pair.journal");
+    let options = JobOptions::new().journal(&journal);
+    copy(&source, &MemoryStore::new(Capabilities::fastly()), &options)
+        .await
+        .unwrap();
+    let other = MemoryStore::new(Capabilities::fastly());
+    let refused = copy(&source, &other, &options).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("outside the service"),
+        "{refused}"
+    );
+    assert!(other.is_empty());
+    let _ = std::fs::remove_dir_all(journal.parent().unwrap());
+}
+
+/// A chunk the destination wrote none of (here: its store does not exist) is a failure of the
+/// destination, not of the keys: the job stops with an error and journals nothing, so a run
+/// again retries it.
+#[tokio::test]
+async fn a_chunk_the_destination_wrote_none_of_stops_the_job_unjournaled() {
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, numbered(10)).await;
+    let emu = Emulator::new().await.unwrap();
+    let missing = emu.fastly().store("no-such-store");
+    let journal = journal_path("down.journal");
+    let error = copy(&source, &missing, &JobOptions::new().journal(&journal))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, edgekv::Error::Transport(_)), "{error:?}");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(!text.contains(r#""step":"chunk""#), "{text}");
+    let _ = std::fs::remove_dir_all(journal.parent().unwrap());
+}
+
+/// Metadata crosses only when it would not change: Fastly text that is JSON but not in its
+/// compact form (key order, spaces) is reported, as text that is not JSON is.
+#[tokio::test]
+async fn metadata_that_would_change_is_reported_not_converted() {
+    let source = MemoryStore::new(Capabilities::fastly());
+    let metas = [r#"{"a":1}"#, r#"{"b":1,"a":2}"#, r#"{"a": 1}"#];
+    let items = metas
+        .iter()
+        .enumerate()
+        .map(|(i, m)| BulkItem::new(format!("k{i}"), "v").metadata(Metadata::Text(m.to_string())));
+    seed(&source, items.collect()).await;
+    let destination = MemoryStore::new(Capabilities::cloudflare());
+    let report = copy(&source, &destination, &JobOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(report.copied, 1);
+    let mut failed: Vec<&str> = report.failed.iter().map(|f| f.key.as_str()).collect();
+    failed.sort_unstable();
+    assert_eq!(failed, ["k1", "k2"]);
+}
+
+/// A dry run gives its plan even over the guard; a directory import never follows a link.
+#[tokio::test]
+async fn a_dry_run_plans_past_the_guard_and_an_import_follows_no_link() {
+    use edgekv::transfer::{Format, export, import, sync};
+
+    let source = MemoryStore::new(Capabilities::fastly());
+    let destination = MemoryStore::new(Capabilities::fastly());
+    seed(&destination, numbered(10)).await;
+    let plan = sync(&source, &destination, &JobOptions::new().dry_run(true))
+        .await
+        .unwrap();
+    assert_eq!((plan.to_delete, plan.deleted), (10, 0));
+    assert_eq!(destination.len(), 10);
+
+    let root = journal_path("links");
+    let dir = root.join("export");
+    export(&destination, &dir, Format::Directory, &JobOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        export(&destination, &dir, Format::Directory, &JobOptions::new())
+            .await
+            .is_err(),
+        "not into a full directory"
+    );
+    let secret = root.join("secret");
+    std::fs::write(&secret, "not for upload").unwrap();
+    let value = dir.join(edgekv_escaped("p/00003"));
+    std::fs::remove_file(&value).unwrap();
+    std::os::unix::fs::symlink(&secret, &value).unwrap();
+    let back = MemoryStore::new(Capabilities::fastly());
+    let report = import(&dir, Format::Directory, &back, &JobOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(report.copied, 9);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].key, "p/00003");
+    assert!(
+        report.failed[0].reason.contains("not a regular file"),
+        "{:?}",
+        report.failed[0]
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The directory format's name of a short key, as documented: percent-encoded but for `a-z`,
+/// `0-9`, `-` and `_`.
+fn edgekv_escaped(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
