@@ -4,82 +4,16 @@
 //!
 //! Run: `cargo bench --bench kv --features emulator` (add benchmarks' numbers to run only those).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edgekv::emulator::DEFAULT_TOKEN;
 use edgekv::fastly;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
-/// The emulator binary, started with `args`, stopped on drop.
-struct Server {
-    child: Child,
-    fastly: String,
-    cloudflare: String,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        use std::io::BufRead as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edgekv-emulator"))
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the emulator binary starts");
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-        let first = lines
-            .next()
-            .and_then(Result::ok)
-            .expect("the emulator prints its URLs");
-        let fastly = first
-            .strip_prefix("fastly: ")
-            .expect("the Fastly URL comes first")
-            .to_string();
-        let second = lines
-            .next()
-            .and_then(Result::ok)
-            .expect("the emulator prints its URLs");
-        let cloudflare = second
-            .strip_prefix("cloudflare: ")
-            .expect("then the Cloudflare URL")
-            .to_string();
-        // Keep draining the emulator's output so it never writes to a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Server {
-            child,
-            fastly,
-            cloudflare,
-        }
-    }
-
-    fn fastly(&self) -> fastly::Client {
-        let mut policy = edgekv::policy::RequestPolicy::default();
-        policy.retry = edgekv::policy::RetryPolicy::disabled();
-        fastly::Client::builder(DEFAULT_TOKEN)
-            .base_url(&self.fastly)
-            .policy(policy)
-            .build()
-            .expect("a client")
-    }
-}
-
-impl Server {
-    fn cloudflare(&self) -> edgekv::cloudflare::Client {
-        let credential = DEFAULT_TOKEN;
-        edgekv::cloudflare::Client::builder(credential, edgekv::emulator::DEFAULT_ACCOUNT)
-            .base_url(&self.cloudflare)
-            .build()
-            .expect("a client")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "server.rs"]
+mod server;
+use server::Server;
 
 /// Runs `calls` calls of `op`, `concurrency` at a time; returns calls per second.
 async fn throughput<F, Fut>(calls: usize, concurrency: usize, op: F) -> f64
