@@ -10,7 +10,7 @@ use edgekv::transfer::{JobOptions, copy, estimate};
 
 #[path = "server.rs"]
 mod server;
-use server::Server;
+use server::{Server, status_kb};
 
 const KEYS: usize = 100_000;
 const CONCURRENCY: usize = 4;
@@ -113,7 +113,95 @@ async fn copy_once(latency_ms: u64, budgeted: bool) -> Duration {
     took
 }
 
+/// Keys of the memory measurement.
+const MANY: usize = 1_000_000;
+
+/// In a child process: copies the namespace to the store (URLs and ids in `args`) with a
+/// journal, and prints the peak RSS growth over the process's RSS before the copy, in KiB.
+async fn rss_child(args: &[String]) {
+    let (cloudflare_url, fastly_url, namespace, store, journal) =
+        (&args[0], &args[1], &args[2], &args[3], &args[4]);
+    let namespace = edgekv::cloudflare::Client::builder(
+        edgekv::emulator::DEFAULT_TOKEN,
+        edgekv::emulator::DEFAULT_ACCOUNT,
+    )
+    .base_url(cloudflare_url)
+    .build()
+    .expect("a client")
+    .namespace(namespace);
+    let store = edgekv::fastly::Client::builder(edgekv::emulator::DEFAULT_TOKEN)
+        .base_url(fastly_url)
+        .build()
+        .expect("a client")
+        .store(store);
+    let before = status_kb("VmRSS:");
+    let options = JobOptions::new().concurrency(CONCURRENCY).journal(journal);
+    let report = copy(&namespace, &store, &options).await.expect("the copy");
+    assert_eq!((report.copied, report.failed.len()), (MANY as u64, 0));
+    println!(
+        "rss-growth-kib {}",
+        status_kb("VmHWM:").saturating_sub(before)
+    );
+}
+
+/// Benchmark 6's memory: a copy of `MANY` keys in a child process; its peak RSS growth.
+async fn copy_rss() -> (u64, Duration) {
+    let source_server = Server::start(&[]);
+    let destination_server = Server::start(&[]);
+    let cloudflare = source_server.cloudflare();
+    let created = cloudflare
+        .create_namespace("many")
+        .await
+        .expect("a namespace");
+    let namespace = cloudflare.namespace(&created.id);
+    let entries = (0..MANY).map(|i| {
+        edgekv::cloudflare::BulkEntry::text(format!("key/{i:07}"), format!("value {i:07}"))
+    });
+    let options = edgekv::cloudflare::BulkOptions::default().concurrency(CONCURRENCY);
+    let seeded = namespace
+        .bulk_write(entries, &options)
+        .await
+        .expect("seeded");
+    assert_eq!(seeded.written, MANY as u64);
+    let fastly = destination_server.fastly();
+    let store = fastly.create_store("many", None).await.expect("a store").id;
+    let journal = std::env::temp_dir().join(format!("edgekv-bench-{}.journal", std::process::id()));
+    let started = Instant::now();
+    let output = std::process::Command::new(std::env::current_exe().expect("this binary"))
+        .args([
+            "--rss-child",
+            &source_server.cloudflare,
+            &destination_server.fastly,
+        ])
+        .args([namespace.id(), &store, &journal.display().to_string()])
+        .output()
+        .expect("the child runs");
+    let took = started.elapsed();
+    let _ = std::fs::remove_file(&journal);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let growth = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rss-growth-kib "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the child's figure");
+    (growth, took)
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--rss-child") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(rss_child(&args[at + 1..]));
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,5 +260,17 @@ fn main() {
         destination_bound,
         budgeted.as_secs_f64(),
         budgeted.as_secs_f64() / budget_bound
+    );
+
+    let (growth_kib, took) = runtime.block_on(copy_rss());
+    println!();
+    println!(
+        "| 6. copy 1,000,000 keys with a journal | time | peak RSS growth of the job's process | target |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| Cloudflare → Fastly, concurrency {CONCURRENCY}, no latency | {:.1} s | {:.1} MiB | < 64 MiB |",
+        took.as_secs_f64(),
+        growth_kib as f64 / 1024.0
     );
 }

@@ -13,7 +13,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 
 #[path = "server.rs"]
 mod server;
-use server::Server;
+use server::{Server, status_kb};
 
 /// Runs `calls` calls of `op`, `concurrency` at a time; returns calls per second.
 async fn throughput<F, Fut>(calls: usize, concurrency: usize, op: F) -> f64
@@ -366,18 +366,6 @@ fn value_stream()
 }
 
 /// Kilobytes of a `/proc/self/status` field (VmRSS now, VmHWM the peak).
-fn status_kb(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_default();
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Benchmark 2, in a child process: 16 concurrent 20 MiB values put then got, one `variant` of
 /// the client; prints the peak RSS growth and the time.
 async fn streaming_child(variant: &str, fastly_url: &str) {
