@@ -212,6 +212,10 @@ pub struct CopyReport {
     pub failed: Vec<FailedKey>,
     /// Value bytes written.
     pub bytes: u64,
+    /// Requests this run sent to the source (listing pages and reads, retries included).
+    pub source_requests: u64,
+    /// Requests this run sent to the destination (writes, retries included).
+    pub destination_requests: u64,
     /// Chunks this run skipped because an earlier run had finished them (journal).
     pub resumed_chunks: u64,
 }
@@ -475,7 +479,9 @@ async fn copy_as(
         return Ok(report);
     }
 
+    let counters = Counters::default();
     let pages = source.list(&options.prefix, resume.cursor.clone());
+    let pages = crate::transport::observed::counting_stream(counters.source.clone(), pages);
     let first_seq = resume.watermark;
     // After an error no chunk is started; those in flight finish.
     let stopped = std::sync::atomic::AtomicBool::new(false);
@@ -489,7 +495,7 @@ async fn copy_as(
             .map(|(seq, page)| {
                 let journal = journal.clone();
                 let earlier = resume.later.get(&seq);
-                let (resumed, progress) = (&resumed, &progress);
+                let (resumed, progress, counters) = (&resumed, &progress, &counters);
                 async move {
                     let page = page?;
                     let first = page.keys.first().map(|k| k.key.clone());
@@ -506,7 +512,7 @@ async fn copy_as(
                         return Ok(Some(earlier.clone()));
                     }
                     let next = page.cursor.clone();
-                    let mut done = copy_chunk(source, destination, page.keys).await?;
+                    let mut done = copy_chunk(source, destination, page.keys, counters).await?;
                     done.seq = seq;
                     done.next = next;
                     done.first = first;
@@ -554,6 +560,10 @@ async fn copy_as(
         first_error
     };
     report.resumed_chunks = *resumed.lock().unwrap_or_else(|e| e.into_inner());
+    report.source_requests = counters.source.load(std::sync::atomic::Ordering::Relaxed);
+    report.destination_requests = counters
+        .destination
+        .load(std::sync::atomic::Ordering::Relaxed);
     if let Some(error) = first_error {
         return Err(error);
     }
@@ -599,11 +609,20 @@ impl std::error::Error for JournalError {
     }
 }
 
+/// The requests a copy sent to each side, counted where they are sent (the transport's attempt
+/// loop) for the calls made for that side.
+#[derive(Default)]
+struct Counters {
+    source: Arc<std::sync::atomic::AtomicU64>,
+    destination: Arc<std::sync::atomic::AtomicU64>,
+}
+
 /// Reads one chunk's values from `source` and writes them to `destination`.
 async fn copy_chunk(
     source: &dyn KvStore,
     destination: &dyn KvStore,
     keys: Vec<Listed>,
+    counters: &Counters,
 ) -> Result<ChunkDone, Error> {
     let mut done = ChunkDone {
         listed: keys.len() as u64,
@@ -617,7 +636,8 @@ async fn copy_chunk(
     // count), and memory bounded whatever the values' sizes.
     let mut pending = Pending::default();
     for (slice, part) in names.chunks(SLICE).enumerate() {
-        let records = read_all(source, part.to_vec()).await?;
+        let read = read_all(source, part.to_vec());
+        let records = crate::transport::observed::counting(&counters.source, read).await?;
         for (position, (key, record)) in records.into_iter().enumerate() {
             let position = (slice * SLICE + position) as u64;
             let Some(record) = record else {
@@ -642,10 +662,11 @@ async fn copy_chunk(
             }
         }
         if pending.bytes >= WRITE_BYTES {
-            write_pending(destination, std::mem::take(&mut pending), &mut done).await?;
+            let pending = std::mem::take(&mut pending);
+            write_pending(destination, pending, &mut done, counters).await?;
         }
     }
-    write_pending(destination, pending, &mut done).await?;
+    write_pending(destination, pending, &mut done, counters).await?;
     Ok(done)
 }
 
@@ -667,6 +688,7 @@ async fn write_pending(
     destination: &dyn KvStore,
     pending: Pending,
     done: &mut ChunkDone,
+    counters: &Counters,
 ) -> Result<(), Error> {
     let Pending {
         items, positions, ..
@@ -676,7 +698,8 @@ async fn write_pending(
     }
     let sizes: Vec<u64> = items.iter().map(|i| i.value.len() as u64).collect();
     let stream = futures_util::stream::iter(items.into_iter().map(Ok)).boxed();
-    let written = destination.bulk_put(stream, 1).await?;
+    let write = destination.bulk_put(stream, 1);
+    let written = crate::transport::observed::counting(&counters.destination, write).await?;
     if written.written == 0
         && let Some(first) = written.failed.first()
         && written.failed.len() == sizes.len()

@@ -289,6 +289,7 @@ where
             let (method, _) = template(call.operations, call.operation);
             limiter.acquire(method).await;
         }
+        observed::count_request();
         // Nothing listens below INFO (or at all): no span to build, enter or fill.
         let span = if tracing::level_enabled!(tracing::Level::INFO) {
             tracing::info_span!(

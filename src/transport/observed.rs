@@ -74,6 +74,35 @@ type Slot = Arc<Mutex<Option<Answer>>>;
 
 tokio::task_local! {
     static WATCHED: Slot;
+    /// The requests of a part of a job (one side of a copy), counted for its report.
+    static COUNTED: Arc<std::sync::atomic::AtomicU64>;
+}
+
+/// Counts a request sent, for a job that counts its side's requests (none: nothing counted).
+pub(crate) fn count_request() {
+    let _ = COUNTED.try_with(|counter| counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+}
+
+/// `future`, its requests added to `counter`.
+#[cfg(feature = "transfer")]
+pub(crate) fn counting<F: Future>(
+    counter: &Arc<std::sync::atomic::AtomicU64>,
+    future: F,
+) -> impl Future<Output = F::Output> {
+    COUNTED.scope(counter.clone(), future)
+}
+
+/// `stream`, the requests made while it is polled added to `counter` (a listing's read-ahead
+/// task too: it is spawned while polled, and [`carried`] takes the counter along).
+#[cfg(feature = "transfer")]
+pub(crate) fn counting_stream<S: futures_util::Stream + Unpin>(
+    counter: Arc<std::sync::atomic::AtomicU64>,
+    mut stream: S,
+) -> impl futures_util::Stream<Item = S::Item> {
+    use futures_util::StreamExt as _;
+    futures_util::stream::poll_fn(move |cx| {
+        COUNTED.sync_scope(counter.clone(), || stream.poll_next_unpin(cx))
+    })
 }
 
 /// Notes an answer for a caller that asked for it (none asked: nothing is kept).
@@ -92,10 +121,17 @@ pub(crate) fn note(provider: Provider, status: StatusCode, headers: &HeaderMap) 
 /// listing's read-ahead), which a task-local would not otherwise follow.
 pub(crate) fn carried<F: Future>(future: F) -> impl Future<Output = F::Output> {
     let slot = WATCHED.try_with(Arc::clone).ok();
+    let counter = COUNTED.try_with(Arc::clone).ok();
     async move {
+        let counted = async move {
+            match counter {
+                Some(counter) => COUNTED.scope(counter, future).await,
+                None => future.await,
+            }
+        };
         match slot {
-            Some(slot) => WATCHED.scope(slot, future).await,
-            None => future.await,
+            Some(slot) => WATCHED.scope(slot, counted).await,
+            None => counted.await,
         }
     }
 }

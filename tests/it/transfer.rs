@@ -115,10 +115,21 @@ async fn a_copy_between_the_providers_round_trips_and_verifies_equal() {
     );
     seed(&namespace, items).await;
 
+    emu.clear_requests();
     let report = copy(&namespace, &store, &JobOptions::new()).await.unwrap();
     assert_eq!(
         (report.copied, report.failed.len()),
         (1_201, 0),
+        "{report:?}"
+    );
+    // The requests the report counts per side are those each API served.
+    let served = |api: Api| emu.requests().iter().filter(|r| r.api == api).count() as u64;
+    assert_eq!(
+        (report.source_requests, report.destination_requests),
+        (served(Api::Cloudflare), served(Api::Fastly))
+    );
+    assert!(
+        report.source_requests >= 2 + 13 && report.destination_requests >= 2,
         "{report:?}"
     );
     let carried = KvStore::get(&store, "p/meta").await.unwrap().unwrap();
