@@ -194,6 +194,31 @@ pub struct Progress {
     pub bytes: u64,
     /// Time spent in this run.
     pub elapsed: Duration,
+    /// Keys listed in this run (the rate's numerator: runs before it are not in `elapsed`).
+    pub listed_this_run: u64,
+}
+
+impl Progress {
+    /// Keys listed per second in this run.
+    pub fn keys_per_second(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.listed_this_run as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// The time left at this run's rate to list `expected` keys in all
+    /// ([`JobOptions::expected_keys`]); `None` before any rate is known.
+    pub fn eta(&self, expected: u64) -> Option<Duration> {
+        let rate = self.keys_per_second();
+        if rate <= 0.0 {
+            return None;
+        }
+        let left = expected.saturating_sub(self.listed) as f64;
+        Duration::try_from_secs_f64(left / rate).ok()
+    }
 }
 
 /// What a [`copy`] did, over every run of the job.
@@ -474,6 +499,7 @@ async fn copy_as(
         failed: report.failed.len() as u64,
         bytes: report.bytes,
         elapsed: Duration::ZERO,
+        listed_this_run: 0,
     });
     if resume.finished {
         return Ok(report);
@@ -537,6 +563,7 @@ async fn copy_as(
                         progress.skipped += done.skipped;
                         progress.failed += done.failed.len() as u64;
                         progress.bytes += done.bytes;
+                        progress.listed_this_run += done.listed;
                         progress.elapsed = started.elapsed();
                         callback(&progress);
                     }
@@ -867,5 +894,28 @@ fn same_metadata(
         (None, None) => true,
         (Some(Ok(a)), Some(b)) => a == b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_gives_this_runs_rate_and_the_time_left() {
+        let progress = Progress {
+            listed: 1_500, // 1,000 of them from a run before
+            listed_this_run: 500,
+            elapsed: Duration::from_secs(10),
+            ..Progress::default()
+        };
+        assert_eq!(progress.keys_per_second(), 50.0);
+        assert_eq!(progress.eta(2_000), Some(Duration::from_secs(10)));
+        assert_eq!(
+            progress.eta(1_000),
+            Some(Duration::ZERO),
+            "past the expected count"
+        );
+        assert_eq!(Progress::default().eta(10), None, "no rate yet");
     }
 }

@@ -64,6 +64,8 @@ async fn a_copy_carries_what_the_destination_can_hold_and_reports_the_rest() {
     let counted = chunks.clone();
     let options = JobOptions::new().prefix("p/").progress(move |progress| {
         counted.store(progress.chunks, std::sync::atomic::Ordering::SeqCst);
+        assert!(progress.listed_this_run > 0 && progress.listed <= 2_503);
+        assert!(progress.eta(2_503).is_some() || progress.elapsed.is_zero());
     });
     let report = copy(&source, &destination, &options).await.unwrap();
     assert_eq!(report.listed, 2_503);
