@@ -6,15 +6,16 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
 use super::carry::{self, NotCarried};
-use super::{CopyReport, JobOptions, read_all};
+use super::journal::ChunkDone;
+use super::{CopyReport, Counters, JobOptions, Pending, WRITE_BYTES, add, read_all, write_pending};
 use crate::bulk::FailedKey;
 use crate::error::Error;
-use crate::kv::{BulkItem, KvStore, Metadata, MetadataKind, Record, unix_now};
+use crate::kv::{KvStore, Metadata, MetadataKind, Record, unix_now};
 
 /// A file format of [`export`] and [`import`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,10 +137,11 @@ pub async fn export(
     Ok(report)
 }
 
-/// Writes every entry of `from` (in `format`) to `destination`, in its bulk writes of at most
-/// 1,000 entries. An entry the file cannot give (a line that is not the format) or the
-/// destination cannot hold is reported failed, under its place in the file, and the rest go
-/// on.
+/// Writes every entry of `from` (in `format`) under [`JobOptions::prefix`] to `destination`
+/// (the others count as skipped), in its bulk writes of at most 1,000 entries. An entry the
+/// file cannot give (a line that is not the format) or the destination cannot hold is reported
+/// failed, under its place in the file, and the rest go on; a chunk the destination wrote none
+/// of (an outage, a credential) ends the import with that error.
 pub async fn import(
     from: &Path,
     format: Format,
@@ -147,12 +149,13 @@ pub async fn import(
     options: &JobOptions,
 ) -> Result<CopyReport, Error> {
     const CHUNK: usize = 1000;
-    let concurrency = options.concurrency.max(1);
     let mut report = CopyReport::default();
     let mut entries = Source::open(from, format).await.map_err(file_error)?;
     let now = unix_now();
     let capabilities = destination.capabilities();
-    let mut chunk: Vec<(u64, BulkItem)> = Vec::with_capacity(CHUNK);
+    let counters = Counters::default();
+    // Written as a copy writes: one bulk write per 1,000 entries (or 64 MiB of values).
+    let mut pending = Pending::default();
     let mut index = 0u64;
     loop {
         let next = entries.next().await.map_err(file_error)?;
@@ -161,13 +164,20 @@ pub async fn import(
             report.listed += 1;
             let place = index;
             index += 1;
+            // Only entries under the prefix, as every job keeps to it.
+            if let Ok((key, _)) = &entry
+                && !key.starts_with(&options.prefix)
+            {
+                report.skipped += 1;
+                continue;
+            }
             match entry.and_then(|(key, record)| {
                 carry::item_for(&key, record, capabilities, now).map_err(|why| match why {
                     NotCarried::Refused(reason) => (key, reason),
                     NotCarried::Expiring => (key, String::new()),
                 })
             }) {
-                Ok(item) => chunk.push((place, item)),
+                Ok(item) => pending.push(place, item),
                 Err((_, reason)) if reason.is_empty() => report.skipped += 1,
                 Err((key, reason)) => report.failed.push(FailedKey {
                     key,
@@ -176,27 +186,11 @@ pub async fn import(
                 }),
             }
         }
-        if chunk.len() == CHUNK || (end && !chunk.is_empty()) {
-            let places: Vec<u64> = chunk.iter().map(|(place, _)| *place).collect();
-            let sizes: Vec<u64> = chunk.iter().map(|(_, i)| i.value.len() as u64).collect();
-            let items = std::mem::take(&mut chunk)
-                .into_iter()
-                .map(|(_, item)| Ok(item));
-            let written = destination
-                .bulk_put(futures_util::stream::iter(items).boxed(), concurrency)
-                .await?;
-            let failed: std::collections::HashSet<u64> =
-                written.failed.iter().map(|f| f.index).collect();
-            report.copied += written.written;
-            report.bytes += (0..sizes.len() as u64)
-                .filter(|i| !failed.contains(i))
-                .map(|i| sizes[i as usize])
-                .sum::<u64>();
-            for mut refused in written.failed {
-                let sent = usize::try_from(refused.index).unwrap_or(usize::MAX);
-                refused.index = places.get(sent).copied().unwrap_or(refused.index);
-                report.failed.push(refused);
-            }
+        if pending.items.len() == CHUNK || pending.bytes >= WRITE_BYTES || end {
+            let mut done = ChunkDone::default();
+            let written = std::mem::take(&mut pending);
+            write_pending(destination, written, &mut done, &counters).await?;
+            add(&mut report, &done);
         }
         if end {
             return Ok(report);

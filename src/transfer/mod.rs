@@ -672,11 +672,7 @@ async fn copy_chunk(
                 continue;
             };
             match carry::item_for(&key, record, capabilities, now) {
-                Ok(item) => {
-                    pending.bytes += item.value.len() as u64;
-                    pending.items.push(item);
-                    pending.positions.push(position);
-                }
+                Ok(item) => pending.push(position, item),
                 Err(carry::NotCarried::Expiring) => done.skipped += 1,
                 Err(carry::NotCarried::Refused(reason)) => done.failed.push(
                     FailedKey {
@@ -702,12 +698,21 @@ const SLICE: usize = 100;
 /// Value bytes a chunk holds before it writes them.
 const WRITE_BYTES: u64 = 64 << 20;
 
-/// What a chunk has read and not yet written: the items, each key's place in its page.
+/// What a chunk has read and not yet written: the items, each key's place in its page (or in
+/// the imported file).
 #[derive(Default)]
 struct Pending {
     items: Vec<crate::kv::BulkItem>,
     positions: Vec<u64>,
     bytes: u64,
+}
+
+impl Pending {
+    fn push(&mut self, position: u64, item: crate::kv::BulkItem) {
+        self.bytes += item.value.len() as u64;
+        self.items.push(item);
+        self.positions.push(position);
+    }
 }
 
 /// Writes `pending` in one bulk write, adding to `done`.
