@@ -3,6 +3,7 @@
 //! key. Files are read and written as streams: an export never holds more than a chunk.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -11,8 +12,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
 use super::carry::{self, NotCarried};
-use super::journal::ChunkDone;
-use super::{CopyReport, Counters, JobOptions, Pending, WRITE_BYTES, add, read_all, write_pending};
+use super::journal::{ChunkDone, JobId, Journal};
+use super::{
+    CopyReport, Counters, JobOptions, Pending, WRITE_BYTES, add, finish_journal, open_journal,
+    read_all, record_chunk, write_pending,
+};
 use crate::bulk::FailedKey;
 use crate::error::Error;
 use crate::kv::{KvStore, Metadata, MetadataKind, Record, unix_now};
@@ -138,7 +142,9 @@ pub async fn export(
 }
 
 /// Writes every entry of `from` (in `format`) under [`JobOptions::prefix`] to `destination`
-/// (the others count as skipped), in its bulk writes of at most 1,000 entries. An entry the
+/// (the others count as skipped), in its bulk writes of at most 1,000 entries. With
+/// [`JobOptions::journal`] it is resumable: each chunk is journaled once written, and a run
+/// again reads past the entries of the chunks done (the file must not have changed). An entry the
 /// file cannot give (a line that is not the format) or the destination cannot hold is reported
 /// failed, under its place in the file, and the rest go on; a chunk the destination wrote none
 /// of (an outage, a credential) ends the import with that error.
@@ -149,26 +155,50 @@ pub async fn import(
     options: &JobOptions,
 ) -> Result<CopyReport, Error> {
     const CHUNK: usize = 1000;
+    let file = std::path::absolute(from).unwrap_or_else(|_| from.to_path_buf());
+    let job = JobId::new(
+        "import",
+        &options.prefix,
+        format!("file:{format:?}:{}", file.display()),
+        destination.id(),
+    );
+    let mut journal = open_journal(options, job).await?;
+    let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
+    let journal = journal.map(|j| Arc::new(Mutex::new(j)));
     let mut report = CopyReport::default();
+    for done in &resume.before {
+        add(&mut report, done);
+    }
+    if resume.finished {
+        return Ok(report);
+    }
+    // Chunks are read from the file in order, so the journal's last chunk says where to go on.
+    let skip = resume.before.last().map_or(0, |done| done.consumed);
     let mut entries = Source::open(from, format).await.map_err(file_error)?;
     let now = unix_now();
     let capabilities = destination.capabilities();
     let counters = Counters::default();
-    // Written as a copy writes: one bulk write per 1,000 entries (or 64 MiB of values).
+    // Written as a copy writes: one bulk write per 1,000 entries (or 64 MiB of values), each
+    // chunk journaled once the destination acknowledged it.
     let mut pending = Pending::default();
+    let mut done = ChunkDone::default();
     let mut index = 0u64;
+    let mut seq = resume.watermark;
     loop {
         let next = entries.next().await.map_err(file_error)?;
         let end = next.is_none();
         if let Some(entry) = next {
-            report.listed += 1;
             let place = index;
             index += 1;
+            if place < skip {
+                continue;
+            }
+            done.listed += 1;
             // Only entries under the prefix, as every job keeps to it.
             if let Ok((key, _)) = &entry
                 && !key.starts_with(&options.prefix)
             {
-                report.skipped += 1;
+                done.skipped += 1;
                 continue;
             }
             match entry.and_then(|(key, record)| {
@@ -178,21 +208,34 @@ pub async fn import(
                 })
             }) {
                 Ok(item) => pending.push(place, item),
-                Err((_, reason)) if reason.is_empty() => report.skipped += 1,
-                Err((key, reason)) => report.failed.push(FailedKey {
-                    key,
-                    index: place,
-                    reason,
-                }),
+                Err((_, reason)) if reason.is_empty() => done.skipped += 1,
+                Err((key, reason)) => done.failed.push(
+                    FailedKey {
+                        key,
+                        index: place,
+                        reason,
+                    }
+                    .into(),
+                ),
             }
         }
         if pending.items.len() == CHUNK || pending.bytes >= WRITE_BYTES || end {
-            let mut done = ChunkDone::default();
             let written = std::mem::take(&mut pending);
             write_pending(destination, written, &mut done, &counters).await?;
-            add(&mut report, &done);
+            let mut chunk = std::mem::take(&mut done);
+            chunk.seq = seq;
+            chunk.consumed = index;
+            chunk.next = (!end).then(String::new);
+            seq += 1;
+            if let Some(journal) = &journal {
+                record_chunk(journal.clone(), chunk.clone()).await?;
+            }
+            add(&mut report, &chunk);
         }
         if end {
+            if let Some(journal) = journal {
+                finish_journal(journal).await?;
+            }
             return Ok(report);
         }
     }

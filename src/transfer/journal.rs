@@ -44,6 +44,10 @@ pub(crate) struct ChunkDone {
     /// Its page's first and last key: a resumed job skips it only on the same page.
     pub(crate) first: Option<String>,
     pub(crate) last: Option<String>,
+    /// An import's entries read from the file up to the end of this chunk: a resumed import
+    /// reads past them.
+    #[serde(default)]
+    pub(crate) consumed: u64,
     pub(crate) listed: u64,
     pub(crate) copied: u64,
     pub(crate) skipped: u64,

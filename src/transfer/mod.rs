@@ -470,20 +470,7 @@ async fn copy_as(
         }
     }
     let job = journal::JobId::new(kind, &options.prefix, source.id(), destination.id());
-    let journal = match &options.journal {
-        Some(path) => {
-            let (path, job) = (path.clone(), job.clone());
-            let opened = tokio::task::spawn_blocking(move || Journal::open(&path, &job));
-            Some(
-                opened
-                    .await
-                    .map_err(Error::from_caller)?
-                    .map_err(journal_error)?,
-            )
-        }
-        None => None,
-    };
-    let mut journal = journal;
+    let mut journal = open_journal(options, job).await?;
     let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
     let journal = journal.map(|j| Arc::new(Mutex::new(j)));
     let mut report = CopyReport::default();
@@ -544,16 +531,7 @@ async fn copy_as(
                     done.first = first;
                     done.last = last;
                     if let Some(journal) = journal {
-                        let record = done.clone();
-                        tokio::task::spawn_blocking(move || {
-                            journal
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .chunk_done(record)
-                        })
-                        .await
-                        .map_err(Error::from_caller)?
-                        .map_err(journal_error)?;
+                        record_chunk(journal, done.clone()).await?;
                     }
                     if let Some(callback) = &options.progress {
                         let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
@@ -595,15 +573,38 @@ async fn copy_as(
         return Err(error);
     }
     if let Some(journal) = journal {
-        let finished = tokio::task::spawn_blocking(move || {
-            journal.lock().unwrap_or_else(|e| e.into_inner()).finished()
-        });
-        finished
-            .await
-            .map_err(Error::from_caller)?
-            .map_err(journal_error)?;
+        finish_journal(journal).await?;
     }
     Ok(report)
+}
+
+/// Records the job finished.
+async fn finish_journal(journal: Arc<Mutex<Journal>>) -> Result<(), Error> {
+    let finish = move || journal.lock().unwrap_or_else(|e| e.into_inner()).finished();
+    let finished = tokio::task::spawn_blocking(finish).await;
+    finished.map_err(Error::from_caller)?.map_err(journal_error)
+}
+
+/// The job's journal, if it has one: opened (created, or checked to be this job's).
+async fn open_journal(options: &JobOptions, job: journal::JobId) -> Result<Option<Journal>, Error> {
+    let Some(path) = options.journal.clone() else {
+        return Ok(None);
+    };
+    let opened = tokio::task::spawn_blocking(move || Journal::open(&path, &job));
+    let journal = opened.await.map_err(Error::from_caller)?;
+    Ok(Some(journal.map_err(journal_error)?))
+}
+
+/// Records a chunk done, on disk before it returns.
+async fn record_chunk(journal: Arc<Mutex<Journal>>, done: ChunkDone) -> Result<(), Error> {
+    let append = move || {
+        journal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .chunk_done(done)
+    };
+    let appended = tokio::task::spawn_blocking(append).await;
+    appended.map_err(Error::from_caller)?.map_err(journal_error)
 }
 
 fn add(report: &mut CopyReport, done: &ChunkDone) {

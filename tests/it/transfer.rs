@@ -9,6 +9,7 @@ use std::time::Duration;
 use edgekv::emulator::{Api, Emulator};
 use edgekv::kv::{BulkItem, Capabilities, Expiry, KvStore, MemoryStore, Metadata};
 use edgekv::transfer::{DifferenceKind, JobOptions, copy, verify};
+use futures_util::TryStreamExt as _;
 use serde_json::json;
 
 /// Writes `items` into `store` in one bulk call, every one accepted.
@@ -947,4 +948,58 @@ fn edgekv_escaped(key: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+/// An import with a journal, stopped after its first chunk and run again, goes on after the
+/// chunks it finished: the bulk writes of both runs are at most the file's chunks plus the one
+/// in flight, and every entry arrives once.
+#[tokio::test]
+async fn a_stopped_import_resumes_from_its_journal() {
+    use edgekv::transfer::{Format, import};
+
+    let dir = journal_path("import");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lines.ndjson");
+    let lines: String = (0..3_000)
+        .map(|i| format!("{{\"key\":\"p/{i:05}\",\"value\":\"dmFsdWU=\"}}\n"))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let journal = dir.join("import.journal");
+    let emu = Emulator::new().await.unwrap();
+    let namespace = emu.cloudflare_namespace().await.unwrap();
+    emu.clear_requests();
+
+    let options = JobOptions::new().journal(&journal);
+    let first = {
+        let (file, namespace, options) = (file.clone(), namespace.clone(), options.clone());
+        tokio::spawn(async move { import(&file, Format::FastlyNdjson, &namespace, &options).await })
+    };
+    while chunks_journaled(&journal) < 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    first.abort();
+    let _ = first.await;
+    let before = bulk_writes(&emu);
+    assert!(before < 3, "{before} of 3 chunks written before the stop");
+
+    let report = import(&file, Format::FastlyNdjson, &namespace, &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.listed, report.copied, report.failed.len()),
+        (3_000, 3_000, 0)
+    );
+    let writes = bulk_writes(&emu);
+    assert!(writes <= 3 + 1, "{writes} bulk writes for 3 chunks");
+    assert!(
+        writes - before <= 2,
+        "{before} then {writes}: nothing was resumed"
+    );
+    let keys: Vec<_> = KvStore::list(&namespace, "", None)
+        .map_ok(|page| page.keys.len())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(keys.iter().sum::<usize>(), 3_000);
+    let _ = std::fs::remove_dir_all(&dir);
 }
