@@ -255,37 +255,18 @@ impl Default for Faults {
     }
 }
 
-impl Faults {
-    /// Asks for this wait in injected 429s.
-    pub fn retry_after(mut self, wait: Duration) -> Self {
-        self.retry_after = wait;
-        self
-    }
-
+setters!(Faults {
     /// Adds this latency before every answer.
-    pub fn latency(mut self, latency: Duration) -> Self {
-        self.latency = latency;
-        self
-    }
-
+    latency: Duration,
     /// Answers this fraction of requests 429 (0.0 to 1.0).
-    pub fn rate_limited(mut self, fraction: f64) -> Self {
-        self.rate_limited = fraction;
-        self
-    }
-
+    rate_limited: f64,
+    /// Asks for this wait in injected 429s.
+    retry_after: Duration,
     /// Answers this fraction of requests 503 (0.0 to 1.0).
-    pub fn server_errors(mut self, fraction: f64) -> Self {
-        self.server_errors = fraction;
-        self
-    }
-
+    server_errors: f64,
     /// Seeds the fault decisions.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-}
+    seed: u64,
+});
 
 /// A running emulator. Dropping it stops the server; [`Emulator::stop`] waits for it.
 pub struct Emulator {

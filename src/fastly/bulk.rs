@@ -405,25 +405,23 @@ impl Store {
         E: Into<Error>,
     {
         crate::keys::check_id(self.id())?;
-        options.check()?;
+        let concurrency = options.check()?;
         self.confirm_exists().await?;
-        self.delete_each(keys, options).await
+        self.delete_each(keys, concurrency).await
     }
 
-    /// The deletes of [`bulk_delete_stream`](Self::bulk_delete_stream), the store known to
-    /// exist.
+    /// The deletes of [`bulk_delete_stream`](Self::bulk_delete_stream), the store id and
+    /// options checked and the store known to exist.
     async fn delete_each<S, K, E>(
         &self,
         keys: S,
-        options: &BulkOptions,
+        concurrency: std::num::NonZeroUsize,
     ) -> Result<BulkReport, Error>
     where
         S: Stream<Item = Result<K, E>> + Send,
         K: Into<String> + Send,
         E: Into<Error>,
     {
-        crate::keys::check_id(self.id())?;
-        let concurrency = options.check()?;
         let stop = bulk::Stop::default();
         let keys = bulk::until_error(keys, &stop).enumerate();
         let report = bulk::run(keys, concurrency, |(index, key)| {
@@ -452,12 +450,14 @@ impl Store {
         prefix: &str,
         options: &BulkOptions,
     ) -> Result<BulkReport, Error> {
+        crate::keys::check_id(self.id())?;
+        let concurrency = options.check()?;
         let listing = match prefix {
             "" => ListKeys::new(),
             prefix => ListKeys::new().prefix(prefix),
         };
         // No store lookup first: the listing fails on a missing store before any delete.
-        self.delete_each(self.keys(listing), options).await
+        self.delete_each(self.keys(listing), concurrency).await
     }
 
     /// Deletes every item: [`delete_prefix`](Self::delete_prefix) with `""`.

@@ -34,7 +34,7 @@ pub struct MemoryStore {
     /// Seconds added to the system clock.
     offset: AtomicI64,
     /// The last version given (Fastly-like profiles).
-    version: Mutex<u64>,
+    version: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -62,7 +62,7 @@ impl MemoryStore {
             id: fastrand::u64(..),
             entries: Mutex::default(),
             offset: AtomicI64::new(0),
-            version: Mutex::new(0),
+            version: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -100,12 +100,9 @@ impl MemoryStore {
     }
 
     fn next_version(&self) -> u64 {
-        let mut version = self
-            .version
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *version = version.saturating_add(1);
-        *version
+        self.version
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1)
     }
 
     /// Writes `value` under `key` once `write` is checked, as the provider would.
