@@ -14,12 +14,13 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 use super::carry::{self, NotCarried};
 use super::journal::{ChunkDone, JobId, Journal};
 use super::{
-    CopyReport, Counters, JobOptions, Pending, WRITE_BYTES, add, finish_journal, open_journal,
-    read_all, record_chunk, write_pending,
+    CopyReport, Counters, JobOptions, Pending, Tracker, WRITE_BYTES, add, finish_journal,
+    open_journal, read_all, record_chunk, write_pending,
 };
 use crate::bulk::FailedKey;
 use crate::error::Error;
 use crate::kv::{KvStore, Metadata, MetadataKind, Record, unix_now};
+use crate::transport::observed::{counting, counting_stream};
 
 /// A file format of [`export`] and [`import`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,43 +102,106 @@ struct DirectoryMeta {
     expires_at: Option<i64>,
 }
 
-/// Writes every key under [`JobOptions::prefix`] of `source` to `to` in `format`, a chunk at a
-/// time. A key whose metadata the format cannot hold as it is (Fastly text that is not JSON, for
-/// Cloudflare's format) is reported failed, not altered; a key that has expired is skipped.
+/// Writes every key under [`JobOptions::prefix`] of `source` to `to` in `format`, a listing
+/// page at a time. A key whose metadata the format cannot hold as it is (Fastly text that is not
+/// JSON, for Cloudflare's format) is reported failed, not altered; a key that has expired is
+/// skipped.
+///
+/// With [`JobOptions::journal`] it is resumable: each page is journaled once its entries are
+/// in the file and synced, with the file's length then; a run again cuts the file back to the
+/// last page journaled (what a killed run wrote after it) and lists on from there. The file or
+/// directory must be left to the job meanwhile. A directory's files are not synced one by one:
+/// a killed run loses none, a power cut may. Without a journal, a file is written anew and a
+/// directory must be new or empty.
 pub async fn export(
     source: &dyn KvStore,
     to: &Path,
     format: Format,
     options: &JobOptions,
 ) -> Result<CopyReport, Error> {
+    let file = std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf());
+    let job = JobId::new(
+        "export",
+        &options.prefix,
+        source.id(),
+        format!("file:{format:?}:{}", file.display()),
+    );
+    // A job's first run refuses a directory that is not empty before it starts a journal; a run
+    // again finds its own entries there.
+    let first_run = options.journal.as_ref().is_none_or(|path| !path.exists());
+    let mut sink = None;
+    if first_run {
+        sink = Some(Sink::create(to, format, false).await.map_err(file_error)?);
+    }
+    let mut journal = open_journal(options, job).await?;
+    let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
+    let journal = journal.map(|j| Arc::new(Mutex::new(j)));
     let mut report = CopyReport::default();
-    let mut sink = Sink::create(to, format).await.map_err(file_error)?;
-    let mut pages = source.list(&options.prefix, None);
-    while let Some(page) = pages.try_next().await? {
-        let keys: Vec<String> = page.keys.into_iter().map(|k| k.key).collect();
-        report.listed += keys.len() as u64;
-        for (position, (key, record)) in read_all(source, keys).await?.into_iter().enumerate() {
-            let Some(record) = record else {
-                report.skipped += 1;
-                continue;
+    for done in &resume.before {
+        add(&mut report, done);
+    }
+    if resume.finished {
+        return Ok(report);
+    }
+    let mut sink = match (sink, resume.before.last()) {
+        (Some(sink), _) => sink,
+        (None, None) => Sink::create(to, format, true).await.map_err(file_error)?,
+        (None, Some(done)) => Sink::reopen(to, format, done.written, report.copied > 0)
+            .await
+            .map_err(file_error)?,
+    };
+    let tracker = Tracker::new(&report, resume.before.len() as u64);
+    let counters = Counters::default();
+    if !resume.listing_over() {
+        let pages = source.list(&options.prefix, resume.cursor.clone());
+        let mut pages = counting_stream(counters.source.clone(), pages);
+        let mut seq = resume.watermark;
+        while let Some(page) = pages.try_next().await? {
+            let mut done = ChunkDone {
+                seq,
+                next: page.cursor,
+                listed: page.keys.len() as u64,
+                ..ChunkDone::default()
             };
-            let size = record.value.len() as u64;
-            match sink.write(&key, record).await {
-                Ok(()) => {
-                    report.copied += 1;
-                    report.bytes += size;
+            seq += 1;
+            let keys: Vec<String> = page.keys.into_iter().map(|k| k.key).collect();
+            let records = counting(&counters.source, read_all(source, keys)).await?;
+            for (position, (key, record)) in records.into_iter().enumerate() {
+                let Some(record) = record else {
+                    done.skipped += 1;
+                    continue;
+                };
+                let size = record.value.len() as u64;
+                match sink.write(&key, record).await {
+                    Ok(()) => {
+                        done.copied += 1;
+                        done.bytes += size;
+                    }
+                    Err(Refusal::Skip) => done.skipped += 1,
+                    Err(Refusal::Key(reason)) => done.failed.push(
+                        FailedKey {
+                            key,
+                            index: position as u64,
+                            reason,
+                        }
+                        .into(),
+                    ),
+                    Err(Refusal::Io(error)) => return Err(file_error(error)),
                 }
-                Err(Refusal::Skip) => report.skipped += 1,
-                Err(Refusal::Key(reason)) => report.failed.push(FailedKey {
-                    key,
-                    index: position as u64,
-                    reason,
-                }),
-                Err(Refusal::Io(error)) => return Err(file_error(error)),
             }
+            done.written = sink.sync().await.map_err(file_error)?;
+            if let Some(journal) = &journal {
+                record_chunk(journal.clone(), done.clone()).await?;
+            }
+            add(&mut report, &done);
+            tracker.chunk_done(options, &done, &counters);
         }
     }
     sink.finish().await.map_err(file_error)?;
+    if let Some(journal) = journal {
+        finish_journal(journal).await?;
+    }
+    counters.report(&mut report);
     Ok(report)
 }
 
@@ -172,6 +236,14 @@ pub async fn import(
     if resume.finished {
         return Ok(report);
     }
+    if resume.listing_over() {
+        // Killed after its last chunk, before it recorded the end.
+        if let Some(journal) = journal {
+            finish_journal(journal).await?;
+        }
+        return Ok(report);
+    }
+    let tracker = Tracker::new(&report, resume.before.len() as u64);
     // Chunks are read from the file in order, so the journal's last chunk says where to go on.
     let skip = resume.before.last().map_or(0, |done| done.consumed);
     let mut entries = Source::open(from, format).await.map_err(file_error)?;
@@ -231,11 +303,13 @@ pub async fn import(
                 record_chunk(journal.clone(), chunk.clone()).await?;
             }
             add(&mut report, &chunk);
+            tracker.chunk_done(options, &chunk, &counters);
         }
         if end {
             if let Some(journal) = journal {
                 finish_journal(journal).await?;
             }
+            counters.report(&mut report);
             return Ok(report);
         }
     }
@@ -257,47 +331,81 @@ enum Refusal {
 
 /// Where an export writes.
 enum Sink {
-    Wrangler {
+    /// Cloudflare's bulk JSON or Fastly's lines.
+    File {
         file: tokio::io::BufWriter<tokio::fs::File>,
+        format: Format,
+        /// Bytes written so far, from the file's start.
+        written: u64,
+        /// No element written yet (Cloudflare's JSON puts a comma before every other one).
         first: bool,
     },
-    Ndjson(tokio::io::BufWriter<tokio::fs::File>),
     Directory(PathBuf),
 }
 
+/// Where Cloudflare's bulk JSON starts.
+const WRANGLER_START: &[u8] = b"[";
+
 impl Sink {
-    async fn create(to: &Path, format: Format) -> std::io::Result<Sink> {
-        let file = || async {
-            Ok::<_, std::io::Error>(tokio::io::BufWriter::new(
-                tokio::fs::File::create(to).await?,
-            ))
-        };
-        Ok(match format {
-            Format::Wrangler => {
-                let mut file = file().await?;
-                file.write_all(b"[").await?;
-                Sink::Wrangler { file, first: true }
+    /// A new export: a file written anew, or a directory that is new or empty (or, for `again`,
+    /// a run of the same job before its first chunk was journaled, holding that run's entries).
+    async fn create(to: &Path, format: Format, again: bool) -> std::io::Result<Sink> {
+        if format == Format::Directory {
+            // Into a new or empty directory only: an older export's entries left beside this
+            // one would come back on import as keys the store no longer has.
+            tokio::fs::create_dir_all(to).await?;
+            if !again && tokio::fs::read_dir(to).await?.next_entry().await?.is_some() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} is not empty: export into a new directory", to.display()),
+                ));
             }
-            Format::FastlyNdjson => Sink::Ndjson(file().await?),
-            Format::Directory => {
-                // Into a new or empty directory only: an older export's entries left beside
-                // this one would come back on import as keys the store no longer has.
-                tokio::fs::create_dir_all(to).await?;
-                if tokio::fs::read_dir(to).await?.next_entry().await?.is_some() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::AlreadyExists,
-                        format!("{} is not empty: export into a new directory", to.display()),
-                    ));
-                }
-                Sink::Directory(to.to_path_buf())
-            }
+            return Ok(Sink::Directory(to.to_path_buf()));
+        }
+        let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(to).await?);
+        let mut written = 0;
+        if format == Format::Wrangler {
+            file.write_all(WRANGLER_START).await?;
+            written = WRANGLER_START.len() as u64;
+        }
+        Ok(Sink::File {
+            file,
+            format,
+            written,
+            first: true,
+        })
+    }
+
+    /// The export of a run before, cut back to its last journaled chunk's `written` bytes.
+    async fn reopen(to: &Path, format: Format, written: u64, any: bool) -> std::io::Result<Sink> {
+        if format == Format::Directory {
+            return Ok(Sink::Directory(to.to_path_buf()));
+        }
+        let mut file = tokio::fs::OpenOptions::new().write(true).open(to).await?;
+        let length = file.metadata().await?.len();
+        if length < written || (format == Format::Wrangler && written < 1) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds {length} bytes, fewer than the {written} its journal says were \
+                     written: it is not this export's file (remove the journal to start over)",
+                    to.display()
+                ),
+            ));
+        }
+        file.set_len(written).await?;
+        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(written)).await?;
+        Ok(Sink::File {
+            file: tokio::io::BufWriter::new(file),
+            format,
+            written,
+            first: !any,
         })
     }
 
     async fn write(&mut self, key: &str, record: Record) -> Result<(), Refusal> {
         let format = match self {
-            Sink::Wrangler { .. } => Format::Wrangler,
-            Sink::Ndjson(_) => Format::FastlyNdjson,
+            Sink::File { format, .. } => *format,
             Sink::Directory(_) => Format::Directory,
         };
         let metadata = match record.metadata {
@@ -308,8 +416,14 @@ impl Sink {
         if record.expires_at.is_some_and(|at| at <= now) {
             return Err(Refusal::Skip);
         }
+        let io = |e: serde_json::Error| Refusal::Io(e.into());
         match self {
-            Sink::Wrangler { file, first } => {
+            Sink::File {
+                file,
+                format: Format::Wrangler,
+                written,
+                first,
+            } => {
                 let (value, base64) = match std::str::from_utf8(&record.value) {
                     Ok(text) => (text.to_string(), false),
                     Err(_) => (
@@ -333,11 +447,13 @@ impl Sink {
                 } else {
                     b",\n".to_vec()
                 };
+                serde_json::to_writer(&mut line, &item).map_err(io)?;
+                file.write_all(&line).await.map_err(Refusal::Io)?;
                 *first = false;
-                serde_json::to_writer(&mut line, &item).map_err(|e| Refusal::Io(e.into()))?;
-                file.write_all(&line).await.map_err(Refusal::Io)
+                *written += line.len() as u64;
+                Ok(())
             }
-            Sink::Ndjson(file) => {
+            Sink::File { file, written, .. } => {
                 let line = FastlyLine {
                     key: key.to_string(),
                     value: base64::engine::general_purpose::STANDARD.encode(&record.value),
@@ -346,9 +462,11 @@ impl Sink {
                         .expires_at
                         .map(|at| u64::try_from(at.saturating_sub(now)).unwrap_or(1).max(1)),
                 };
-                let mut bytes = serde_json::to_vec(&line).map_err(|e| Refusal::Io(e.into()))?;
+                let mut bytes = serde_json::to_vec(&line).map_err(io)?;
                 bytes.push(b'\n');
-                file.write_all(&bytes).await.map_err(Refusal::Io)
+                file.write_all(&bytes).await.map_err(Refusal::Io)?;
+                *written += bytes.len() as u64;
+                Ok(())
             }
             Sink::Directory(dir) => {
                 let meta = DirectoryMeta {
@@ -356,7 +474,7 @@ impl Sink {
                     metadata: metadata.map(text_of),
                     expires_at: record.expires_at,
                 };
-                let meta = serde_json::to_vec(&meta).map_err(|e| Refusal::Io(e.into()))?;
+                let meta = serde_json::to_vec(&meta).map_err(io)?;
                 let name = free_name(dir, key).await.map_err(Refusal::Io)?;
                 tokio::fs::write(dir.join(&name), &record.value)
                     .await
@@ -368,14 +486,26 @@ impl Sink {
         }
     }
 
+    /// Puts what was written on disk, and says how many bytes the file holds (a directory: 0).
+    async fn sync(&mut self) -> std::io::Result<u64> {
+        match self {
+            Sink::File { file, written, .. } => {
+                file.flush().await?;
+                file.get_ref().sync_data().await?;
+                Ok(*written)
+            }
+            Sink::Directory(_) => Ok(0),
+        }
+    }
+
     async fn finish(self) -> std::io::Result<()> {
         match self {
-            Sink::Wrangler { mut file, .. } => {
-                file.write_all(b"\n]\n").await?;
-                file.flush().await?;
-                file.get_ref().sync_all().await
-            }
-            Sink::Ndjson(mut file) => {
+            Sink::File {
+                mut file, format, ..
+            } => {
+                if format == Format::Wrangler {
+                    file.write_all(b"\n]\n").await?;
+                }
                 file.flush().await?;
                 file.get_ref().sync_all().await
             }

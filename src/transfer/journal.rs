@@ -48,6 +48,10 @@ pub(crate) struct ChunkDone {
     /// reads past them.
     #[serde(default)]
     pub(crate) consumed: u64,
+    /// An export's bytes in its file at the end of this chunk, synced: a resumed export cuts
+    /// the file back to them (a chunk not journaled may be half written) and goes on.
+    #[serde(default)]
+    pub(crate) written: u64,
     pub(crate) listed: u64,
     pub(crate) copied: u64,
     pub(crate) skipped: u64,
@@ -105,6 +109,14 @@ pub(crate) struct Resume {
     pub(crate) cursor: Option<String>,
     /// The job ended before: nothing is left to do.
     pub(crate) finished: bool,
+}
+
+impl Resume {
+    /// Whether the chunks done reach the listing's last page: all is done but recording the
+    /// end (the run before was killed in between).
+    pub(crate) fn listing_over(&self) -> bool {
+        self.before.last().is_some_and(|chunk| chunk.next.is_none())
+    }
 }
 
 /// An open journal.

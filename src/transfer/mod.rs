@@ -59,6 +59,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use crate::bulk::FailedKey;
 use crate::error::{Error, InvalidInput};
 use crate::kv::{KvStore, Listed, Metadata, Record, unix_now};
+use crate::transport::observed::Tally;
 use journal::{ChunkDone, Journal};
 
 /// How a job runs. `Default` is [`JobOptions::new`].
@@ -196,6 +197,11 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Keys listed in this run (the rate's numerator: runs before it are not in `elapsed`).
     pub listed_this_run: u64,
+    /// Time this run's requests waited for a budget: the client's own limit
+    /// ([`RequestPolicy::client_limit`](crate::policy::RequestPolicy::client_limit)) or the
+    /// wait a provider's 429 asked for. Concurrent requests' waits add up, so it can pass `elapsed`;
+    /// growing fast, it says the job is bound by a budget, not by the client.
+    pub budget_wait: Duration,
 }
 
 impl Progress {
@@ -243,6 +249,8 @@ pub struct CopyReport {
     pub destination_requests: u64,
     /// Chunks this run skipped because an earlier run had finished them (journal).
     pub resumed_chunks: u64,
+    /// Time this run's requests waited for a budget, both sides ([`Progress::budget_wait`]).
+    pub budget_wait: Duration,
 }
 
 /// Copies every key under [`JobOptions::prefix`] from `source` to `destination`, with its value,
@@ -477,18 +485,15 @@ async fn copy_as(
     for done in &resume.before {
         add(&mut report, done);
     }
-    let started = Instant::now();
-    let progress = Mutex::new(Progress {
-        chunks: resume.before.len() as u64,
-        listed: report.listed,
-        copied: report.copied,
-        skipped: report.skipped,
-        failed: report.failed.len() as u64,
-        bytes: report.bytes,
-        elapsed: Duration::ZERO,
-        listed_this_run: 0,
-    });
+    let tracker = Tracker::new(&report, resume.before.len() as u64);
     if resume.finished {
+        return Ok(report);
+    }
+    if resume.listing_over() {
+        // Killed after its last chunk, before it recorded the end.
+        if let Some(journal) = journal {
+            finish_journal(journal).await?;
+        }
         return Ok(report);
     }
 
@@ -508,7 +513,7 @@ async fn copy_as(
             .map(|(seq, page)| {
                 let journal = journal.clone();
                 let earlier = resume.later.get(&seq);
-                let (resumed, progress, counters) = (&resumed, &progress, &counters);
+                let (resumed, tracker, counters) = (&resumed, &tracker, &counters);
                 async move {
                     let page = page?;
                     let first = page.keys.first().map(|k| k.key.clone());
@@ -533,18 +538,7 @@ async fn copy_as(
                     if let Some(journal) = journal {
                         record_chunk(journal, done.clone()).await?;
                     }
-                    if let Some(callback) = &options.progress {
-                        let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
-                        progress.chunks += 1;
-                        progress.listed += done.listed;
-                        progress.copied += done.copied;
-                        progress.skipped += done.skipped;
-                        progress.failed += done.failed.len() as u64;
-                        progress.bytes += done.bytes;
-                        progress.listed_this_run += done.listed;
-                        progress.elapsed = started.elapsed();
-                        callback(&progress);
-                    }
+                    tracker.chunk_done(options, &done, counters);
                     Ok::<_, Error>(Some(done))
                 }
             })
@@ -565,10 +559,7 @@ async fn copy_as(
         first_error
     };
     report.resumed_chunks = *resumed.lock().unwrap_or_else(|e| e.into_inner());
-    report.source_requests = counters.source.load(std::sync::atomic::Ordering::Relaxed);
-    report.destination_requests = counters
-        .destination
-        .load(std::sync::atomic::Ordering::Relaxed);
+    counters.report(&mut report);
     if let Some(error) = first_error {
         return Err(error);
     }
@@ -637,12 +628,67 @@ impl std::error::Error for JournalError {
     }
 }
 
-/// The requests a copy sent to each side, counted where they are sent (the transport's attempt
-/// loop) for the calls made for that side.
+/// The requests a job sent to each side and its waits for their budgets, counted where they
+/// are sent (the transport's attempt loop) for the calls made for that side.
 #[derive(Default)]
 struct Counters {
-    source: Arc<std::sync::atomic::AtomicU64>,
-    destination: Arc<std::sync::atomic::AtomicU64>,
+    source: Arc<Tally>,
+    destination: Arc<Tally>,
+}
+
+impl Counters {
+    /// Adds this run's requests and waits to `report`.
+    fn report(&self, report: &mut CopyReport) {
+        report.source_requests = self.source.requests();
+        report.destination_requests = self.destination.requests();
+        report.budget_wait = self.budget_wait();
+    }
+
+    fn budget_wait(&self) -> Duration {
+        self.source.budget_wait() + self.destination.budget_wait()
+    }
+}
+
+/// A job's progress, handed to [`JobOptions::progress`] after each chunk.
+struct Tracker {
+    progress: Mutex<Progress>,
+    started: Instant,
+}
+
+impl Tracker {
+    /// Progress from what the runs before did (`report`, `chunks` of them).
+    fn new(report: &CopyReport, chunks: u64) -> Tracker {
+        Tracker {
+            progress: Mutex::new(Progress {
+                chunks,
+                listed: report.listed,
+                copied: report.copied,
+                skipped: report.skipped,
+                failed: report.failed.len() as u64,
+                bytes: report.bytes,
+                ..Progress::default()
+            }),
+            started: Instant::now(),
+        }
+    }
+
+    /// Adds a chunk done in this run, and tells the caller.
+    fn chunk_done(&self, options: &JobOptions, done: &ChunkDone, counters: &Counters) {
+        let Some(callback) = &options.progress else {
+            return;
+        };
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.chunks += 1;
+        progress.listed += done.listed;
+        progress.copied += done.copied;
+        progress.skipped += done.skipped;
+        progress.failed += done.failed.len() as u64;
+        progress.bytes += done.bytes;
+        progress.listed_this_run += done.listed;
+        progress.elapsed = self.started.elapsed();
+        progress.budget_wait = counters.budget_wait();
+        callback(&progress);
+    }
 }
 
 /// Reads one chunk's values from `source` and writes them to `destination`.

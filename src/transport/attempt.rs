@@ -287,7 +287,9 @@ where
         };
         if let Some(limiter) = &transport.shared.limiter {
             let (method, _) = template(call.operations, call.operation);
+            let asked_at = tokio::time::Instant::now();
             limiter.acquire(method).await;
+            observed::waited_for_budget(asked_at.elapsed());
         }
         observed::count_request();
         // Nothing listens below INFO (or at all): no span to build, enter or fill.
@@ -417,6 +419,9 @@ where
             return Err(
                 end(error).with_note("the retry deadline would pass before the next attempt")
             );
+        }
+        if error.is_rate_limited() {
+            observed::waited_for_budget(wait);
         }
         tokio::time::sleep(wait).await;
         last_error = Some(error);

@@ -74,19 +74,58 @@ type Slot = Arc<Mutex<Option<Answer>>>;
 
 tokio::task_local! {
     static WATCHED: Slot;
-    /// The requests of a part of a job (one side of a copy), counted for its report.
-    static COUNTED: Arc<std::sync::atomic::AtomicU64>;
+    /// What a part of a job (one side of a copy) spent, counted for its report.
+    static COUNTED: Arc<Tally>;
+}
+
+/// What the calls of a part of a job spent: requests sent, and time waited for a budget (the
+/// client's limit, or the wait a provider's 429 asked for). Waits of concurrent calls add up.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    requests: std::sync::atomic::AtomicU64,
+    budget_wait_micros: std::sync::atomic::AtomicU64,
+}
+
+impl Tally {
+    /// Requests sent so far.
+    #[cfg(feature = "transfer")]
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Time waited for a budget so far.
+    #[cfg(feature = "transfer")]
+    pub(crate) fn budget_wait(&self) -> std::time::Duration {
+        let micros = self
+            .budget_wait_micros
+            .load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_micros(micros)
+    }
 }
 
 /// Counts a request sent, for a job that counts its side's requests (none: nothing counted).
 pub(crate) fn count_request() {
-    let _ = COUNTED.try_with(|counter| counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let _ = COUNTED.try_with(|tally| {
+        tally
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    });
+}
+
+/// Counts time a request waited for a budget, for a job that counts it.
+pub(crate) fn waited_for_budget(wait: std::time::Duration) {
+    let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+    let _ = COUNTED.try_with(|tally| {
+        tally
+            .budget_wait_micros
+            .fetch_add(micros, std::sync::atomic::Ordering::Relaxed)
+    });
 }
 
 /// `future`, its requests added to `counter`.
 #[cfg(feature = "transfer")]
 pub(crate) fn counting<F: Future>(
-    counter: &Arc<std::sync::atomic::AtomicU64>,
+    counter: &Arc<Tally>,
     future: F,
 ) -> impl Future<Output = F::Output> {
     COUNTED.scope(counter.clone(), future)
@@ -96,7 +135,7 @@ pub(crate) fn counting<F: Future>(
 /// task too: it is spawned while polled, and [`carried`] takes the counter along).
 #[cfg(feature = "transfer")]
 pub(crate) fn counting_stream<S: futures_util::Stream + Unpin>(
-    counter: Arc<std::sync::atomic::AtomicU64>,
+    counter: Arc<Tally>,
     mut stream: S,
 ) -> impl futures_util::Stream<Item = S::Item> {
     use futures_util::StreamExt as _;

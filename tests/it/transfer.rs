@@ -274,11 +274,13 @@ fn bulk_writes(emu: &Emulator) -> usize {
         .count()
 }
 
-/// The child of [`a_copy_killed_three_times_resumes_and_ends_equal`]: copies the namespace named
-/// by its environment to the store, with the journal, then exits. Run alone by the parent; in
-/// the normal test run (no environment) it does nothing.
+/// The child of the kill tests: runs the job its environment names (a copy either way, an
+/// export of the namespace or an import into the store) with the journal, then exits. Run
+/// alone by the parent; in the normal test run (no environment) it does nothing.
 #[tokio::test]
 async fn copy_child() {
+    use edgekv::transfer::{Format, export, import};
+
     let Ok(journal) = std::env::var("EDGEKV_COPY_CHILD_JOURNAL") else {
         return;
     };
@@ -298,11 +300,14 @@ async fn copy_child() {
         .unwrap();
     let namespace = cloudflare.namespace(var("EDGEKV_COPY_CHILD_NAMESPACE"));
     let store = fastly.store(var("EDGEKV_COPY_CHILD_STORE"));
+    let file = std::path::PathBuf::from(var("EDGEKV_COPY_CHILD_FILE"));
     let options = JobOptions::new()
         .concurrency(KILL_CONCURRENCY)
         .journal(journal);
-    let report = match var("EDGEKV_COPY_CHILD_FROM").as_str() {
-        "fastly" => copy(&store, &namespace, &options).await,
+    let report = match var("EDGEKV_COPY_CHILD_JOB").as_str() {
+        "from-fastly" => copy(&store, &namespace, &options).await,
+        "export" => export(&namespace, &file, Format::Wrangler, &options).await,
+        "import" => import(&file, Format::Wrangler, &store, &options).await,
         _ => copy(&namespace, &store, &options).await,
     }
     .unwrap();
@@ -332,6 +337,137 @@ fn chunks_journaled(journal: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
+/// The kill tests' keys: 6 chunks of 1,000.
+const KILL_KEYS: usize = 6_000;
+const KILL_CHUNKS: usize = KILL_KEYS / 1_000;
+
+/// An emulator injecting 429s (with a short `retry-after-ms`) and 503s, and a namespace and a
+/// store in it, the one named seeded with [`KILL_KEYS`] text values (the source's reads stay
+/// bulk where it has them: binary values are the round trip tests' concern).
+async fn faulty_pair(
+    seed_fastly: bool,
+) -> (
+    Emulator,
+    edgekv::cloudflare::Namespace,
+    edgekv::fastly::Store,
+) {
+    use edgekv::emulator::{EmulatorConfig, Faults};
+    let faults = Faults::default()
+        .latency(Duration::from_millis(2))
+        .rate_limited(0.02)
+        .server_errors(0.02)
+        .retry_after(Duration::from_millis(20))
+        .seed(7);
+    let emu = Emulator::start(EmulatorConfig::default().faults(faults))
+        .await
+        .unwrap();
+    // Clients as patient as the child's: the emulator injects faults into every request.
+    let cloudflare = emu.cloudflare_builder().policy(patient()).build().unwrap();
+    let fastly = emu.fastly_builder().policy(patient()).build().unwrap();
+    let created = cloudflare.create_namespace("killed").await.unwrap();
+    let namespace = cloudflare.namespace(&created.id);
+    let store = fastly.store(fastly.create_store("killed", None).await.unwrap().id);
+    let values = (0..KILL_KEYS).map(|i| (format!("p/{i:05}"), format!("value {i}").into_bytes()));
+    if seed_fastly {
+        emu.seed_fastly(store.id(), values).unwrap();
+    } else {
+        emu.seed_cloudflare(namespace.id(), values).unwrap();
+    }
+    emu.clear_requests();
+    (emu, namespace, store)
+}
+
+/// Runs `job` in a child process between the namespace and the store (`file` for an export
+/// or import), killed with SIGKILL after its journal records one more chunk than before, three
+/// times, each time run again; then once more to the end. At every kill some but not all of
+/// the [`KILL_CHUNKS`] are done.
+async fn kill_three_times_then_finish(
+    emu: &Emulator,
+    job: &str,
+    namespace: &edgekv::cloudflare::Namespace,
+    store: &edgekv::fastly::Store,
+    journal: &std::path::Path,
+    file: &std::path::Path,
+) {
+    let name = crate::support::child::test_name(module_path!(), "copy_child");
+    let exe = std::env::current_exe().unwrap();
+    let child = || {
+        std::process::Command::new(&exe)
+            .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+            .env("EDGEKV_COPY_CHILD_JOURNAL", journal)
+            .env("EDGEKV_COPY_CHILD_CLOUDFLARE", emu.cloudflare_url())
+            .env("EDGEKV_COPY_CHILD_FASTLY", emu.fastly_url())
+            .env("EDGEKV_COPY_CHILD_ACCOUNT", emu.cloudflare().account_id())
+            .env("EDGEKV_COPY_CHILD_NAMESPACE", namespace.id())
+            .env("EDGEKV_COPY_CHILD_STORE", store.id())
+            .env("EDGEKV_COPY_CHILD_FILE", file)
+            .env("EDGEKV_COPY_CHILD_JOB", job)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for _ in 1..=3 {
+        // Each run is killed once it has journaled a chunk of its own, never before.
+        let kill_after = chunks_journaled(journal) + 1;
+        let mut running = child();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if chunks_journaled(journal) >= kill_after {
+                running.kill().unwrap(); // SIGKILL
+                let _ = running.wait();
+                break;
+            }
+            if let Some(status) = running.try_wait().unwrap() {
+                // It failed (an injected fault it could not retry) or ended: run it again.
+                assert!(
+                    !status.success() || chunks_journaled(journal) >= KILL_CHUNKS,
+                    "{job}: {status}"
+                );
+                running = child();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{job}: the child made no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let done = chunks_journaled(journal);
+        assert!(
+            done > 0 && done < KILL_CHUNKS,
+            "{job}: killed after {done} of {KILL_CHUNKS} chunks"
+        );
+    }
+    let mut finished = false;
+    for _ in 0..10 {
+        let status = tokio::task::spawn_blocking({
+            let mut running = child();
+            move || running.wait().unwrap()
+        })
+        .await
+        .unwrap();
+        if status.success() {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "{job}: the resumed job never finished");
+}
+
+/// The write requests the emulator acknowledged: Fastly's batches, or Cloudflare's bulk puts.
+fn acknowledged_bulk_writes(emu: &Emulator, on: Api) -> usize {
+    emu.requests()
+        .iter()
+        .filter(|r| {
+            let write = match on {
+                Api::Cloudflare => r.method == "PUT" && r.path.ends_with("/bulk"),
+                _ => r.path.ends_with("/batch"),
+            };
+            r.api == on && write && (200..300).contains(&r.status)
+        })
+        .count()
+}
+
 /// A Cloudflare → Fastly copy in a child process, killed with SIGKILL after its journal records
 /// 1, 2 and then 3 chunks, each time run again, on an emulator that injects 429s (a short
 /// `retry-after-ms`) and 503s: at every kill some but not all is done; in the end the stores
@@ -349,98 +485,13 @@ async fn a_copy_from_fastly_killed_three_times_resumes_and_ends_equal() {
 }
 
 async fn killed_three_times(from_fastly: bool) {
-    use edgekv::emulator::{EmulatorConfig, Faults};
-
-    const KEYS: usize = 6_000; // 6 chunks of 1,000
-    let faults = Faults::default()
-        .latency(Duration::from_millis(2))
-        .rate_limited(0.02)
-        .server_errors(0.02)
-        .retry_after(Duration::from_millis(20))
-        .seed(7);
-    let emu = Emulator::start(EmulatorConfig::default().faults(faults))
-        .await
-        .unwrap();
-    // Clients as patient as the child's: the emulator injects faults into every request.
-    let cloudflare = emu.cloudflare_builder().policy(patient()).build().unwrap();
-    let fastly = emu.fastly_builder().policy(patient()).build().unwrap();
-    let created = cloudflare.create_namespace("killed").await.unwrap();
-    let namespace = cloudflare.namespace(&created.id);
-    let store = fastly.store(fastly.create_store("killed", None).await.unwrap().id);
-    // Text values: the source's reads stay bulk where it has them (binary values are the round
-    // trip tests' concern).
-    let values = (0..KEYS).map(|i| (format!("p/{i:05}"), format!("value {i}").into_bytes()));
-    if from_fastly {
-        emu.seed_fastly(store.id(), values).unwrap();
-    } else {
-        emu.seed_cloudflare(namespace.id(), values).unwrap();
-    }
-    let journal = journal_path("killed.journal");
-    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
-    emu.clear_requests();
-
-    let name = crate::support::child::test_name(module_path!(), "copy_child");
-    let exe = std::env::current_exe().unwrap();
-    let child = || {
-        std::process::Command::new(&exe)
-            .args(["--exact", &name, "--nocapture", "--test-threads=1"])
-            .env("EDGEKV_COPY_CHILD_JOURNAL", &journal)
-            .env("EDGEKV_COPY_CHILD_CLOUDFLARE", emu.cloudflare_url())
-            .env("EDGEKV_COPY_CHILD_FASTLY", emu.fastly_url())
-            .env("EDGEKV_COPY_CHILD_ACCOUNT", emu.cloudflare().account_id())
-            .env("EDGEKV_COPY_CHILD_NAMESPACE", namespace.id())
-            .env("EDGEKV_COPY_CHILD_STORE", store.id())
-            .env(
-                "EDGEKV_COPY_CHILD_FROM",
-                if from_fastly { "fastly" } else { "cloudflare" },
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    for _ in 1..=3 {
-        // Each run is killed once it has journaled a chunk of its own, never before.
-        let kill_after = chunks_journaled(&journal) + 1;
-        let mut running = child();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if chunks_journaled(&journal) >= kill_after {
-                running.kill().unwrap(); // SIGKILL
-                let _ = running.wait();
-                break;
-            }
-            if let Some(status) = running.try_wait().unwrap() {
-                // It failed (an injected fault it could not retry) or ended: run it again.
-                assert!(
-                    !status.success() || chunks_journaled(&journal) >= 6,
-                    "{status}"
-                );
-                running = child();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the child made no progress"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let done = chunks_journaled(&journal);
-        assert!(done > 0 && done < 6, "killed after {done} of 6 chunks");
-    }
-    let mut finished = false;
-    for _ in 0..10 {
-        let status = tokio::task::spawn_blocking({
-            let mut running = child();
-            move || running.wait().unwrap()
-        })
-        .await
-        .unwrap();
-        if status.success() {
-            finished = true;
-            break;
-        }
-    }
-    assert!(finished, "the resumed copy never finished");
+    let (emu, namespace, store) = faulty_pair(from_fastly).await;
+    let dir = journal_path("killed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("copy.journal");
+    let job = if from_fastly { "from-fastly" } else { "copy" };
+    kill_three_times_then_finish(&emu, job, &namespace, &store, &journal, &dir.join("unused"))
+        .await;
 
     let equal = if from_fastly {
         verify(&store, &namespace, &JobOptions::new()).await
@@ -449,24 +500,70 @@ async fn killed_three_times(from_fastly: bool) {
     };
     let equal = equal.unwrap();
     assert!(equal.is_equal(), "{equal:?}");
-    // The destination's bulk writes it acknowledged: Fastly's batches, Cloudflare's bulk puts.
-    let acknowledged_batches = emu
+    let destination = if from_fastly {
+        Api::Cloudflare
+    } else {
+        Api::Fastly
+    };
+    let acknowledged = acknowledged_bulk_writes(&emu, destination);
+    assert!(
+        acknowledged <= KILL_CHUNKS + 3 * KILL_CONCURRENCY,
+        "{acknowledged} batches acknowledged for {KILL_CHUNKS} chunks over 4 runs"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A file round trip: an export of the namespace to Cloudflare's bulk JSON, then an import of
+/// that file into the store, each in a child killed with SIGKILL three times (after 1, 2 and 3
+/// chunks journaled) and run again, on an emulator injecting 429s and 503s. The file ends as
+/// valid JSON holding every key exactly once (a chunk half written at a kill is cut back, not
+/// repeated); the namespace's reads over all runs are at most an uninterrupted export's plus
+/// the 3 chunks in flight at the kills (an export goes a chunk at a time); the store's
+/// acknowledged batches likewise; and the stores end equal.
+#[tokio::test]
+async fn a_file_round_trip_killed_three_times_each_way_resumes_and_ends_equal() {
+    let (emu, namespace, store) = faulty_pair(false).await;
+    let dir = journal_path("round-trip");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("namespace.json");
+
+    let export_journal = dir.join("export.journal");
+    kill_three_times_then_finish(&emu, "export", &namespace, &store, &export_journal, &file).await;
+    let exported: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let keys: std::collections::BTreeSet<&str> = exported
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (exported.len(), keys.len()),
+        (KILL_KEYS, KILL_KEYS),
+        "every key exactly once"
+    );
+    // 10 bulk reads of 100 keys a chunk; a chunk in flight at each kill is read again.
+    let reads = emu
         .requests()
         .iter()
-        .filter(|r| {
-            let write = if from_fastly {
-                r.api == Api::Cloudflare && r.method == "PUT" && r.path.ends_with("/bulk")
-            } else {
-                r.api == Api::Fastly && r.path.ends_with("/batch")
-            };
-            write && (200..300).contains(&r.status)
-        })
+        .filter(|r| r.api == Api::Cloudflare && r.path.ends_with("/bulk/get"))
+        .filter(|r| (200..300).contains(&r.status))
         .count();
     assert!(
-        acknowledged_batches <= 6 + 3 * KILL_CONCURRENCY,
-        "{acknowledged_batches} batches acknowledged for 6 chunks over 4 runs"
+        reads <= (KILL_CHUNKS + 3) * 10,
+        "{reads} bulk reads for {KILL_CHUNKS} chunks over 4 runs"
     );
-    let _ = std::fs::remove_dir_all(journal.parent().unwrap());
+
+    let import_journal = dir.join("import.journal");
+    kill_three_times_then_finish(&emu, "import", &namespace, &store, &import_journal, &file).await;
+    let equal = verify(&namespace, &store, &JobOptions::new())
+        .await
+        .unwrap();
+    assert!(equal.is_equal(), "{equal:?}");
+    let acknowledged = acknowledged_bulk_writes(&emu, Api::Fastly);
+    assert!(
+        acknowledged <= KILL_CHUNKS + 3,
+        "{acknowledged} batches acknowledged for {KILL_CHUNKS} chunks over 4 runs"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A sync makes the destination hold what the source holds: a dry run changes nothing and
@@ -1002,4 +1099,97 @@ async fn a_stopped_import_resumes_from_its_journal() {
         .unwrap();
     assert_eq!(keys.iter().sum::<usize>(), 3_000);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An export killed mid-chunk leaves the file longer than its journal says; one killed after
+/// its last chunk leaves it without its end. Run again, each ends as the file an uninterrupted
+/// export writes, byte for byte, in both file formats.
+#[tokio::test]
+async fn a_resumed_export_cuts_its_file_back_to_the_journal_and_goes_on() {
+    use edgekv::transfer::{Format, export};
+
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, numbered(2_500)).await;
+    let dir = journal_path("cut-back");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (format, name) in [
+        (Format::Wrangler, "all.json"),
+        (Format::FastlyNdjson, "all.ndjson"),
+    ] {
+        let whole = dir.join(format!("whole-{name}"));
+        export(&source, &whole, format, &JobOptions::new())
+            .await
+            .unwrap();
+        let whole = std::fs::read(&whole).unwrap();
+
+        // Which journal lines a kill left: the last chunk's record and the end dropped (it was
+        // being written), or only the end (it was about to be recorded).
+        for dropped in [r#""seq":2,"#, r#""step":"finished""#] {
+            let file = dir.join(name);
+            let journal = dir.join(format!("{name}.journal"));
+            let options = JobOptions::new().journal(&journal);
+            let first = export(&source, &file, format, &options).await.unwrap();
+            assert_eq!(first.copied, 2_500);
+            let text = std::fs::read_to_string(&journal).unwrap();
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains(dropped) && !l.contains(r#""step":"finished""#))
+                .collect();
+            std::fs::write(&journal, kept.join("\n") + "\n").unwrap();
+            // What a killed run may have written past the journal: half a line.
+            let mut torn = std::fs::read(&file).unwrap();
+            torn.extend_from_slice(br#"{"key":"p/0"#);
+            std::fs::write(&file, torn).unwrap();
+
+            let again = export(&source, &file, format, &options).await.unwrap();
+            assert_eq!((again.listed, again.copied), (2_500, 2_500), "{dropped}");
+            assert!(
+                std::fs::read(&file).unwrap() == whole,
+                "{format:?}, {dropped}: the resumed file differs from an uninterrupted one"
+            );
+            std::fs::remove_file(&journal).unwrap();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The time a job waits for a budget is in its progress and report: a client limited to one
+/// request per 150 ms waits for the second and later requests of a copy, and says so.
+#[tokio::test]
+async fn a_job_reports_its_waits_for_a_budget() {
+    use edgekv::policy::{ClientLimit, RequestPolicy};
+
+    let emu = Emulator::new().await.unwrap();
+    let namespace = emu.cloudflare_namespace().await.unwrap();
+    let values = (0..150).map(|i| (format!("p/{i:03}"), b"v".to_vec()));
+    emu.seed_cloudflare(namespace.id(), values).unwrap();
+    let mut policy = RequestPolicy::default();
+    policy.client_limit = Some(ClientLimit::new(1, Duration::from_millis(150)));
+    let limited = emu.cloudflare_builder().policy(policy).build().unwrap();
+    let source = limited.namespace(namespace.id());
+    let destination = MemoryStore::new(Capabilities::fastly());
+
+    let seen = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let options = JobOptions::new().progress({
+        let seen = seen.clone();
+        move |progress| *seen.lock().unwrap() = progress.budget_wait
+    });
+    let report = copy(&source, &destination, &options).await.unwrap();
+    // A listing page and two bulk reads: the second and third wait about 150 ms each.
+    assert_eq!((report.copied, report.source_requests), (150, 3));
+    assert!(
+        report.budget_wait >= Duration::from_millis(200),
+        "{:?}",
+        report.budget_wait
+    );
+    assert!(*seen.lock().unwrap() >= Duration::from_millis(200));
+
+    let unlimited = copy(&namespace, &destination, &JobOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        unlimited.budget_wait < Duration::from_millis(10),
+        "{:?}",
+        unlimited.budget_wait
+    );
 }
