@@ -1,8 +1,9 @@
 //! Whole-store jobs over [`KvStore`]: [`copy`] every key under a prefix from one store to
 //! another (either provider, or a [`MemoryStore`](crate::kv::MemoryStore)), [`sync`] one to the
 //! other (a copy, then the deletion of what the source lacks), [`verify`] that two stores
-//! hold the same, and [`export`] a store to a file or [`import`] one (Cloudflare's bulk JSON,
-//! Fastly's batch lines, a directory). Feature `transfer`.
+//! hold the same, [`export`] a store to a file or [`import`] one (Cloudflare's bulk JSON,
+//! Fastly's batch lines, a directory), and [`delete_prefix`] as a resumable job. Feature
+//! `transfer`.
 //!
 //! A job reads the source a listing page at a time (a *chunk*, at most 1,000 keys), reads the
 //! chunk's values in the source's bulk reads, and writes them in the destination's bulk writes,
@@ -44,9 +45,11 @@
 //! ```
 
 mod carry;
+mod delete;
 mod files;
 mod journal;
 
+pub use delete::{DeleteReport, delete_prefix};
 pub use files::{Format, export, import};
 
 use std::collections::BTreeMap;
@@ -82,9 +85,11 @@ pub struct JobOptions {
     /// How many keys the caller expects the source to hold under the prefix, for the
     /// [`estimate`] a copy checks against [`max_duration`](Self::max_duration).
     pub expected_keys: Option<u64>,
-    /// The longest a copy may take within the providers' request budgets: with
-    /// [`expected_keys`](Self::expected_keys), a copy whose estimate is longer stops before
-    /// writing (`InvalidInput::JobTooLong`).
+    /// The longest a copy (or [`sync`]) may take within the providers' request budgets: one
+    /// whose [`estimate`] is longer stops before writing (`InvalidInput::JobTooLong`). The
+    /// estimate is of [`expected_keys`](Self::expected_keys), or without it of the keys a
+    /// listing pass counts first (a listing page per 1,000 keys, on the source's budget). A
+    /// resumed job is not checked again.
     pub max_duration: Option<Duration>,
 }
 
@@ -185,7 +190,7 @@ pub struct Progress {
     pub chunks: u64,
     /// Keys listed.
     pub listed: u64,
-    /// Keys written to the destination.
+    /// Keys written to the destination (by [`delete_prefix`]: deleted).
     pub copied: u64,
     /// Keys skipped (gone from the source since listed, or expiring).
     pub skipped: u64,
@@ -307,10 +312,7 @@ pub async fn sync(
     .await?;
     if options.dry_run {
         // The plan, even over the guard: that is when it is wanted.
-        let mut pages = source.list(&options.prefix, None);
-        while let Some(page) = pages.try_next().await? {
-            report.to_copy += page.keys.len() as u64;
-        }
+        report.to_copy = count_keys(source, &options.prefix).await?;
         return Ok(report);
     }
     // The most it may delete, in keys; the deletion pass holds to it too, should the source
@@ -465,7 +467,13 @@ async fn copy_as(
     options: &JobOptions,
 ) -> Result<CopyReport, Error> {
     let concurrency = crate::bulk::concurrency(options.concurrency)?.get();
-    if let (Some(keys), Some(max)) = (options.expected_keys, options.max_duration) {
+    let job = journal::JobId::new(kind, &options.prefix, source.id(), destination.id());
+    let resuming = options.journal.as_ref().is_some_and(|path| path.exists());
+    if let (Some(max), false) = (options.max_duration, resuming) {
+        let keys = match options.expected_keys {
+            Some(keys) => keys,
+            None => count_keys(source, &options.prefix).await?,
+        };
         let (slowest, takes) =
             estimate(keys, source.capabilities(), destination.capabilities()).slowest();
         if takes > max {
@@ -477,7 +485,6 @@ async fn copy_as(
             .into());
         }
     }
-    let job = journal::JobId::new(kind, &options.prefix, source.id(), destination.id());
     let mut journal = open_journal(options, job).await?;
     let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
     let journal = journal.map(|j| Arc::new(Mutex::new(j)));
@@ -569,6 +576,16 @@ async fn copy_as(
     Ok(report)
 }
 
+/// The keys under `prefix` in `store`, counted from its listing.
+async fn count_keys(store: &dyn KvStore, prefix: &str) -> Result<u64, Error> {
+    let mut pages = store.list(prefix, None);
+    let mut keys = 0u64;
+    while let Some(page) = pages.try_next().await? {
+        keys = keys.saturating_add(page.keys.len() as u64);
+    }
+    Ok(keys)
+}
+
 /// Records the job finished.
 async fn finish_journal(journal: Arc<Mutex<Journal>>) -> Result<(), Error> {
     let finish = move || journal.lock().unwrap_or_else(|e| e.into_inner()).finished();
@@ -658,16 +675,21 @@ struct Tracker {
 impl Tracker {
     /// Progress from what the runs before did (`report`, `chunks` of them).
     fn new(report: &CopyReport, chunks: u64) -> Tracker {
+        Tracker::starting(Progress {
+            chunks,
+            listed: report.listed,
+            copied: report.copied,
+            skipped: report.skipped,
+            failed: report.failed.len() as u64,
+            bytes: report.bytes,
+            ..Progress::default()
+        })
+    }
+
+    /// Progress from `before`, what the runs before did.
+    fn starting(before: Progress) -> Tracker {
         Tracker {
-            progress: Mutex::new(Progress {
-                chunks,
-                listed: report.listed,
-                copied: report.copied,
-                skipped: report.skipped,
-                failed: report.failed.len() as u64,
-                bytes: report.bytes,
-                ..Progress::default()
-            }),
+            progress: Mutex::new(before),
             started: Instant::now(),
         }
     }

@@ -890,6 +890,29 @@ async fn a_copy_over_its_time_bound_stops_before_writing() {
         copy(&source, &destination, &within).await.unwrap().copied,
         10
     );
+
+    // Without a count from the caller, a listing pass counts: 2,500 keys are 3 batch writes,
+    // 10.8 s of Fastly's budget.
+    seed(&source, numbered(2_500)).await;
+    let destination = MemoryStore::new(Capabilities::fastly());
+    let counted = JobOptions::new().max_duration(Duration::from_secs(10));
+    let refused = copy(&source, &destination, &counted).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            edgekv::Error::InvalidInput(InvalidInput::JobTooLong {
+                estimate_secs: 10,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(destination.is_empty(), "nothing written");
+    let within = counted.max_duration(Duration::from_secs(11));
+    assert_eq!(
+        copy(&source, &destination, &within).await.unwrap().copied,
+        2_500
+    );
 }
 
 /// A resumed copy skips a chunk an earlier run finished only if the listing gives the same page
@@ -1192,4 +1215,96 @@ async fn a_job_reports_its_waits_for_a_budget() {
         "{:?}",
         unlimited.budget_wait
     );
+}
+
+/// `delete_prefix` as a job, on both providers: a dry run names the keys and deletes nothing;
+/// stopped after its first page and run again with its journal, it ends with every key under
+/// the prefix gone and the others kept, its report adding both runs' pages.
+#[tokio::test]
+async fn a_prefix_deletion_job_dry_runs_and_resumes_on_both_providers() {
+    use edgekv::transfer::delete_prefix;
+
+    let emu = Emulator::new().await.unwrap();
+    let namespace = emu.cloudflare_namespace().await.unwrap();
+    let store = emu.fastly_store().await.unwrap();
+    let keys = || {
+        let doomed = (0..2_500).map(|i| (format!("p/{i:05}"), b"v".to_vec()));
+        doomed.chain((0..10).map(|i| (format!("q/{i}"), b"v".to_vec())))
+    };
+    emu.seed_cloudflare(namespace.id(), keys()).unwrap();
+    emu.seed_fastly(store.id(), keys()).unwrap();
+    let stores: [Arc<dyn KvStore>; 2] = [Arc::new(namespace), Arc::new(store)];
+    for store in stores {
+        let count = async |prefix: &str| {
+            let pages: Vec<usize> = store
+                .list(prefix, None)
+                .map_ok(|page| page.keys.len())
+                .try_collect()
+                .await
+                .unwrap();
+            pages.iter().sum::<usize>()
+        };
+        let plan = JobOptions::new().prefix("p/").dry_run(true);
+        let planned = delete_prefix(store.as_ref(), &plan).await.unwrap();
+        assert_eq!((planned.listed, planned.deleted), (2_500, 0));
+        assert_eq!(planned.to_delete_keys.len(), 2_500);
+        assert_eq!(planned.to_delete_keys[0], "p/00000");
+        assert_eq!(count("p/").await, 2_500, "a dry run deleted");
+
+        let dir = journal_path("delete");
+        let journal = dir.join("delete.journal");
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = JobOptions::new().prefix("p/").journal(&journal);
+        let first = {
+            let (store, options) = (store.clone(), options.clone());
+            tokio::spawn(async move { delete_prefix(store.as_ref(), &options).await })
+        };
+        while chunks_journaled(&journal) < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        first.abort();
+        let _ = first.await;
+        let report = delete_prefix(store.as_ref(), &options).await.unwrap();
+        assert_eq!((count("p/").await, count("q/").await), (0, 10));
+        assert!(report.failed.is_empty(), "{report:?}");
+        assert!(
+            (1_000..=2_500).contains(&report.deleted) && report.listed == report.deleted,
+            "{report:?}"
+        );
+        assert!(report.requests > 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A copy killed after journaling its last chunk but before recording its end does nothing
+/// more when run again: its report is the first run's, not a second listing's.
+#[tokio::test]
+async fn a_copy_killed_before_recording_its_end_lists_nothing_again() {
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, numbered(2_500)).await;
+    let destination = MemoryStore::new(Capabilities::fastly());
+    let journal = journal_path("end.journal");
+    let options = JobOptions::new().journal(&journal);
+    copy(&source, &destination, &options).await.unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(r#""step":"finished""#))
+        .collect();
+    std::fs::write(&journal, kept.join("\n") + "\n").unwrap();
+    seed(&source, vec![BulkItem::new("p/late", "after the end")]).await;
+
+    let again = copy(&source, &destination, &options).await.unwrap();
+    assert_eq!((again.listed, again.copied), (2_500, 2_500));
+    assert_eq!(
+        destination.len(),
+        2_500,
+        "the job had ended: nothing listed again"
+    );
+    let ended = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        ended.contains(r#""step":"finished""#),
+        "the end is recorded"
+    );
+    let _ = std::fs::remove_dir_all(journal.parent().unwrap());
 }
