@@ -586,8 +586,8 @@ enum Source {
 const MAX_META_BYTES: u64 = 1 << 20;
 /// The largest value file an import reads (above both providers' value limits).
 const MAX_VALUE_FILE_BYTES: u64 = 32 << 20;
-/// The longest line of Fastly's batch format an import reads (a 25 MB value is 33.4 MB of
-/// base64).
+/// The longest line of Fastly's batch format, or element of Cloudflare's bulk JSON, an import
+/// reads (a 25 MB value is 33.4 MB of base64).
 const MAX_LINE_BYTES: u64 = 40 << 20;
 
 impl Source {
@@ -766,8 +766,12 @@ fn wrangler_elements(
     sender: tokio::sync::mpsc::Sender<std::io::Result<Read>>,
 ) {
     use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+    use std::sync::atomic::{AtomicU64, Ordering};
 
-    struct Elements<'a>(&'a tokio::sync::mpsc::Sender<std::io::Result<Read>>);
+    struct Elements<'a>(
+        &'a tokio::sync::mpsc::Sender<std::io::Result<Read>>,
+        &'a AtomicU64,
+    );
 
     impl<'de> Visitor<'de> for Elements<'_> {
         type Value = ();
@@ -778,6 +782,7 @@ fn wrangler_elements(
             let mut number = 0u64;
             // Each element as JSON first, so one that is not an item is reported, not fatal.
             while let Some(element) = seq.next_element::<serde_json::Value>()? {
+                self.1.store(0, Ordering::Relaxed);
                 number += 1;
                 let entry = match serde_json::from_value::<WranglerItem>(element) {
                     Ok(item) => wrangler_entry(item),
@@ -801,9 +806,34 @@ fn wrangler_elements(
         }
     }
 
-    let reader = std::io::BufReader::new(file);
+    /// The file, read no further than [`MAX_LINE_BYTES`] past the last element's end: one
+    /// element is held whole while it is parsed.
+    struct Capped<'a> {
+        file: std::io::BufReader<std::fs::File>,
+        since_element: &'a AtomicU64,
+    }
+
+    impl std::io::Read for Capped<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let read = self.file.read(buf)?;
+            let since = self.since_element.fetch_add(read as u64, Ordering::Relaxed);
+            if since.saturating_add(read as u64) > MAX_LINE_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("an element is longer than {MAX_LINE_BYTES} bytes"),
+                ));
+            }
+            Ok(read)
+        }
+    }
+
+    let since_element = AtomicU64::new(0);
+    let reader = Capped {
+        file: std::io::BufReader::new(file),
+        since_element: &since_element,
+    };
     let mut deserializer = serde_json::Deserializer::from_reader(reader);
-    if let Err(e) = Elements(&sender).deserialize(&mut deserializer) {
+    if let Err(e) = Elements(&sender, &since_element).deserialize(&mut deserializer) {
         let _ = sender.blocking_send(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)));
     }
 }

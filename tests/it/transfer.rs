@@ -859,6 +859,33 @@ async fn an_import_reports_a_bad_line_and_writes_the_others() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An element of Cloudflare's bulk JSON longer than any value could make it (40 MiB) ends the
+/// import with an error naming it, instead of being read whole however long it is.
+#[tokio::test]
+async fn an_import_refuses_an_element_longer_than_any_value() {
+    use edgekv::transfer::{Format, import};
+
+    let dir = journal_path("long");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bulk.json");
+    let mut text = br#"[{"key":"a","value":"x"},{"key":"b","value":""#.to_vec();
+    text.resize(text.len() + (41 << 20), b'y');
+    text.extend_from_slice(br#""}]"#);
+    std::fs::write(&file, text).unwrap();
+    let store = MemoryStore::new(Capabilities::cloudflare());
+    let refused = import(&file, Format::Wrangler, &store, &JobOptions::new())
+        .await
+        .unwrap_err();
+    let mut chain = refused.to_string();
+    let mut source = std::error::Error::source(&refused);
+    while let Some(cause) = source {
+        chain += &format!(": {cause}");
+        source = cause.source();
+    }
+    assert!(chain.contains("longer than 41943040 bytes"), "{chain}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A copy the caller bounds in time stops before writing when the providers' budgets could not
 /// carry it that fast, naming the side that bounds it.
 #[tokio::test]
