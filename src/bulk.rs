@@ -18,6 +18,49 @@ pub struct FailedKey {
     pub index: u64,
     /// Why it was not written.
     pub reason: String,
+    /// Whether sending it again may succeed.
+    pub failure: Failure,
+}
+
+impl FailedKey {
+    pub(crate) fn new(key: String, index: u64, reason: String, failure: Failure) -> FailedKey {
+        FailedKey {
+            key,
+            index,
+            reason,
+            failure,
+        }
+    }
+}
+
+/// What kind of failure kept a key from being written or deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The key or its entry was refused: by the client before sending, or by the service's
+    /// answer (a line it names, or a 4xx that says the request itself is wrong). Sent again as
+    /// it is, it fails again.
+    Refused,
+    /// Its request failed as a whole: no answer, a timeout, a 5xx or a 429 with the retries
+    /// spent, a credential or a store the service does not know (401, 403, 404), an answer that
+    /// cannot be read. Whether it was written is not known; sending it again may succeed.
+    RequestFailed,
+}
+
+impl Failure {
+    /// The kind of failure `error` is, for the keys of the request it ended.
+    pub(crate) fn of(error: &Error) -> Failure {
+        match error {
+            Error::InvalidInput(_) => Failure::Refused,
+            Error::Api(e) => match e.status.as_u16() {
+                401 | 403 | 404 | 408 | 429 | 500.. => Failure::RequestFailed,
+                _ => Failure::Refused,
+            },
+            Error::Transport(_) | Error::BadResponse(_) | Error::Caller(_) => {
+                Failure::RequestFailed
+            }
+        }
+    }
 }
 
 /// What a bulk write or delete did: every submitted key is either counted in `written` or
@@ -44,12 +87,14 @@ impl BulkReport {
         &mut self,
         keys: impl IntoIterator<Item = (&'k str, u64)>,
         reason: &str,
+        failure: Failure,
     ) {
         self.failed
             .extend(keys.into_iter().map(|(key, index)| FailedKey {
                 key: key.to_string(),
                 index,
                 reason: reason.to_string(),
+                failure,
             }));
     }
 
@@ -102,6 +147,7 @@ pub(crate) fn refused(key: &str, index: u64, error: &InvalidInput) -> FailedKey 
         key: key.to_string(),
         index,
         reason: format!("refused before sending: {error}"),
+        failure: Failure::Refused,
     }
 }
 
@@ -120,6 +166,7 @@ pub(crate) fn check_fits(
         key: key.to_string(),
         index,
         reason: format!("the entry alone is {size} bytes, over the request bound of {max_bytes}"),
+        failure: Failure::Refused,
     })
 }
 
@@ -291,8 +338,8 @@ mod tests {
     use futures_util::StreamExt as _;
 
     use super::{
-        BulkReport, Chunk, FailedKey, MAX_REASON_BYTES, Stop, check_fits, check_request_bytes,
-        chunked, clip, concurrency, run, until_error,
+        BulkReport, Chunk, FailedKey, Failure, MAX_REASON_BYTES, Stop, check_fits,
+        check_request_bytes, chunked, clip, concurrency, run, until_error,
     };
     use crate::error::{Error, InvalidInput};
 
@@ -310,6 +357,7 @@ mod tests {
                     key: format!("k{index}"),
                     index,
                     reason: "refused".into(),
+                    failure: Failure::Refused,
                 });
             }
             Ok((size, size))
@@ -357,6 +405,7 @@ mod tests {
             key: "k".into(),
             index: 3,
             reason: "refused".into(),
+            failure: Failure::Refused,
         };
         let chunk = Chunk {
             body: vec!["a"],
@@ -425,7 +474,7 @@ mod tests {
                 tokio::task::yield_now().await;
                 running.fetch_sub(1, Ordering::SeqCst);
                 let mut report = written(n);
-                report.fail_all([("k", n)], "no");
+                report.fail_all([("k", n)], "no", Failure::Refused);
                 report
             }
         })
@@ -453,7 +502,7 @@ mod tests {
         let two = NonZeroUsize::new(2).unwrap();
         let report = run(until_error(items, &stop), two, |n| async move {
             let mut report = written(1);
-            report.fail_all([("sent", n)], "as a record of which");
+            report.fail_all([("sent", n)], "as a record of which", Failure::Refused);
             report
         })
         .await;

@@ -37,7 +37,7 @@ pub mod transfer;
 pub mod transport;
 
 pub use body::{Body, ValueStream};
-pub use bulk::{BulkReport, FailedKey};
+pub use bulk::{BulkReport, FailedKey, Failure};
 pub use error::{Error, Provider};
 pub use transport::{Answer, Credential, WithAnswer, WithAnswerFuture};
 

@@ -30,7 +30,7 @@ use futures_util::{FutureExt as _, Stream, StreamExt as _, TryStreamExt as _};
 
 use super::envelope;
 use super::{ListKeys, Namespace, limits, raw::types};
-use crate::bulk::{self, BulkReport, Chunk, FailedKey, chunked, clip, refused};
+use crate::bulk::{self, BulkReport, Chunk, FailedKey, Failure, chunked, clip, refused};
 use crate::error::{Error, InvalidInput, Secrets};
 use crate::transport::{self, Answered};
 
@@ -532,13 +532,16 @@ impl Namespace {
         } = pending
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let reason = match outcome {
+        let (reason, failure) = match outcome {
             Ok(()) if body.items().is_empty() => return report,
-            Ok(()) => format!("{why} after {sends} sends; the retry budget is spent"),
-            Err(error) => clip(error.full_text()),
+            Ok(()) => (
+                format!("{why} after {sends} sends; the retry budget is spent"),
+                Failure::RequestFailed,
+            ),
+            Err(error) => (clip(error.full_text()), Failure::of(&error)),
         };
         let keys = body.items().iter().map(B::key);
-        report.fail_all(keys.zip(indices.iter().copied()), &reason);
+        report.fail_all(keys.zip(indices.iter().copied()), &reason, failure);
         report
     }
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use futures_util::stream::BoxStream;
 
-pub use crate::bulk::{BulkReport, FailedKey};
+pub use crate::bulk::{BulkReport, FailedKey, Failure};
 pub use bulk::{BulkEntry, BulkGetOptions, BulkOptions, BulkValue};
 pub use envelope::Reply;
 pub use handle::{Key, KeyPage, ListKeys, Namespace, PutOptions, Value};

@@ -21,7 +21,7 @@ use futures_util::{Stream, StreamExt as _};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
 use super::{DeleteOptions, ListKeys, Store, limits, raw::types};
-use crate::bulk::{self, BulkReport, Chunk, FailedKey, chunked, clip, refused};
+use crate::bulk::{self, BulkReport, Chunk, FailedKey, Failure, chunked, clip, refused};
 use crate::error::{Error, InvalidInput, Provider};
 use crate::transport;
 
@@ -233,8 +233,12 @@ fn attribute(error: &LineError, keys: &[String]) -> Option<Vec<usize>> {
 /// counts as written only when the status is 2xx, the answer reads, no error names it, and no
 /// error names something that could be it; every other line gets a reason, the service's own
 /// when one names it.
-fn account(status: reqwest::StatusCode, answer: &[u8], keys: &[String]) -> Vec<Option<String>> {
-    let mut fate = vec![None::<String>; keys.len()];
+fn account(
+    status: reqwest::StatusCode,
+    answer: &[u8],
+    keys: &[String],
+) -> Vec<Option<(String, Failure)>> {
+    let mut fate = vec![None::<(String, Failure)>; keys.len()];
     let (errors, unreadable) = match line_errors(answer) {
         Ok(errors) => (errors, None),
         Err(problem) => (Vec::new(), Some(problem)),
@@ -244,7 +248,7 @@ fn account(status: reqwest::StatusCode, answer: &[u8], keys: &[String]) -> Vec<O
         match attribute(&error, keys) {
             Some(lines) => {
                 for line in lines {
-                    fate[line].get_or_insert_with(|| error.reason.clone());
+                    fate[line].get_or_insert_with(|| (error.reason.clone(), Failure::Refused));
                 }
             }
             None => unattributed.push(error.reason),
@@ -273,9 +277,15 @@ fn account(status: reqwest::StatusCode, answer: &[u8], keys: &[String]) -> Vec<O
             )
         })
     };
+    // A line the answer does not name: refused if the service answered that the request is
+    // wrong, not known to be written if the answer says nothing of it or cannot be read.
+    let failure = match status.as_u16() {
+        400..=499 if !matches!(status.as_u16(), 401 | 403 | 404 | 408 | 429) => Failure::Refused,
+        _ => Failure::RequestFailed,
+    };
     if let Some(rest) = rest.map(clip) {
         for line in &mut fate {
-            line.get_or_insert_with(|| rest.clone());
+            line.get_or_insert_with(|| (rest.clone(), failure));
         }
     }
     fate
@@ -473,11 +483,12 @@ impl Store {
                 ..BulkReport::default()
             },
             Err(error) => BulkReport {
-                failed: vec![FailedKey {
+                failed: vec![FailedKey::new(
                     key,
                     index,
-                    reason: error.full_text(),
-                }],
+                    error.full_text(),
+                    Failure::of(&error),
+                )],
                 ..BulkReport::default()
             },
         }
@@ -495,10 +506,11 @@ impl Store {
             .collect::<Vec<u8>>()
             .into();
         let keys: Vec<String> = lines.into_iter().map(|(key, _)| key).collect();
-        let fail_all = |report: &mut BulkReport, reason: String| {
+        let fail_all = |report: &mut BulkReport, reason: String, failure: Failure| {
             report.fail_all(
                 keys.iter().map(String::as_str).zip(indices.iter().copied()),
                 &reason,
+                failure,
             );
         };
         let outcome = async {
@@ -536,14 +548,16 @@ impl Store {
         let (status, answer) = match outcome.await {
             Ok(answered) => answered,
             Err(error) => {
-                fail_all(&mut report, clip(error.full_text()));
+                fail_all(&mut report, clip(error.full_text()), Failure::of(&error));
                 return report;
             }
         };
         let fate = account(status, &answer, &keys);
         for ((key, index), reason) in keys.into_iter().zip(indices).zip(fate) {
             match reason {
-                Some(reason) => report.failed.push(FailedKey { key, index, reason }),
+                Some((reason, failure)) => report
+                    .failed
+                    .push(FailedKey::new(key, index, reason, failure)),
                 None => report.written += 1,
             }
         }
@@ -556,7 +570,7 @@ mod tests {
     use reqwest::StatusCode;
     use serde_json::json;
 
-    use super::account;
+    use super::{Failure, account};
 
     fn keys() -> Vec<String> {
         ["a", "b", "c", "a"].map(String::from).to_vec()
@@ -631,7 +645,18 @@ mod tests {
             [false; 4]
         );
         let html = account(StatusCode::FORBIDDEN, b"<html>no</html>", &keys());
-        assert!(html.iter().all(|r| r.as_ref().unwrap().contains("403")));
+        assert!(html.iter().all(|r| r.as_ref().unwrap().0.contains("403")));
+        // A credential refused may pass on a run again; a request the service calls wrong not.
+        assert!(
+            html.iter()
+                .all(|r| r.as_ref().unwrap().1 == Failure::RequestFailed)
+        );
+        let blind = account(StatusCode::BAD_REQUEST, b"no", &keys());
+        assert!(
+            blind
+                .iter()
+                .all(|r| r.as_ref().unwrap().1 == Failure::Refused)
+        );
     }
 
     #[test]
@@ -644,7 +669,10 @@ mod tests {
             br#"{"errors": {"0": "bad"}}"#,
         ] {
             let fate = account(StatusCode::OK, body, &keys());
-            assert!(fate.iter().all(Option::is_some), "{body:?}");
+            let not_known = |r: &Option<(String, Failure)>| {
+                r.as_ref().is_some_and(|r| r.1 == Failure::RequestFailed)
+            };
+            assert!(fate.iter().all(not_known), "{body:?}");
         }
     }
 
@@ -655,15 +683,17 @@ mod tests {
             {"code": "503", "reason": "shard unavailable"},
         ]));
         let fate = account(StatusCode::OK, answer.to_string().as_bytes(), &keys());
-        assert_eq!(fate[0].as_deref(), Some("400: metadata rejected"));
-        let rest = fate[1].as_deref().unwrap();
+        let named = Some(("400: metadata rejected".to_string(), Failure::Refused));
+        assert_eq!(fate[0], named);
+        let (rest, failure) = fate[1].clone().unwrap();
         assert!(rest.contains("503: shard unavailable"), "{rest}");
+        assert_eq!(failure, Failure::RequestFailed, "not known to be written");
         let status = account(
             StatusCode::BAD_REQUEST,
             answer.to_string().as_bytes(),
             &keys(),
         );
-        assert_eq!(status[0].as_deref(), Some("400: metadata rejected"));
+        assert_eq!(status[0], named);
     }
 
     #[test]
@@ -673,7 +703,7 @@ mod tests {
         let fate = account(StatusCode::OK, answer.to_string().as_bytes(), &keys());
         assert!(
             fate.iter()
-                .all(|r| r.as_ref().unwrap().len() <= crate::bulk::MAX_REASON_BYTES + 3)
+                .all(|r| r.as_ref().unwrap().0.len() <= crate::bulk::MAX_REASON_BYTES + 3)
         );
     }
 }

@@ -29,7 +29,7 @@ use std::sync::atomic::AtomicBool;
 
 use futures_util::stream::BoxStream;
 
-pub use crate::bulk::{BulkReport, FailedKey};
+pub use crate::bulk::{BulkReport, FailedKey, Failure};
 pub use bulk::{BulkEntry, BulkOptions};
 pub use handle::{
     Consistency, DeleteOptions, Item, KeyPage, ListKeys, PutOptions, Store, WriteMode,

@@ -333,9 +333,10 @@ impl KvStore for MemoryStore {
 }
 
 fn failed(key: String, index: usize, error: &Error) -> FailedKey {
-    FailedKey {
+    FailedKey::new(
         key,
-        index: index as u64,
-        reason: error.full_text(),
-    }
+        index as u64,
+        error.full_text(),
+        crate::bulk::Failure::of(error),
+    )
 }

@@ -43,8 +43,8 @@ pub struct DeleteReport {
 /// again adds to the counts of the runs before and lists from the start (what was deleted is
 /// gone from the listing; a key a Cloudflare listing still shows for the minute its deletion
 /// takes to spread is deleted, and counted, again; keys a killed run deleted in a page it had not
-/// journaled are not counted). A page of which the store deleted nothing
-/// (an outage, a credential) ends the job with that error, unjournaled.
+/// journaled are not counted). A key the store refuses is reported; a request that fails as a
+/// whole (an outage, a credential) ends the job with that error, its page unjournaled.
 ///
 /// ```
 /// # async fn demo() -> Result<(), edgekv::Error> {
@@ -111,20 +111,14 @@ pub async fn delete_prefix(
             let stream = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
             let deleted = counting(&counters.source, store.bulk_delete(stream, concurrency));
             let deleted = deleted.await?;
-            if deleted.deleted == 0
-                && listed > 0
-                && let Some(first) = deleted.failed.first()
-            {
-                return Err(Error::transport(
-                    store.capabilities().provider,
-                    "the store deleted none of a page",
-                    std::io::Error::other(crate::bulk::clip(first.reason.clone())),
-                ));
-            }
+            super::stop_on_failed_requests(store, &deleted.failed)?;
             // A delete job's chunk: `copied` counts the keys deleted.
+            // The listing starts again on each run: the chain is of chunks, each after the one
+            // before.
             let done = ChunkDone {
                 seq,
-                next: page.cursor,
+                from: (seq > 0).then(String::new),
+                next: page.cursor.map(|_| String::new()),
                 listed: listed as u64,
                 copied: deleted.deleted,
                 failed: deleted.failed.into_iter().map(Into::into).collect(),

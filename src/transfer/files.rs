@@ -156,9 +156,11 @@ pub async fn export(
         let pages = source.list(&options.prefix, resume.cursor.clone());
         let mut pages = counting_stream(counters.source.clone(), pages);
         let mut seq = resume.watermark;
+        let mut from = resume.cursor.clone();
         while let Some(page) = pages.try_next().await? {
             let mut done = ChunkDone {
                 seq,
+                from: std::mem::replace(&mut from, page.cursor.clone()),
                 next: page.cursor,
                 listed: page.keys.len() as u64,
                 ..ChunkDone::default()
@@ -183,6 +185,7 @@ pub async fn export(
                             key,
                             index: position as u64,
                             reason,
+                            failure: crate::bulk::Failure::Refused,
                         }
                         .into(),
                     ),
@@ -210,8 +213,8 @@ pub async fn export(
 /// [`JobOptions::journal`] it is resumable: each chunk is journaled once written, and a run
 /// again reads past the entries of the chunks done (the file must not have changed). An entry the
 /// file cannot give (a line that is not the format) or the destination cannot hold is reported
-/// failed, under its place in the file, and the rest go on; a chunk the destination wrote none
-/// of (an outage, a credential) ends the import with that error.
+/// failed, under its place in the file, and the rest go on; a request that fails as a whole (an
+/// outage, a credential) ends the import with that error.
 pub async fn import(
     from: &Path,
     format: Format,
@@ -286,17 +289,22 @@ pub async fn import(
                         key,
                         index: place,
                         reason,
+                        failure: crate::bulk::Failure::Refused,
                     }
                     .into(),
                 ),
             }
         }
-        if pending.items.len() == CHUNK || pending.bytes >= WRITE_BYTES || end {
+        // A chunk is 1,000 entries read (written or not: a file of bad lines journals its
+        // progress too), or fewer holding 64 MiB of values.
+        if done.listed == CHUNK as u64 || pending.bytes >= WRITE_BYTES || end {
             let written = std::mem::take(&mut pending);
             write_pending(destination, written, &mut done, &counters).await?;
             let mut chunk = std::mem::take(&mut done);
             chunk.seq = seq;
             chunk.consumed = index;
+            // A file has no cursor: the chain is of chunks, each after the one before.
+            chunk.from = (seq > 0).then(String::new);
             chunk.next = (!end).then(String::new);
             seq += 1;
             if let Some(journal) = &journal {

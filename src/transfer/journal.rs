@@ -39,6 +39,10 @@ impl JobId {
 pub(crate) struct ChunkDone {
     /// Its place in the listing, from 0.
     pub(crate) seq: u64,
+    /// The listing's cursor its page was asked at (`None`: the start): the chunks done form a
+    /// chain only while each starts where the one before it ended.
+    #[serde(default)]
+    pub(crate) from: Option<String>,
     /// The listing's cursor after it (`None`: it was the last page).
     pub(crate) next: Option<String>,
     /// Its page's first and last key: a resumed job skips it only on the same page.
@@ -83,6 +87,7 @@ impl From<&Failed> for FailedKey {
             key: f.key.clone(),
             index: f.index,
             reason: f.reason.clone(),
+            failure: crate::bulk::Failure::Refused,
         }
     }
 }
@@ -173,6 +178,12 @@ impl Journal {
             }
         }
         while let Some(chunk) = done.remove(&resume.watermark) {
+            if chunk.from != resume.cursor {
+                // Done in a run whose listing ran differently (keys came or went in between):
+                // it is no link of this chain, and a later page is checked against it.
+                done.insert(chunk.seq, chunk);
+                break;
+            }
             resume.cursor = chunk.next.clone();
             resume.watermark += 1;
             let last = chunk.next.is_none();
@@ -201,9 +212,10 @@ impl Journal {
 mod tests {
     use super::*;
 
-    fn chunk(seq: u64, next: Option<&str>) -> ChunkDone {
+    fn chunk(seq: u64, from: Option<&str>, next: Option<&str>) -> ChunkDone {
         ChunkDone {
             seq,
+            from: from.map(str::to_string),
             next: next.map(str::to_string),
             listed: 2,
             copied: 2,
@@ -220,9 +232,9 @@ mod tests {
         assert_eq!(journal.resume().watermark, 0);
         // Chunks 0, 1 and 3 done; 2 was in flight when the job stopped.
         for done in [
-            chunk(0, Some("c1")),
-            chunk(1, Some("c2")),
-            chunk(3, Some("c4")),
+            chunk(0, None, Some("c1")),
+            chunk(1, Some("c1"), Some("c2")),
+            chunk(3, Some("c3"), Some("c4")),
         ] {
             journal.chunk_done(done).unwrap();
         }
@@ -243,6 +255,37 @@ mod tests {
             let refused = Journal::open(&path, &other).err().unwrap();
             assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Run 1 finished pages 0 and 2, page 1 in flight at its kill; a key came into page 1's
+    /// range, so run 2's page 1 ended earlier (at `c1b`), and run 2 was killed before its page
+    /// 2. Run 3 must go on at `c1b`: run 1's page 2 started at `c2`, so it is no link of the
+    /// chain (resuming after it would skip the key between `c1b` and `c2`).
+    #[test]
+    fn the_chain_of_chunks_done_breaks_where_a_page_started_elsewhere() {
+        let dir = std::env::temp_dir().join(format!("edgekv-job-{}", fastrand::u64(..)));
+        let path = dir.join("copy.journal");
+        let job = JobId::new("copy", "", "a".into(), "b".into());
+        let mut journal = Journal::open(&path, &job).unwrap();
+        for done in [
+            chunk(0, None, Some("c1")),
+            chunk(2, Some("c2"), Some("c3")),
+            chunk(1, Some("c1"), Some("c1b")),
+        ] {
+            journal.chunk_done(done).unwrap();
+        }
+        drop(journal);
+        let resume = Journal::open(&path, &job).unwrap().resume();
+        assert_eq!(
+            (resume.watermark, resume.cursor.as_deref()),
+            (2, Some("c1b"))
+        );
+        assert_eq!(
+            resume.later.len(),
+            1,
+            "page 2 is checked against the listing"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

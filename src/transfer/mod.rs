@@ -21,9 +21,13 @@
 //! that moved is done again), and its report counts both runs. The journal names the job and
 //! both stores ([`KvStore::id`]): it is refused for another job or pair. A journal whose job
 //! finished makes a run again do nothing; remove it to start over. It is the crate's
-//! append-only log (the emulator's `--persist` format), synced after each chunk. A chunk the
-//! destination wrote none of (an outage, a credential) ends the job unjournaled, so a run again
-//! retries it.
+//! append-only log (the emulator's `--persist` format), synced after each chunk.
+//!
+//! A key the destination refuses ([`Failure::Refused`](crate::Failure::Refused): its answer
+//! names it, or says its request is wrong) is reported, and the job goes on. A request that
+//! fails as a whole ([`Failure::RequestFailed`](crate::Failure::RequestFailed): an outage, a
+//! credential, retries spent) ends the job with that error, its chunk not journaled, so a run
+//! again redoes it: a key is never reported failed for an outage a run again would get past.
 //!
 //! Fastly's reads give no expiry: a copy from Fastly writes entries that do not expire.
 //!
@@ -512,12 +516,20 @@ async fn copy_as(
     let stopped = std::sync::atomic::AtomicBool::new(false);
     let chunks = pages
         .take_while(|_| std::future::ready(!stopped.load(std::sync::atomic::Ordering::Relaxed)))
+        // Each page with the cursor it was asked at.
+        .scan(resume.cursor.clone(), |from, page| {
+            let asked_at = from.clone();
+            if let Ok(page) = &page {
+                from.clone_from(&page.cursor);
+            }
+            std::future::ready(Some((asked_at, page)))
+        })
         .enumerate()
-        .map(|(n, page)| (first_seq + n as u64, page));
+        .map(|(n, (from, page))| (first_seq + n as u64, from, page));
     let resumed = Mutex::new(0u64);
     let first_error = {
         let outcomes = chunks
-            .map(|(seq, page)| {
+            .map(|(seq, from, page)| {
                 let journal = journal.clone();
                 let earlier = resume.later.get(&seq);
                 let (resumed, tracker, counters) = (&resumed, &tracker, &counters);
@@ -528,6 +540,7 @@ async fn copy_as(
                     // Done by a run before, on this very page: counted, not redone. A page the
                     // listing gives differently now (keys added or gone) is done again.
                     if let Some(earlier) = earlier
+                        && earlier.from == from
                         && earlier.first == first
                         && earlier.last == last
                         && earlier.listed == page.keys.len() as u64
@@ -539,6 +552,7 @@ async fn copy_as(
                     let next = page.cursor.clone();
                     let mut done = copy_chunk(source, destination, page.keys, counters).await?;
                     done.seq = seq;
+                    done.from = from;
                     done.next = next;
                     done.first = first;
                     done.last = last;
@@ -748,6 +762,7 @@ async fn copy_chunk(
                         key,
                         index: position,
                         reason: crate::bulk::clip(reason),
+                        failure: crate::bulk::Failure::Refused,
                     }
                     .into(),
                 ),
@@ -801,19 +816,7 @@ async fn write_pending(
     let stream = futures_util::stream::iter(items.into_iter().map(Ok)).boxed();
     let write = destination.bulk_put(stream, 1);
     let written = crate::transport::observed::counting(&counters.destination, write).await?;
-    if written.written == 0
-        && let Some(first) = written.failed.first()
-        && written.failed.len() == sizes.len()
-    {
-        // Not one entry written: the destination is failing (an outage, a credential, retries
-        // spent), not refusing keys. The job stops here, the chunk not journaled, so that a run
-        // again retries it.
-        return Err(Error::transport(
-            destination.capabilities().provider,
-            "the destination wrote none of a chunk",
-            std::io::Error::other(crate::bulk::clip(first.reason.clone())),
-        ));
-    }
+    stop_on_failed_requests(destination, &written.failed)?;
     let failed: std::collections::HashSet<u64> = written.failed.iter().map(|f| f.index).collect();
     done.copied += written.written;
     done.bytes += (0..sizes.len() as u64)
@@ -828,6 +831,28 @@ async fn write_pending(
         done.failed.push(refused.into());
     }
     Ok(())
+}
+
+/// Ends a job whose chunk had a request fail as a whole (an outage, a credential, retries
+/// spent): its keys are not known to be written, so the chunk is not journaled and a run again
+/// redoes it. Keys the destination refused are reported, and the job goes on.
+fn stop_on_failed_requests(store: &dyn KvStore, failed: &[FailedKey]) -> Result<(), Error> {
+    let lost = failed
+        .iter()
+        .filter(|f| f.failure == crate::bulk::Failure::RequestFailed);
+    match lost.clone().next() {
+        None => Ok(()),
+        Some(first) => Err(Error::transport(
+            store.capabilities().provider,
+            "a request of the chunk failed; the job stops there and a run again redoes the chunk",
+            std::io::Error::other(format!(
+                "{} keys not known to be done, the first {:?}: {}",
+                lost.count(),
+                first.key,
+                crate::bulk::clip(first.reason.clone())
+            )),
+        )),
+    }
 }
 
 /// The records of `keys` in `store`, in the store's bulk reads of at most its bulk size.

@@ -1001,11 +1001,11 @@ async fn a_journal_is_refused_for_another_pair_of_stores() {
     let _ = std::fs::remove_dir_all(journal.parent().unwrap());
 }
 
-/// A chunk the destination wrote none of (here: its store does not exist) is a failure of the
+/// A chunk whose request failed as a whole (here: its store does not exist) is a failure of the
 /// destination, not of the keys: the job stops with an error and journals nothing, so a run
 /// again retries it.
 #[tokio::test]
-async fn a_chunk_the_destination_wrote_none_of_stops_the_job_unjournaled() {
+async fn a_chunk_whose_request_failed_stops_the_job_unjournaled() {
     let source = MemoryStore::new(Capabilities::cloudflare());
     seed(&source, numbered(10)).await;
     let emu = Emulator::new().await.unwrap();
@@ -1334,4 +1334,44 @@ async fn a_copy_killed_before_recording_its_end_lists_nothing_again() {
         "the end is recorded"
     );
     let _ = std::fs::remove_dir_all(journal.parent().unwrap());
+}
+
+/// A key the destination refuses is reported and the job goes on, even when it is all its
+/// chunk holds (a batch answered 400); a request that fails as a whole (a 503 to the end of the
+/// retries) stops the job, so a run again redoes the chunk instead of reporting its keys lost.
+#[tokio::test]
+async fn a_refused_key_is_reported_and_a_failed_request_stops_the_job() {
+    use edgekv::Failure;
+
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, vec![BulkItem::new("only", "v")]).await;
+    for (status, refused) in [(400, true), (503, false)] {
+        let server = httpmock::MockServer::start_async().await;
+        let batch = server
+            .mock_async(|when, then| {
+                when.method("PUT").path("/resources/stores/kv/s1/batch");
+                then.status(status).body("no");
+            })
+            .await;
+        let fastly = edgekv::fastly::Client::builder("token")
+            .base_url(server.base_url())
+            .policy(patient())
+            .build()
+            .unwrap();
+        let store = fastly.store("s1");
+        let journal = journal_path("refused.journal");
+        let outcome = copy(&source, &store, &JobOptions::new().journal(&journal)).await;
+        assert!(batch.calls_async().await > 0);
+        let journaled = chunks_journaled(&journal);
+        if refused {
+            let report = outcome.unwrap();
+            assert_eq!((report.copied, report.failed.len()), (0, 1));
+            assert_eq!(report.failed[0].failure, Failure::Refused);
+            assert_eq!(journaled, 1, "the chunk is done: its key was refused");
+        } else {
+            assert!(outcome.is_err(), "{outcome:?}");
+            assert_eq!(journaled, 0, "the chunk is not done: a run again redoes it");
+        }
+        let _ = std::fs::remove_dir_all(journal.parent().unwrap());
+    }
 }
