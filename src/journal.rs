@@ -39,6 +39,7 @@ impl<R: Serialize + DeserializeOwned> Log<R> {
             .append(true)
             .create(true)
             .open(&path)?;
+        lock(&file, &path)?;
         let mut text = Vec::new();
         file.read_to_end(&mut text)?;
         let log = |file| Log {
@@ -91,6 +92,8 @@ impl<R: Serialize + DeserializeOwned> Log<R> {
         temporary.push(".compacting");
         let temporary = std::path::PathBuf::from(temporary);
         let mut file = File::create(&temporary)?;
+        // Locked before it takes the log's name, and kept: the log is never unlocked.
+        lock(&file, &self.path)?;
         let mut buf = format!("{}\n", self.header).into_bytes();
         for record in records {
             serde_json::to_writer(&mut buf, record)?;
@@ -98,12 +101,28 @@ impl<R: Serialize + DeserializeOwned> Log<R> {
         }
         file.write_all(&buf)?;
         file.sync_all()?;
-        drop(file);
         std::fs::rename(&temporary, &self.path)?;
         sync_dir(dir)?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        // Written from its start to its end: appends go on at the end.
+        self.file = file;
         Ok(())
     }
+}
+
+/// Takes the log for this process: a second job on the same journal, or a second emulator on
+/// the same directory, would interleave its records with the first's. The lock goes with the
+/// process, however it ends.
+fn lock(file: &File, path: &Path) -> io::Result<()> {
+    file.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "{} is in use by another process (a job or an emulator running on it)",
+                path.display()
+            ),
+        ),
+        std::fs::TryLockError::Error(e) => e,
+    })
 }
 
 /// Parses a whole log: the records and the length of the part that holds them (shorter than
@@ -230,6 +249,12 @@ mod tests {
         let (mut journal, records) = open();
         assert_eq!(records, vec![put("a")]);
         journal.append(&[put("b")]).unwrap();
+        let second = Log::<Put>::open(&dir, FILE_NAME, HEADER).err().unwrap();
+        assert_eq!(
+            second.kind(),
+            io::ErrorKind::ResourceBusy,
+            "one writer a log"
+        );
         drop(journal);
         let (mut journal, records) = open();
         assert_eq!(records, vec![put("a"), put("b")]);
@@ -237,6 +262,12 @@ mod tests {
         // Compacting keeps only what it is given, and the log goes on after it.
         journal.compact(&[put("z")]).unwrap();
         journal.append(&[put("y")]).unwrap();
+        let second = Log::<Put>::open(&dir, FILE_NAME, HEADER).err().unwrap();
+        assert_eq!(
+            second.kind(),
+            io::ErrorKind::ResourceBusy,
+            "locked after compacting"
+        );
         drop(journal);
         assert_eq!(open().1, vec![put("z"), put("y")]);
 

@@ -131,6 +131,8 @@ pub struct Capabilities {
     pub bulk_get_max: usize,
     /// The most entries one bulk write sends.
     pub bulk_put_max: usize,
+    /// The most keys one delete request removes (1: Fastly, a request a key).
+    pub bulk_delete_max: usize,
     /// The provider's request budget, counted as it counts it (Cloudflare every request,
     /// Fastly only writes): what bounds a whole-store job.
     pub budget: crate::policy::ClientLimit,
@@ -178,6 +180,7 @@ impl Capabilities {
             ordered_listing: true,
             bulk_get_max: limits::BULK_GET_MAX_KEYS,
             bulk_put_max: limits::BULK_WRITE_MAX_PAIRS,
+            bulk_delete_max: limits::BULK_DELETE_MAX_KEYS,
             budget: crate::policy::ClientLimit::CLOUDFLARE,
         }
     }
@@ -202,6 +205,7 @@ impl Capabilities {
             ordered_listing: false,
             bulk_get_max: 0,
             bulk_put_max: limits::BATCH_MAX_LINES,
+            bulk_delete_max: 1,
             budget: crate::policy::ClientLimit::FASTLY_WRITES,
         }
     }

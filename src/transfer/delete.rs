@@ -83,6 +83,23 @@ pub async fn delete_prefix(
         return Ok(report);
     }
 
+    if let Some(max) = options.max_duration.filter(|_| !super::resuming(options)) {
+        let keys = match options.expected_keys {
+            Some(keys) => keys,
+            None => super::count_keys(store, &options.prefix).await?,
+        };
+        let capabilities = store.capabilities();
+        let pages = keys.div_ceil(1000);
+        // A page's keys go in one request (Cloudflare) or one a key (Fastly).
+        let per_request = capabilities.bulk_delete_max.clamp(1, 1000) as u64;
+        let deletes = pages.max(keys.div_ceil(per_request));
+        let counted = if capabilities.budget.counts_reads {
+            pages.saturating_add(deletes)
+        } else {
+            deletes
+        };
+        super::within(max, "store", super::at_budget(counted, capabilities.budget))?;
+    }
     let job = JobId::new("delete", &options.prefix, store.id(), String::new());
     let mut journal = open_journal(options, job).await?;
     let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();

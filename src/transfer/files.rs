@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 use super::carry::{self, NotCarried};
 use super::journal::{ChunkDone, JobId, Journal};
 use super::{
-    CopyReport, Counters, JobOptions, Pending, Tracker, WRITE_BYTES, add, finish_journal,
+    CopyReport, Counters, JobOptions, Pending, SLICE, Tracker, WRITE_BYTES, add, finish_journal,
     open_journal, read_all, record_chunk, write_pending,
 };
 use crate::bulk::FailedKey;
@@ -126,6 +126,13 @@ pub async fn export(
         source.id(),
         format!("file:{format:?}:{}", file.display()),
     );
+    if options.dry_run {
+        let report = CopyReport {
+            listed: super::count_keys(source, &options.prefix).await?,
+            ..CopyReport::default()
+        };
+        return Ok(report);
+    }
     // A job's first run refuses a directory that is not empty before it starts a journal; a run
     // again finds its own entries there.
     let first_run = options.journal.as_ref().is_none_or(|path| !path.exists());
@@ -140,6 +147,7 @@ pub async fn export(
     for done in &resume.before {
         add(&mut report, done);
     }
+    report.resumed_chunks = resume.before.len() as u64;
     if resume.finished {
         return Ok(report);
     }
@@ -167,29 +175,33 @@ pub async fn export(
             };
             seq += 1;
             let keys: Vec<String> = page.keys.into_iter().map(|k| k.key).collect();
-            let records = counting(&counters.source, read_all(source, keys)).await?;
-            for (position, (key, record)) in records.into_iter().enumerate() {
-                let Some(record) = record else {
-                    done.skipped += 1;
-                    continue;
-                };
-                let size = record.value.len() as u64;
-                match sink.write(&key, record).await {
-                    Ok(()) => {
-                        done.copied += 1;
-                        done.bytes += size;
-                    }
-                    Err(Refusal::Skip) => done.skipped += 1,
-                    Err(Refusal::Key(reason)) => done.failed.push(
-                        FailedKey {
-                            key,
-                            index: position as u64,
-                            reason,
-                            failure: crate::bulk::Failure::Refused,
+            // A bulk read's worth at a time, written before the next is read.
+            for (slice, part) in keys.chunks(SLICE).enumerate() {
+                let records = counting(&counters.source, read_all(source, part.to_vec())).await?;
+                for (position, (key, record)) in records.into_iter().enumerate() {
+                    let position = slice * SLICE + position;
+                    let Some(record) = record else {
+                        done.skipped += 1;
+                        continue;
+                    };
+                    let size = record.value.len() as u64;
+                    match sink.write(&key, record).await {
+                        Ok(()) => {
+                            done.copied += 1;
+                            done.bytes += size;
                         }
-                        .into(),
-                    ),
-                    Err(Refusal::Io(error)) => return Err(file_error(error)),
+                        Err(Refusal::Skip) => done.skipped += 1,
+                        Err(Refusal::Key(reason)) => done.failed.push(
+                            FailedKey {
+                                key,
+                                index: position as u64,
+                                reason,
+                                failure: crate::bulk::Failure::Refused,
+                            }
+                            .into(),
+                        ),
+                        Err(Refusal::Io(error)) => return Err(file_error(error)),
+                    }
                 }
             }
             done.written = sink.sync().await.map_err(file_error)?;
@@ -211,7 +223,8 @@ pub async fn export(
 /// Writes every entry of `from` (in `format`) under [`JobOptions::prefix`] to `destination`
 /// (the others count as skipped), in its bulk writes of at most 1,000 entries. With
 /// [`JobOptions::journal`] it is resumable: each chunk is journaled once written, and a run
-/// again reads past the entries of the chunks done (the file must not have changed). An entry the
+/// again reads past the entries of the chunks done; the journal names the file's size and time
+/// of change, and is refused for a file that changed since. An entry the
 /// file cannot give (a line that is not the format) or the destination cannot hold is reported
 /// failed, under its place in the file, and the rest go on; a request that fails as a whole (an
 /// outage, a credential) ends the import with that error.
@@ -223,19 +236,44 @@ pub async fn import(
 ) -> Result<CopyReport, Error> {
     const CHUNK: usize = 1000;
     let file = std::path::absolute(from).unwrap_or_else(|_| from.to_path_buf());
+    // The file as it is now (its size and time of change): a journal of the file before it
+    // changed is refused, not resumed past entries that are no longer the ones done.
+    let stamp = tokio::fs::metadata(from).await.map_err(file_error)?;
+    let changed = stamp
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     let job = JobId::new(
         "import",
         &options.prefix,
-        format!("file:{format:?}:{}", file.display()),
+        format!(
+            "file:{format:?}:{}:{}:{}",
+            file.display(),
+            stamp.len(),
+            changed.map_or(0, |t| t.as_nanos())
+        ),
         destination.id(),
     );
-    let mut journal = open_journal(options, job).await?;
+    if let Some(max) = options.max_duration.filter(|_| !super::resuming(options)) {
+        let entries = match options.expected_keys {
+            Some(entries) => entries,
+            None => count_entries(from, format).await.map_err(file_error)?,
+        };
+        let writes = entries.div_ceil(CHUNK as u64);
+        let budget = destination.capabilities().budget;
+        super::within(max, "destination", super::at_budget(writes, budget))?;
+    }
+    let mut journal = match options.dry_run {
+        true => None,
+        false => open_journal(options, job).await?,
+    };
     let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
     let journal = journal.map(|j| Arc::new(Mutex::new(j)));
     let mut report = CopyReport::default();
     for done in &resume.before {
         add(&mut report, done);
     }
+    report.resumed_chunks = resume.before.len() as u64;
     if resume.finished {
         return Ok(report);
     }
@@ -299,7 +337,9 @@ pub async fn import(
         // progress too), or fewer holding 64 MiB of values.
         if done.listed == CHUNK as u64 || pending.bytes >= WRITE_BYTES || end {
             let written = std::mem::take(&mut pending);
-            write_pending(destination, written, &mut done, &counters).await?;
+            if !options.dry_run {
+                write_pending(destination, written, &mut done, &counters).await?;
+            }
             let mut chunk = std::mem::take(&mut done);
             chunk.seq = seq;
             chunk.consumed = index;
@@ -484,10 +524,10 @@ impl Sink {
                 };
                 let meta = serde_json::to_vec(&meta).map_err(io)?;
                 let name = free_name(dir, key).await.map_err(Refusal::Io)?;
-                tokio::fs::write(dir.join(&name), &record.value)
+                replace(dir, &name, &record.value)
                     .await
                     .map_err(Refusal::Io)?;
-                tokio::fs::write(dir.join(format!("{name}.meta")), meta)
+                replace(dir, &format!("{name}.meta"), &meta)
                     .await
                     .map_err(Refusal::Io)
             }
@@ -551,19 +591,22 @@ async fn free_name(dir: &Path, key: &str) -> std::io::Result<String> {
     if name.len() <= MAX_NAME {
         return Ok(name);
     }
-    use std::hash::{Hash as _, Hasher as _};
-    let mut hasher = std::hash::DefaultHasher::new();
-    key.hash(&mut hasher);
+    // FNV-1a: the same name for the same key on every run and Rust release, so a resumed
+    // export finds the file a run before wrote.
+    use std::hash::Hasher as _;
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(key.as_bytes());
     let hash = hasher.finish();
     for n in 0u32..1000 {
         // `=` is never in an escaped name (it is `%3D` there), in any case.
         let candidate = format!("={hash:016x}_{n}");
         let meta = dir.join(format!("{candidate}.meta"));
-        match tokio::fs::read(&meta).await {
+        match tokio::fs::symlink_metadata(&meta).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(candidate),
             Err(e) => return Err(e),
-            Ok(bytes) => {
-                let taken: Option<DirectoryMeta> = serde_json::from_slice(&bytes).ok();
+            Ok(_) => {
+                let taken = read_regular(&meta, MAX_META_BYTES).await?.ok();
+                let taken = taken.and_then(|b| serde_json::from_slice::<DirectoryMeta>(&b).ok());
                 if taken.is_some_and(|t| t.key == key) {
                     return Ok(candidate);
                 }
@@ -573,6 +616,38 @@ async fn free_name(dir: &Path, key: &str) -> std::io::Result<String> {
     Err(std::io::Error::other(
         "a thousand keys share this name's hash: the directory is not this export's",
     ))
+}
+
+/// The entries of `from`, read through once.
+async fn count_entries(from: &Path, format: Format) -> std::io::Result<u64> {
+    let mut entries = Source::open(from, format).await?;
+    let mut count = 0u64;
+    while entries.next().await?.is_some() {
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Writes `bytes` as `dir/name`, replacing what is there without following it: written beside
+/// it first (`name.partial`; no entry's name holds a dot), then renamed over it, so a link
+/// planted at the name is replaced, never written through, and a kill leaves the old file or
+/// the new one, never half of one.
+async fn replace(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = dir.join(format!("{name}.partial"));
+    match tokio::fs::remove_file(&partial).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    // `create_new` follows no link: it fails on any entry already there.
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .await?;
+    file.write_all(bytes).await?;
+    file.flush().await?;
+    drop(file);
+    tokio::fs::rename(&partial, dir.join(name)).await
 }
 
 /// One entry read from a file: the key and its record, or the place's key (or a stand-in) and
@@ -603,7 +678,8 @@ impl Source {
         Ok(match format {
             Format::Wrangler => {
                 let file = std::fs::File::open(from)?;
-                let (sender, receiver) = tokio::sync::mpsc::channel(64);
+                // One entry waits while the import takes another: values can be 25 MiB.
+                let (sender, receiver) = tokio::sync::mpsc::channel(1);
                 tokio::task::spawn_blocking(move || wrangler_elements(file, sender));
                 Source::Wrangler(receiver)
             }
@@ -788,11 +864,12 @@ fn wrangler_elements(
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             let mut number = 0u64;
-            // Each element as JSON first, so one that is not an item is reported, not fatal.
-            while let Some(element) = seq.next_element::<serde_json::Value>()? {
+            // Each element as its JSON text first (held as text, not as a tree of values), so
+            // one that is not an item is reported, not fatal.
+            while let Some(element) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
                 self.1.store(0, Ordering::Relaxed);
                 number += 1;
-                let entry = match serde_json::from_value::<WranglerItem>(element) {
+                let entry = match serde_json::from_str::<WranglerItem>(element.get()) {
                     Ok(item) => wrangler_entry(item),
                     Err(e) => Err((
                         format!("(element {number})"),

@@ -66,7 +66,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use crate::bulk::FailedKey;
 use crate::error::{Error, InvalidInput};
 use crate::kv::{KvStore, Listed, Metadata, Record, unix_now};
-use crate::transport::observed::Tally;
+use crate::transport::observed::{Tally, counting, counting_stream};
 use journal::{ChunkDone, Journal};
 
 /// How a job runs. `Default` is [`JobOptions::new`].
@@ -81,7 +81,10 @@ pub struct JobOptions {
     pub journal: Option<PathBuf>,
     /// Called after each chunk with the job's progress so far.
     pub progress: Option<Arc<ProgressFn>>,
-    /// [`sync`] only: change nothing, report what would be done.
+    /// Change nothing, report what would be done: [`sync`] what it would copy and delete,
+    /// [`delete_prefix`] the keys it would delete, [`copy`] and [`export`] the keys they would
+    /// copy (listed), [`import`] the file's entries, each checked against the destination's
+    /// rules (the ones it could not write are in `failed`). No journal is written.
     pub dry_run: bool,
     /// [`sync`] only: the most of the destination's keys (under the prefix) it may delete, in
     /// percent (default 10); over it the sync stops before deleting anything.
@@ -89,11 +92,12 @@ pub struct JobOptions {
     /// How many keys the caller expects the source to hold under the prefix, for the
     /// [`estimate`] a copy checks against [`max_duration`](Self::max_duration).
     pub expected_keys: Option<u64>,
-    /// The longest a copy (or [`sync`]) may take within the providers' request budgets: one
-    /// whose [`estimate`] is longer stops before writing (`InvalidInput::JobTooLong`). The
-    /// estimate is of [`expected_keys`](Self::expected_keys), or without it of the keys a
-    /// listing pass counts first (a listing page per 1,000 keys, on the source's budget). A
-    /// resumed job is not checked again.
+    /// The longest a job may take within the providers' request budgets: one whose estimate
+    /// is longer stops before writing (`InvalidInput::JobTooLong`): a copy or [`sync`] by
+    /// [`estimate`], an [`import`] by its writes, a [`delete_prefix`] by its deletes (Fastly's
+    /// are a request a key). The estimate is of [`expected_keys`](Self::expected_keys), or
+    /// without it of the keys a first pass counts (a listing, a page per 1,000 keys on the
+    /// source's budget, or a reading of the file). A resumed job is not checked again.
     pub max_duration: Option<Duration>,
 }
 
@@ -256,7 +260,8 @@ pub struct CopyReport {
     pub source_requests: u64,
     /// Requests this run sent to the destination (writes, retries included).
     pub destination_requests: u64,
-    /// Chunks this run skipped because an earlier run had finished them (journal).
+    /// Chunks this run skipped because an earlier run had finished them (journal). A run on
+    /// the journal of a job that had finished does nothing: every chunk is counted here.
     pub resumed_chunks: u64,
     /// Time this run's requests waited for a budget, both sides ([`Progress::budget_wait`]).
     pub budget_wait: Duration,
@@ -292,6 +297,14 @@ pub struct SyncReport {
     pub deleted: u64,
     /// Keys not deleted, each with the reason.
     pub failed_deletes: Vec<FailedKey>,
+    /// Requests this run sent to the source: the copy's, and the reads that find the
+    /// destination's extra keys (retries included).
+    pub source_requests: u64,
+    /// Requests this run sent to the destination: the copy's, the listings of its keys, and
+    /// the deletes.
+    pub destination_requests: u64,
+    /// Time this run's requests waited for a budget, both sides ([`Progress::budget_wait`]).
+    pub budget_wait: Duration,
 }
 
 /// Makes the destination hold what the source holds under [`JobOptions::prefix`]: copies every
@@ -307,16 +320,25 @@ pub async fn sync(
     options: &JobOptions,
 ) -> Result<SyncReport, Error> {
     let mut report = SyncReport::default();
-    let held = extras(source, destination, options, async |extra: Vec<String>| {
-        report.to_delete += extra.len() as u64;
-        let room = MAX_DIFFERENCES.saturating_sub(report.to_delete_keys.len());
-        report.to_delete_keys.extend(extra.into_iter().take(room));
-        Ok(())
-    })
+    let counters = Counters::default();
+    let held = extras(
+        source,
+        destination,
+        options,
+        &counters,
+        async |extra: Vec<String>| {
+            report.to_delete += extra.len() as u64;
+            let room = MAX_DIFFERENCES.saturating_sub(report.to_delete_keys.len());
+            report.to_delete_keys.extend(extra.into_iter().take(room));
+            Ok(())
+        },
+    )
     .await?;
     if options.dry_run {
         // The plan, even over the guard: that is when it is wanted.
-        report.to_copy = count_keys(source, &options.prefix).await?;
+        let counting = counting(&counters.source, count_keys(source, &options.prefix));
+        report.to_copy = counting.await?;
+        counters.add_to(&mut report);
         return Ok(report);
     }
     // The most it may delete, in keys; the deletion pass holds to it too, should the source
@@ -339,19 +361,28 @@ pub async fn sync(
     // copied, and is not extra any more).
     let concurrency = options.concurrency.max(1);
     let (mut deleted, mut failed) = (0, Vec::new());
-    extras(source, destination, options, async |extra: Vec<String>| {
-        if deleted + (extra.len() as u64) > allowed {
-            return Err(too_many(deleted + extra.len() as u64).into());
-        }
-        let keys = futures_util::stream::iter(extra.into_iter().map(Ok)).boxed();
-        let done = destination.bulk_delete(keys, concurrency).await?;
-        deleted += done.deleted;
-        failed.extend(done.failed);
-        Ok(())
-    })
+    extras(
+        source,
+        destination,
+        options,
+        &counters,
+        async |extra: Vec<String>| {
+            if deleted + (extra.len() as u64) > allowed {
+                return Err(too_many(deleted + extra.len() as u64).into());
+            }
+            let keys = futures_util::stream::iter(extra.into_iter().map(Ok)).boxed();
+            let delete = destination.bulk_delete(keys, concurrency);
+            let done = counting(&counters.destination, delete).await?;
+            stop_on_failed_requests(destination, &done.failed)?;
+            deleted += done.deleted;
+            failed.extend(done.failed);
+            Ok(())
+        },
+    )
     .await?;
     report.deleted = deleted;
     report.failed_deletes = failed;
+    counters.add_to(&mut report);
     Ok(report)
 }
 
@@ -361,10 +392,12 @@ async fn extras(
     source: &dyn KvStore,
     destination: &dyn KvStore,
     options: &JobOptions,
+    counters: &Counters,
     mut each: impl AsyncFnMut(Vec<String>) -> Result<(), Error>,
 ) -> Result<u64, Error> {
     let mut held = 0u64;
-    let mut pages = destination.list(&options.prefix, None);
+    let pages = destination.list(&options.prefix, None);
+    let mut pages = counting_stream(counters.destination.clone(), pages);
     while let Some(page) = pages.try_next().await? {
         held += page.keys.len() as u64;
         let (holdable, mut extra): (Vec<String>, Vec<String>) = page
@@ -372,7 +405,7 @@ async fn extras(
             .into_iter()
             .map(|k| k.key)
             .partition(|key| source.capabilities().check_key(key).is_ok());
-        for (key, record) in read_all(source, holdable).await? {
+        for (key, record) in counting(&counters.source, read_all(source, holdable)).await? {
             if record.is_none() {
                 extra.push(key);
             }
@@ -449,12 +482,10 @@ pub fn estimate(
         } else {
             writes
         };
-        let per_request = budget.per.as_secs_f64() / f64::from(budget.requests.max(1));
         SideEstimate {
             requests: listing_and_reads + writes,
             counted,
-            duration: Duration::try_from_secs_f64(counted as f64 * per_request)
-                .unwrap_or(Duration::MAX),
+            duration: at_budget(counted, budget),
         }
     };
     Estimate {
@@ -472,22 +503,21 @@ async fn copy_as(
 ) -> Result<CopyReport, Error> {
     let concurrency = crate::bulk::concurrency(options.concurrency)?.get();
     let job = journal::JobId::new(kind, &options.prefix, source.id(), destination.id());
-    let resuming = options.journal.as_ref().is_some_and(|path| path.exists());
-    if let (Some(max), false) = (options.max_duration, resuming) {
+    if options.dry_run {
+        let report = CopyReport {
+            listed: count_keys(source, &options.prefix).await?,
+            ..CopyReport::default()
+        };
+        return Ok(report);
+    }
+    if let Some(max) = options.max_duration.filter(|_| !resuming(options)) {
         let keys = match options.expected_keys {
             Some(keys) => keys,
             None => count_keys(source, &options.prefix).await?,
         };
         let (slowest, takes) =
             estimate(keys, source.capabilities(), destination.capabilities()).slowest();
-        if takes > max {
-            return Err(InvalidInput::JobTooLong {
-                estimate_secs: takes.as_secs(),
-                max_secs: max.as_secs(),
-                slowest,
-            }
-            .into());
-        }
+        within(max, slowest, takes)?;
     }
     let mut journal = open_journal(options, job).await?;
     let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
@@ -496,6 +526,7 @@ async fn copy_as(
     for done in &resume.before {
         add(&mut report, done);
     }
+    report.resumed_chunks = resume.before.len() as u64;
     let tracker = Tracker::new(&report, resume.before.len() as u64);
     if resume.finished {
         return Ok(report);
@@ -510,7 +541,7 @@ async fn copy_as(
 
     let counters = Counters::default();
     let pages = source.list(&options.prefix, resume.cursor.clone());
-    let pages = crate::transport::observed::counting_stream(counters.source.clone(), pages);
+    let pages = counting_stream(counters.source.clone(), pages);
     let first_seq = resume.watermark;
     // After an error no chunk is started; those in flight finish.
     let stopped = std::sync::atomic::AtomicBool::new(false);
@@ -579,7 +610,7 @@ async fn copy_as(
         }
         first_error
     };
-    report.resumed_chunks = *resumed.lock().unwrap_or_else(|e| e.into_inner());
+    report.resumed_chunks += *resumed.lock().unwrap_or_else(|e| e.into_inner());
     counters.report(&mut report);
     if let Some(error) = first_error {
         return Err(error);
@@ -588,6 +619,30 @@ async fn copy_as(
         finish_journal(journal).await?;
     }
     Ok(report)
+}
+
+/// Whether the job's journal is there already: a run again.
+fn resuming(options: &JobOptions) -> bool {
+    options.journal.as_ref().is_some_and(|path| path.exists())
+}
+
+/// Refuses a job estimated to take `takes`, bound by its `slowest` side, over `max`.
+fn within(max: Duration, slowest: &'static str, takes: Duration) -> Result<(), Error> {
+    if takes <= max {
+        return Ok(());
+    }
+    Err(InvalidInput::JobTooLong {
+        estimate_secs: takes.as_secs(),
+        max_secs: max.as_secs(),
+        slowest,
+    }
+    .into())
+}
+
+/// How long `counted` requests take at `budget`'s rate.
+fn at_budget(counted: u64, budget: crate::policy::ClientLimit) -> Duration {
+    let per_request = budget.per.as_secs_f64() / f64::from(budget.requests.max(1));
+    Duration::try_from_secs_f64(counted as f64 * per_request).unwrap_or(Duration::MAX)
 }
 
 /// The keys under `prefix` in `store`, counted from its listing.
@@ -678,6 +733,14 @@ impl Counters {
     fn budget_wait(&self) -> Duration {
         self.source.budget_wait() + self.destination.budget_wait()
     }
+
+    /// Adds these counts to a sync's, which already holds its copy's.
+    fn add_to(&self, report: &mut SyncReport) {
+        report.source_requests = report.copy.source_requests + self.source.requests();
+        report.destination_requests =
+            report.copy.destination_requests + self.destination.requests();
+        report.budget_wait = report.copy.budget_wait + self.budget_wait();
+    }
 }
 
 /// A job's progress, handed to [`JobOptions::progress`] after each chunk.
@@ -747,7 +810,7 @@ async fn copy_chunk(
     let mut pending = Pending::default();
     for (slice, part) in names.chunks(SLICE).enumerate() {
         let read = read_all(source, part.to_vec());
-        let records = crate::transport::observed::counting(&counters.source, read).await?;
+        let records = counting(&counters.source, read).await?;
         for (position, (key, record)) in records.into_iter().enumerate() {
             let position = (slice * SLICE + position) as u64;
             let Some(record) = record else {
@@ -815,7 +878,7 @@ async fn write_pending(
     let sizes: Vec<u64> = items.iter().map(|i| i.value.len() as u64).collect();
     let stream = futures_util::stream::iter(items.into_iter().map(Ok)).boxed();
     let write = destination.bulk_put(stream, 1);
-    let written = crate::transport::observed::counting(&counters.destination, write).await?;
+    let written = counting(&counters.destination, write).await?;
     stop_on_failed_requests(destination, &written.failed)?;
     let failed: std::collections::HashSet<u64> = written.failed.iter().map(|f| f.index).collect();
     done.copied += written.written;

@@ -34,6 +34,17 @@ fn numbered(n: usize) -> Vec<BulkItem> {
         .collect()
 }
 
+/// An error and its causes, as one line.
+fn error_chain(error: &edgekv::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        chain += &format!(": {cause}");
+        source = cause.source();
+    }
+    chain
+}
+
 fn journal_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir()
         .join(format!(
@@ -377,10 +388,19 @@ async fn faulty_pair(
     (emu, namespace, store)
 }
 
+/// What a kill test counts of a job's requests: the ones a chunk makes `per_chunk` of (the
+/// destination's acknowledged writes, or an export's reads), as the emulator logged them.
+struct Counted {
+    per_chunk: usize,
+    count: fn(&Emulator) -> usize,
+}
+
 /// Runs `job` in a child process between the namespace and the store (`file` for an export
-/// or import), killed with SIGKILL after its journal records one more chunk than before, three
-/// times, each time run again; then once more to the end. At every kill some but not all of
-/// the [`KILL_CHUNKS`] are done.
+/// or import), killed with SIGKILL once its journal records k chunks, for three seeded k in
+/// 1..=4 (each over the chunks done before), each time run again; then once more to the end.
+/// At every kill some but not all of the [`KILL_CHUNKS`] are done, and the last run makes at
+/// most the requests of the chunks not yet journaled, plus those of the chunks in flight when
+/// a run of it failed (a fault it could not retry).
 async fn kill_three_times_then_finish(
     emu: &Emulator,
     job: &str,
@@ -388,7 +408,17 @@ async fn kill_three_times_then_finish(
     store: &edgekv::fastly::Store,
     journal: &std::path::Path,
     file: &std::path::Path,
+    counted: Counted,
 ) {
+    let seed = std::env::var("EDGEKV_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(14);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut kill_points: Vec<usize> = (1..=4).collect();
+    rng.shuffle(&mut kill_points);
+    kill_points.truncate(3);
+    kill_points.sort_unstable();
     let name = crate::support::child::test_name(module_path!(), "copy_child");
     let exe = std::env::current_exe().unwrap();
     let child = || {
@@ -407,9 +437,9 @@ async fn kill_three_times_then_finish(
             .spawn()
             .unwrap()
     };
-    for _ in 1..=3 {
+    for point in kill_points {
         // Each run is killed once it has journaled a chunk of its own, never before.
-        let kill_after = chunks_journaled(journal) + 1;
+        let kill_after = point.max(chunks_journaled(journal) + 1);
         let mut running = child();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -438,7 +468,10 @@ async fn kill_three_times_then_finish(
             "{job}: killed after {done} of {KILL_CHUNKS} chunks"
         );
     }
+    let journaled = chunks_journaled(journal);
+    let before = (counted.count)(emu);
     let mut finished = false;
+    let mut failed_runs = 0;
     for _ in 0..10 {
         let status = tokio::task::spawn_blocking({
             let mut running = child();
@@ -450,8 +483,25 @@ async fn kill_three_times_then_finish(
             finished = true;
             break;
         }
+        failed_runs += 1;
     }
     assert!(finished, "{job}: the resumed job never finished");
+    let last = (counted.count)(emu) - before;
+    let most = (KILL_CHUNKS - journaled + KILL_CONCURRENCY * failed_runs) * counted.per_chunk;
+    assert!(
+        last <= most,
+        "{job} (seed {seed}): the last run made {last} counted requests for {} chunks left",
+        KILL_CHUNKS - journaled
+    );
+}
+
+/// The Cloudflare bulk reads the emulator answered.
+fn bulk_reads(emu: &Emulator) -> usize {
+    emu.requests()
+        .iter()
+        .filter(|r| r.api == Api::Cloudflare && r.path.ends_with("/bulk/get"))
+        .filter(|r| (200..300).contains(&r.status))
+        .count()
 }
 
 /// The write requests the emulator acknowledged: Fastly's batches, or Cloudflare's bulk puts.
@@ -468,8 +518,8 @@ fn acknowledged_bulk_writes(emu: &Emulator, on: Api) -> usize {
         .count()
 }
 
-/// A Cloudflare → Fastly copy in a child process, killed with SIGKILL after its journal records
-/// 1, 2 and then 3 chunks, each time run again, on an emulator that injects 429s (a short
+/// A Cloudflare → Fastly copy in a child process, killed with SIGKILL at three seeded points
+/// (chunks journaled), each time run again, on an emulator that injects 429s (a short
 /// `retry-after-ms`) and 503s: at every kill some but not all is done; in the end the stores
 /// are equal, and the batch writes the store acknowledged over all runs are at most an
 /// uninterrupted run's plus 3 × the concurrency (only chunks in flight at a kill are redone).
@@ -490,8 +540,16 @@ async fn killed_three_times(from_fastly: bool) {
     std::fs::create_dir_all(&dir).unwrap();
     let journal = dir.join("copy.journal");
     let job = if from_fastly { "from-fastly" } else { "copy" };
-    kill_three_times_then_finish(&emu, job, &namespace, &store, &journal, &dir.join("unused"))
-        .await;
+    let counted = Counted {
+        per_chunk: 1,
+        count: if from_fastly {
+            |emu| acknowledged_bulk_writes(emu, Api::Cloudflare)
+        } else {
+            |emu| acknowledged_bulk_writes(emu, Api::Fastly)
+        },
+    };
+    let unused = dir.join("unused");
+    kill_three_times_then_finish(&emu, job, &namespace, &store, &journal, &unused, counted).await;
 
     let equal = if from_fastly {
         verify(&store, &namespace, &JobOptions::new()).await
@@ -514,8 +572,8 @@ async fn killed_three_times(from_fastly: bool) {
 }
 
 /// A file round trip: an export of the namespace to Cloudflare's bulk JSON, then an import of
-/// that file into the store, each in a child killed with SIGKILL three times (after 1, 2 and 3
-/// chunks journaled) and run again, on an emulator injecting 429s and 503s. The file ends as
+/// that file into the store, each in a child killed with SIGKILL at three seeded points (chunks
+/// journaled) and run again, on an emulator injecting 429s and 503s. The file ends as
 /// valid JSON holding every key exactly once (a chunk half written at a kill is cut back, not
 /// repeated); the namespace's reads over all runs are at most an uninterrupted export's plus
 /// the 3 chunks in flight at the kills (an export goes a chunk at a time); the store's
@@ -528,7 +586,20 @@ async fn a_file_round_trip_killed_three_times_each_way_resumes_and_ends_equal() 
     let file = dir.join("namespace.json");
 
     let export_journal = dir.join("export.journal");
-    kill_three_times_then_finish(&emu, "export", &namespace, &store, &export_journal, &file).await;
+    let reads = Counted {
+        per_chunk: 10,
+        count: bulk_reads,
+    };
+    kill_three_times_then_finish(
+        &emu,
+        "export",
+        &namespace,
+        &store,
+        &export_journal,
+        &file,
+        reads,
+    )
+    .await;
     let exported: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     let keys: std::collections::BTreeSet<&str> = exported
@@ -541,19 +612,27 @@ async fn a_file_round_trip_killed_three_times_each_way_resumes_and_ends_equal() 
         "every key exactly once"
     );
     // 10 bulk reads of 100 keys a chunk; a chunk in flight at each kill is read again.
-    let reads = emu
-        .requests()
-        .iter()
-        .filter(|r| r.api == Api::Cloudflare && r.path.ends_with("/bulk/get"))
-        .filter(|r| (200..300).contains(&r.status))
-        .count();
+    let reads = bulk_reads(&emu);
     assert!(
         reads <= (KILL_CHUNKS + 3) * 10,
         "{reads} bulk reads for {KILL_CHUNKS} chunks over 4 runs"
     );
 
     let import_journal = dir.join("import.journal");
-    kill_three_times_then_finish(&emu, "import", &namespace, &store, &import_journal, &file).await;
+    let writes = Counted {
+        per_chunk: 1,
+        count: |emu| acknowledged_bulk_writes(emu, Api::Fastly),
+    };
+    kill_three_times_then_finish(
+        &emu,
+        "import",
+        &namespace,
+        &store,
+        &import_journal,
+        &file,
+        writes,
+    )
+    .await;
     let equal = verify(&namespace, &store, &JobOptions::new())
         .await
         .unwrap();
@@ -876,12 +955,7 @@ async fn an_import_refuses_an_element_longer_than_any_value() {
     let refused = import(&file, Format::Wrangler, &store, &JobOptions::new())
         .await
         .unwrap_err();
-    let mut chain = refused.to_string();
-    let mut source = std::error::Error::source(&refused);
-    while let Some(cause) = source {
-        chain += &format!(": {cause}");
-        source = cause.source();
-    }
+    let chain = error_chain(&refused);
     assert!(chain.contains("longer than 41943040 bytes"), "{chain}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -1291,14 +1365,21 @@ async fn a_prefix_deletion_job_dry_runs_and_resumes_on_both_providers() {
         }
         first.abort();
         let _ = first.await;
+        // The report adds the pages the first run journaled to what is left.
+        let left = count("p/").await as u64;
+        let journaled: u64 = std::fs::read_to_string(&journal)
+            .unwrap()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|step| step["step"] == "chunk")
+            .map(|step| step["copied"].as_u64().unwrap())
+            .sum();
+        assert!(journaled >= 1_000);
         let report = delete_prefix(store.as_ref(), &options).await.unwrap();
         assert_eq!((count("p/").await, count("q/").await), (0, 10));
         assert!(report.failed.is_empty(), "{report:?}");
-        assert!(
-            (1_000..=2_500).contains(&report.deleted) && report.listed == report.deleted,
-            "{report:?}"
-        );
-        assert!(report.requests > 0);
+        assert_eq!(report.deleted, journaled + left, "{report:?}");
+        assert_eq!(report.listed, report.deleted);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -1374,4 +1455,210 @@ async fn a_refused_key_is_reported_and_a_failed_request_stops_the_job() {
         }
         let _ = std::fs::remove_dir_all(journal.parent().unwrap());
     }
+}
+
+/// A dry run writes nothing and says what it would do: a copy and an export how many keys,
+/// an import which of the file's entries the destination would refuse. Import and prefix
+/// deletion are bounded in time like a copy: Fastly's deletes are a request a key.
+#[tokio::test]
+async fn every_job_dry_runs_and_keeps_to_its_time_bound() {
+    use edgekv::error::InvalidInput;
+    use edgekv::transfer::{Format, delete_prefix, export, import};
+
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, numbered(1_500)).await;
+    let destination = MemoryStore::new(Capabilities::fastly());
+    let dry = JobOptions::new().dry_run(true);
+    let copied = copy(&source, &destination, &dry).await.unwrap();
+    assert_eq!((copied.listed, copied.copied), (1_500, 0));
+    let dir = journal_path("dry");
+    let file = dir.join("out.ndjson");
+    let exported = export(&source, &file, Format::FastlyNdjson, &dry)
+        .await
+        .unwrap();
+    assert_eq!(exported.listed, 1_500);
+    assert!(!file.exists(), "a dry export writes no file");
+
+    std::fs::create_dir_all(&dir).unwrap();
+    let long = "k".repeat(600); // over Cloudflare's 512 bytes
+    let lines = format!(
+        "{{\"key\":\"a\",\"value\":\"YQ==\"}}\n{{\"key\":\"{long}\",\"value\":\"YQ==\"}}\nnot json\n"
+    );
+    std::fs::write(&file, lines).unwrap();
+    let target = MemoryStore::new(Capabilities::cloudflare());
+    let journal = dir.join("import.journal");
+    let checked = import(
+        &file,
+        Format::FastlyNdjson,
+        &target,
+        &dry.clone().journal(&journal),
+    )
+    .await
+    .unwrap();
+    let failed: Vec<u64> = checked.failed.iter().map(|f| f.index).collect();
+    assert_eq!((checked.listed, checked.copied, failed), (3, 0, vec![1, 2]));
+    assert!(
+        target.is_empty() && !journal.exists(),
+        "a dry import writes nothing"
+    );
+
+    // 1,500 Fastly deletes at 1,000 an hour: 90 minutes.
+    let fastly = MemoryStore::new(Capabilities::fastly());
+    seed(&fastly, numbered(1_500)).await;
+    let hour = JobOptions::new().max_duration(Duration::from_secs(3_600));
+    let refused = delete_prefix(&fastly, &hour).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            edgekv::Error::InvalidInput(InvalidInput::JobTooLong {
+                estimate_secs: 5_400,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(fastly.len(), 1_500, "nothing deleted");
+    // The same on Cloudflare: 2 pages listed and 2 bulk deletes, 1 s of its budget.
+    let report = delete_prefix(&source, &hour).await.unwrap();
+    assert_eq!(report.deleted, 1_500);
+    // An import of 2,500,000 entries is 2,500 Fastly batches: 2.5 hours.
+    let refused = import(
+        &file,
+        Format::FastlyNdjson,
+        &fastly,
+        &hour.clone().expected_keys(2_500_000),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            edgekv::Error::InvalidInput(InvalidInput::JobTooLong { .. })
+        ),
+        "{refused:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A journal is one job's: an import's journal is refused once its file changed (it would
+/// read past entries that are no longer the ones done), and a second run on a journal a
+/// running job holds is refused rather than interleaved with it.
+#[tokio::test]
+async fn a_journal_is_refused_for_a_changed_file_and_while_in_use() {
+    use edgekv::transfer::{Format, import};
+
+    let dir = journal_path("stale");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("in.ndjson");
+    std::fs::write(&file, "{\"key\":\"a\",\"value\":\"YQ==\"}\n").unwrap();
+    let journal = dir.join("import.journal");
+    let options = JobOptions::new().journal(&journal);
+    let store = MemoryStore::new(Capabilities::fastly());
+    import(&file, Format::FastlyNdjson, &store, &options)
+        .await
+        .unwrap();
+    std::fs::write(
+        &file,
+        "{\"key\":\"b\",\"value\":\"Yg==\"}\n{\"key\":\"c\",\"value\":\"Yw==\"}\n",
+    )
+    .unwrap();
+    let stale = import(&file, Format::FastlyNdjson, &store, &options).await;
+    assert!(stale.is_err(), "{stale:?}");
+    assert_eq!(store.len(), 1);
+
+    // A copy holding its journal (its destination slowed by a client limit) and a second run.
+    let emu = Emulator::new().await.unwrap();
+    let namespace = emu.cloudflare_namespace().await.unwrap();
+    let values = (0..10).map(|i| (format!("k{i}"), b"v".to_vec()));
+    emu.seed_cloudflare(namespace.id(), values).unwrap();
+    let mut policy = edgekv::policy::RequestPolicy::default();
+    policy.client_limit = Some(edgekv::policy::ClientLimit::new(1, Duration::from_secs(2)));
+    let slow = emu.cloudflare_builder().policy(policy).build().unwrap();
+    let source = Arc::new(slow.namespace(namespace.id()));
+    let held = dir.join("copy.journal");
+    let running = {
+        let (source, options) = (source.clone(), JobOptions::new().journal(&held));
+        tokio::spawn(async move {
+            let destination = MemoryStore::new(Capabilities::fastly());
+            copy(source.as_ref(), &destination, &options).await
+        })
+    };
+    while !held.exists() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let second = copy(
+        source.as_ref(),
+        &MemoryStore::new(Capabilities::fastly()),
+        &JobOptions::new().journal(&held),
+    )
+    .await
+    .unwrap_err();
+    let chain = error_chain(&second);
+    assert!(chain.contains("in use by another process"), "{chain}");
+    running.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory export writes each file beside its name and renames it over: a link planted at
+/// an entry's name (here between a killed run and the run again) is replaced, never written
+/// through.
+#[tokio::test]
+async fn a_directory_export_never_writes_through_a_planted_link() {
+    use edgekv::transfer::{Format, export};
+
+    let source = MemoryStore::new(Capabilities::cloudflare());
+    seed(&source, vec![BulkItem::new("k", "new value")]).await;
+    let dir = journal_path("links");
+    let out = dir.join("export");
+    let outside = dir.join("outside.txt");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&outside, "keep me").unwrap();
+    let journal = dir.join("export.journal");
+    let options = JobOptions::new().journal(&journal);
+    export(&source, &out, Format::Directory, &options)
+        .await
+        .unwrap();
+    // As if killed before its chunk was journaled, and a link planted meanwhile.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(r#""step":"#) || l.contains("started"))
+        .collect();
+    std::fs::write(&journal, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(out.join("k")).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("k")).unwrap();
+
+    let again = export(&source, &out, Format::Directory, &options)
+        .await
+        .unwrap();
+    assert_eq!(again.copied, 1);
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+    let entry = std::fs::symlink_metadata(out.join("k")).unwrap();
+    assert!(entry.file_type().is_file());
+    assert_eq!(std::fs::read(out.join("k")).unwrap(), b"new value");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sync's report counts every request it sent to each side, the passes that find the
+/// destination's extra keys and the deletes included: what each emulated API served.
+#[tokio::test]
+async fn a_sync_counts_every_request_it_sends() {
+    use edgekv::transfer::sync;
+
+    let emu = Emulator::new().await.unwrap();
+    let namespace = emu.cloudflare_namespace().await.unwrap();
+    let store = emu.fastly_store().await.unwrap();
+    let values = (0..150).map(|i| (format!("p/{i:03}"), b"v".to_vec()));
+    emu.seed_cloudflare(namespace.id(), values).unwrap();
+    let extra = (0..5).map(|i| (format!("p/extra-{i}"), b"x".to_vec()));
+    emu.seed_fastly(store.id(), extra).unwrap();
+    emu.clear_requests();
+
+    let options = JobOptions::new().max_delete_percent(100);
+    let report = sync(&namespace, &store, &options).await.unwrap();
+    assert_eq!((report.copy.copied, report.deleted), (150, 5));
+    let served = |api: Api| emu.requests().iter().filter(|r| r.api == api).count() as u64;
+    assert_eq!(report.source_requests, served(Api::Cloudflare));
+    assert_eq!(report.destination_requests, served(Api::Fastly));
+    assert!(report.destination_requests > report.copy.destination_requests);
 }
