@@ -43,7 +43,8 @@ pub struct DeleteReport {
 /// again adds to the counts of the runs before and lists from the start (what was deleted is
 /// gone from the listing; a key a Cloudflare listing still shows for the minute its deletion
 /// takes to spread is deleted, and counted, again; keys a killed run deleted in a page it had not
-/// journaled are not counted). A key the store refuses is reported; a request that fails as a
+/// journaled are not counted; a key refused in a run before and listed again is reported again).
+/// A key the store refuses is reported; a request that fails as a
 /// whole (an outage, a credential) ends the job with that error, its page unjournaled.
 ///
 /// ```

@@ -32,13 +32,16 @@ pub enum Format {
     Wrangler,
     /// Fastly's batch lines, one JSON object a line (`KvStoreUpsertBatch`): `key`, base64
     /// `value`, `metadata` (text) and `time_to_live_sec`, as the Fastly CLI's `--file` reads
-    /// them.
+    /// them. The time to live is counted from the export, as the format has no absolute
+    /// expiry: imported later, an entry lives that much longer.
     FastlyNdjson,
     /// A directory: per key, a file of the value's bytes and a `.meta` file beside it holding
     /// the key, metadata and expiry (JSON). Names are the key percent-encoded (every byte but
     /// `a-z`, `0-9`, `-` and `_`, so no name is `.`/`..`, holds a `/`, or differs from another
     /// only in case); a name too long for a file system is hashed, its `.meta` still holding the
-    /// key. Nothing is written outside the directory.
+    /// key. Nothing is written outside the directory. An import reads the `.meta` files (a
+    /// value file without one is not an entry), their names held in memory, sorted, so that a
+    /// resumed import meets them in the same order.
     Directory,
 }
 
