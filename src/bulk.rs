@@ -53,8 +53,10 @@ impl Failure {
         match error {
             Error::InvalidInput(_) => Failure::Refused,
             Error::Api(e) => match e.status.as_u16() {
-                401 | 403 | 404 | 408 | 429 | 500.. => Failure::RequestFailed,
-                _ => Failure::Refused,
+                401 | 403 | 404 | 408 | 429 => Failure::RequestFailed,
+                400..=499 => Failure::Refused,
+                // A 5xx, or an answer that says it failed without a failing status.
+                _ => Failure::RequestFailed,
             },
             Error::Transport(_) | Error::BadResponse(_) | Error::Caller(_) => {
                 Failure::RequestFailed

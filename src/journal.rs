@@ -109,20 +109,31 @@ impl<R: Serialize + DeserializeOwned> Log<R> {
     }
 }
 
-/// Takes the log for this process: a second job on the same journal, or a second emulator on
-/// the same directory, would interleave its records with the first's. The lock goes with the
-/// process, however it ends.
+/// Takes the log: a second job on the same journal, or a second emulator on the same
+/// directory, would interleave its records with the first's. The lock goes with the file's
+/// last handle, or the process, however it ends. A holder that is letting go (a job just
+/// cancelled, whose last record is still being synced) is waited for, briefly.
 fn lock(file: &File, path: &Path) -> io::Result<()> {
-    file.try_lock().map_err(|e| match e {
-        std::fs::TryLockError::WouldBlock => io::Error::new(
-            io::ErrorKind::ResourceBusy,
-            format!(
-                "{} is in use by another process (a job or an emulator running on it)",
-                path.display()
-            ),
-        ),
-        std::fs::TryLockError::Error(e) => e,
-    })
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!(
+                        "{} is in use by another job or emulator, in this process or another",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// Parses a whole log: the records and the length of the part that holds them (shorter than

@@ -136,6 +136,15 @@ pub async fn export(
         };
         return Ok(report);
     }
+    if let Some(max) = options.max_duration.filter(|_| !super::resuming(options)) {
+        let keys = match options.expected_keys {
+            Some(keys) => keys,
+            None => super::count_keys(source, &options.prefix).await?,
+        };
+        let capabilities = source.capabilities();
+        let reading = super::estimate(keys, capabilities, capabilities).source;
+        super::within(max, "source", reading.duration)?;
+    }
     // A job's first run refuses a directory that is not empty before it starts a journal; a run
     // again finds its own entries there.
     let first_run = options.journal.as_ref().is_none_or(|path| !path.exists());
@@ -542,7 +551,10 @@ impl Sink {
         match self {
             Sink::File { file, written, .. } => {
                 file.flush().await?;
-                file.get_ref().sync_data().await?;
+                // A pipe or a terminal (an export to standard output) has nothing to sync.
+                if file.get_ref().metadata().await?.is_file() {
+                    file.get_ref().sync_data().await?;
+                }
                 Ok(*written)
             }
             Sink::Directory(_) => Ok(0),
@@ -558,7 +570,10 @@ impl Sink {
                     file.write_all(b"\n]\n").await?;
                 }
                 file.flush().await?;
-                file.get_ref().sync_all().await
+                match file.get_ref().metadata().await?.is_file() {
+                    true => file.get_ref().sync_all().await,
+                    false => Ok(()),
+                }
             }
             Sink::Directory(_) => Ok(()),
         }

@@ -355,6 +355,23 @@ pub async fn sync(
     if report.to_delete > allowed {
         return Err(too_many(report.to_delete).into());
     }
+    if let Some(max) = options.max_duration.filter(|_| !resuming(options)) {
+        // The copy's estimate, and on the destination's side the deletes after it.
+        let keys = match options.expected_keys {
+            Some(keys) => keys,
+            None => counting(&counters.source, count_keys(source, &options.prefix)).await?,
+        };
+        let (from, to) = (source.capabilities(), destination.capabilities());
+        let copying = estimate(keys, from, to);
+        let per_request = to.bulk_delete_max.clamp(1, 1000) as u64;
+        let deletes = report.to_delete.div_ceil(per_request);
+        let deleting = at_budget(deletes, to.budget);
+        let destination_side = copying.destination.duration.saturating_add(deleting);
+        match copying.source.duration >= destination_side {
+            true => within(max, "source", copying.source.duration)?,
+            false => within(max, "destination", destination_side)?,
+        }
+    }
     report.copy = copy_as("sync", source, destination, options).await?;
     report.to_copy = report.copy.listed;
     // What is extra now is deleted, a page at a time (a key the source gained since was
@@ -872,26 +889,42 @@ async fn write_pending(
     let Pending {
         items, positions, ..
     } = pending;
-    if items.is_empty() {
-        return Ok(());
-    }
-    let sizes: Vec<u64> = items.iter().map(|i| i.value.len() as u64).collect();
-    let stream = futures_util::stream::iter(items.into_iter().map(Ok)).boxed();
-    let write = destination.bulk_put(stream, 1);
-    let written = counting(&counters.destination, write).await?;
-    stop_on_failed_requests(destination, &written.failed)?;
-    let failed: std::collections::HashSet<u64> = written.failed.iter().map(|f| f.index).collect();
-    done.copied += written.written;
-    done.bytes += (0..sizes.len() as u64)
-        .filter(|i| !failed.contains(i))
-        .map(|i| sizes[i as usize])
-        .sum::<u64>();
-    for mut refused in written.failed {
-        // The write's index is among the items sent; the report's, the key's in its page.
-        let sent = usize::try_from(refused.index).unwrap_or(usize::MAX);
-        refused.index = positions.get(sent).copied().unwrap_or(refused.index);
-        refused.reason = crate::bulk::clip(refused.reason);
-        done.failed.push(refused.into());
+    let mut parts = vec![(items, positions)];
+    while let Some((items, positions)) = parts.pop() {
+        if items.is_empty() {
+            continue;
+        }
+        let sizes: Vec<u64> = items.iter().map(|i| i.value.len() as u64).collect();
+        // Values are `Bytes`: a copy kept to send a half again costs no value bytes.
+        let stream = futures_util::stream::iter(items.iter().cloned().map(Ok)).boxed();
+        let write = destination.bulk_put(stream, 1);
+        let written = counting(&counters.destination, write).await?;
+        stop_on_failed_requests(destination, &written.failed)?;
+        if written.written == 0 && items.len() > 1 && written.failed.len() == items.len() {
+            // Refused whole: one bad entry fails Cloudflare's bulk write, and a batch Fastly
+            // answers 4xx is not known to have written any line. Each half is sent again, down
+            // to single entries, so only the entries refused on their own are reported.
+            let (mut items, mut positions) = (items, positions);
+            let half = items.len() / 2;
+            let (later, later_positions) = (items.split_off(half), positions.split_off(half));
+            parts.push((later, later_positions));
+            parts.push((items, positions));
+            continue;
+        }
+        let failed: std::collections::HashSet<u64> =
+            written.failed.iter().map(|f| f.index).collect();
+        done.copied += written.written;
+        done.bytes += (0..sizes.len() as u64)
+            .filter(|i| !failed.contains(i))
+            .map(|i| sizes[i as usize])
+            .sum::<u64>();
+        for mut refused in written.failed {
+            // The write's index is among the items sent; the report's, the key's in its page.
+            let sent = usize::try_from(refused.index).unwrap_or(usize::MAX);
+            refused.index = positions.get(sent).copied().unwrap_or(refused.index);
+            refused.reason = crate::bulk::clip(refused.reason);
+            done.failed.push(refused.into());
+        }
     }
     Ok(())
 }
