@@ -114,7 +114,9 @@ struct DirectoryMeta {
 /// in the file and synced, with the file's length then; a run again cuts the file back to the
 /// last page journaled (what a killed run wrote after it) and lists on from there. The file or
 /// directory must be left to the job meanwhile. A directory's files are not synced one by one:
-/// a killed run loses none, a power cut may. Without a journal, a file is written anew and a
+/// a killed run loses none, a power cut may; and the entries of the page in flight at a kill
+/// stay in the directory, written again by the run after (a key deleted from the store in
+/// between stays too). Without a journal, a file is written anew and a
 /// directory must be new or empty.
 pub async fn export(
     source: &dyn KvStore,

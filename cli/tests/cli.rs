@@ -1,0 +1,604 @@
+//! The built `edgekv` binary against an emulator this test starts: files in and out of both
+//! providers, resumed jobs, exit codes, and what it draws on a terminal (a pseudo-terminal)
+//! and writes to pipes.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use edgekv::emulator::{Api, Emulator, EmulatorConfig, Faults};
+use serde_json::{Value, json};
+
+/// An emulator, a state directory for the journals, and the command aimed at both.
+struct Setup {
+    emulator: Emulator,
+    state: PathBuf,
+}
+
+impl Setup {
+    async fn new(faults: Faults) -> Setup {
+        let emulator = Emulator::start(EmulatorConfig::default().faults(faults))
+            .await
+            .unwrap();
+        let state = std::env::temp_dir().join(format!(
+            "edgekv-cli-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&state).unwrap();
+        Setup { emulator, state }
+    }
+
+    /// `edgekv ARGS` aimed at the emulator, with no credential of the environment's.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edgekv"));
+        command
+            .args(args)
+            .env("EDGEKV_EMULATOR", self.emulator.fastly_url())
+            .env("EDGEKV_STATE_DIR", &self.state)
+            .env("TERM", "xterm-256color");
+        for name in [
+            "CLOUDFLARE_API_TOKEN",
+            "CLOUDFLARE_API_KEY",
+            "CLOUDFLARE_EMAIL",
+            "CLOUDFLARE_ACCOUNT_ID",
+            "CLOUDFLARE_BASE_URL",
+            "FASTLY_API_TOKEN",
+            "FASTLY_API_URL",
+        ] {
+            command.env_remove(name);
+        }
+        command
+    }
+
+    /// Runs `edgekv ARGS` to its end, stdin empty.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs `edgekv ARGS`, which must succeed: its stdout, as text.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "edgekv {args:?}: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// A new namespace (`cf:…`) and store (`fastly:…`), made through the command.
+    fn stores(&self) -> (String, String) {
+        let namespace = self
+            .ok(&["stores", "create", "cf", "cli"])
+            .trim()
+            .to_string();
+        let store = self
+            .ok(&["stores", "create", "fastly", "cli"])
+            .trim()
+            .to_string();
+        assert!(namespace.starts_with("cf:") && store.starts_with("fastly:"));
+        (namespace, store)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.state.join(name)
+    }
+
+    /// The requests the emulator answered with a success, for `api`, whose path ends with
+    /// `suffix`.
+    fn served(&self, api: Api, suffix: &str) -> usize {
+        self.emulator
+            .requests()
+            .iter()
+            .filter(|r| r.api == api && r.path.ends_with(suffix))
+            .filter(|r| (200..300).contains(&r.status))
+            .count()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn id(address: &str) -> &str {
+    address.split_once(':').unwrap().1
+}
+
+/// Entries of Cloudflare's bulk JSON with binary values, JSON metadata and expiry.
+fn wrangler_entries(now: i64) -> Vec<Value> {
+    let binary = base64::engine::general_purpose::STANDARD.encode([0u8, 159, 146, 150, 255]);
+    vec![
+        json!({"key": "text", "value": "plain text"}),
+        json!({"key": "binary", "value": binary, "base64": true}),
+        json!({"key": "meta", "value": "m", "metadata": {"owner": "ops", "n": [1, 2]}}),
+        json!({"key": "expiring", "value": "e", "expiration": now + 3_600}),
+        json!({"key": "dir/nested key", "value": "n"}),
+    ]
+}
+
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_secs() as i64
+}
+
+/// Lines of an export to Fastly's format, by key.
+fn ndjson_by_key(text: &str) -> BTreeMap<String, Value> {
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .map(|entry| (entry["key"].as_str().unwrap().to_string(), entry))
+        .collect()
+}
+
+/// Import a wrangler file into a namespace, copy it to a Fastly store, export that to Fastly's
+/// lines: every value (binary ones byte for byte) and metadata arrive; expiry, which Fastly's
+/// reads do not give, is checked through an export of the namespace (absolute, ±2 s). A sync
+/// dry run changes nothing. The exported files carry exactly the documented fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_cross_both_providers_and_come_back_equal() {
+    let setup = Setup::new(Faults::default()).await;
+    let (namespace, store) = setup.stores();
+    let now = unix_now();
+    let entries = wrangler_entries(now);
+    let input = setup.path("in.json");
+    std::fs::write(&input, serde_json::to_vec(&entries).unwrap()).unwrap();
+
+    let imported = setup.ok(&["import", input.to_str().unwrap(), &namespace, "--json"]);
+    let imported: Value = serde_json::from_str(&imported).unwrap();
+    assert_eq!(
+        (
+            imported["copied"].as_u64(),
+            imported["failed"].as_array().map(Vec::len)
+        ),
+        (Some(5), Some(0))
+    );
+    setup.ok(&["copy", &namespace, &store]);
+    let lines = setup.path("out.ndjson");
+    setup.ok(&["export", &store, lines.to_str().unwrap()]);
+    let exported = ndjson_by_key(&std::fs::read_to_string(&lines).unwrap());
+    assert_eq!(exported.len(), entries.len());
+    for entry in &entries {
+        let key = entry["key"].as_str().unwrap();
+        let out = &exported[key];
+        let value = base64::engine::general_purpose::STANDARD
+            .decode(out["value"].as_str().unwrap())
+            .unwrap();
+        let expected = match entry["base64"].as_bool() {
+            Some(true) => base64::engine::general_purpose::STANDARD
+                .decode(entry["value"].as_str().unwrap())
+                .unwrap(),
+            _ => entry["value"].as_str().unwrap().as_bytes().to_vec(),
+        };
+        assert_eq!(value, expected, "{key}");
+        // Cloudflare's JSON metadata is Fastly's text: the same JSON.
+        match entry.get("metadata") {
+            Some(metadata) => {
+                let text = out["metadata"].as_str().unwrap();
+                assert_eq!(serde_json::from_str::<Value>(text).unwrap(), *metadata);
+            }
+            None => assert!(out.get("metadata").is_none(), "{key}: {out}"),
+        }
+        let fields: Vec<&str> = out
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert!(
+            fields
+                .iter()
+                .all(|f| ["key", "value", "metadata", "time_to_live_sec"].contains(f)),
+            "{fields:?}"
+        );
+    }
+    // Expiry, through Cloudflare's own format: an absolute time, as imported.
+    let json_out = setup.path("out.json");
+    setup.ok(&["export", &namespace, json_out.to_str().unwrap()]);
+    let back: Vec<Value> = serde_json::from_slice(&std::fs::read(&json_out).unwrap()).unwrap();
+    let back: BTreeMap<&str, &Value> = back
+        .iter()
+        .map(|e| (e["key"].as_str().unwrap(), e))
+        .collect();
+    let expiration = back["expiring"]["expiration"].as_i64().unwrap();
+    assert!((expiration - (now + 3_600)).abs() <= 2, "{expiration}");
+    assert_eq!(back["binary"]["base64"], json!(true));
+    assert_eq!(back["binary"]["value"], entries[1]["value"]);
+    for entry in back.values() {
+        let documented = [
+            "key",
+            "value",
+            "expiration",
+            "expiration_ttl",
+            "metadata",
+            "base64",
+        ];
+        assert!(
+            entry
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|f| documented.contains(&f.as_str())),
+            "{entry}"
+        );
+    }
+
+    // A key only the store has: a sync dry run names it and changes nothing.
+    setup.ok(&["put", &store, "extra", "x"]);
+    let plan = setup.ok(&[
+        "sync",
+        &namespace,
+        &store,
+        "--delete",
+        "--dry-run",
+        "--json",
+    ]);
+    let plan: Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(
+        (plan["to_copy"].as_u64(), plan["to_delete"].as_u64()),
+        (Some(5), Some(1))
+    );
+    assert_eq!(plan["to_delete_keys"], json!(["extra"]));
+    assert_eq!(
+        setup.ok(&["get", &store, "extra"]),
+        "x",
+        "a dry run deletes nothing"
+    );
+    let listed = setup.ok(&["list", &store]);
+    assert_eq!(listed.lines().count(), 6);
+    // And the sync itself makes them equal.
+    setup.ok(&[
+        "sync",
+        &namespace,
+        &store,
+        "--delete",
+        "--max-delete-percent",
+        "50",
+    ]);
+    setup.ok(&["verify", &namespace, &store]);
+}
+
+/// What `list --json` prints is what `delete --keys-from` reads: piped, exactly the keys listed
+/// go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_piped_into_delete_removes_exactly_those_keys() {
+    let setup = Setup::new(Faults::default()).await;
+    let (namespace, _) = setup.stores();
+    let keys = (0..30).map(|i| (format!("tmp/{i:02}"), b"v".to_vec()));
+    let kept = (0..5).map(|i| (format!("keep/{i}"), b"v".to_vec()));
+    setup
+        .emulator
+        .seed_cloudflare(id(&namespace), keys.chain(kept))
+        .unwrap();
+    let listed = setup.ok(&["list", &namespace, "--prefix", "tmp/", "--json"]);
+    let names: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(names.len(), 30);
+
+    let mut delete = setup
+        .command(&["delete", &namespace, "--keys-from", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    delete
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(listed.as_bytes())
+        .unwrap();
+    let output = delete.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let left = setup.ok(&["list", &namespace]);
+    let left: Vec<&str> = left.lines().collect();
+    assert_eq!(left, ["keep/0", "keep/1", "keep/2", "keep/3", "keep/4"]);
+}
+
+/// The journal files of jobs in the state directory, and the chunks each holds.
+fn journaled_chunks(state: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(state.join("jobs")) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.contains(r#""step":"chunk""#))
+                .count()
+        })
+        .sum()
+}
+
+/// Lets `child` run until its job has journaled `chunks` chunks, then stops it with `signal`:
+/// how it ended.
+fn stop_after(
+    state: &Path,
+    mut child: std::process::Child,
+    chunks: usize,
+    signal: rustix::process::Signal,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while journaled_chunks(state) < chunks {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before its stop"
+        );
+        assert!(Instant::now() < deadline, "no chunk journaled");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, signal).unwrap();
+    child.wait().unwrap()
+}
+
+/// 6,000 keys seeded in a namespace, an empty store, and an emulator slow enough (its latency
+/// setting) that a copy takes a second or two.
+async fn slow_pair() -> (Setup, String, String) {
+    let setup = Setup::new(Faults::default().latency(Duration::from_millis(15))).await;
+    let (namespace, store) = setup.stores();
+    let values = (0..6_000).map(|i| (format!("k/{i:05}"), format!("value {i}").into_bytes()));
+    setup
+        .emulator
+        .seed_cloudflare(id(&namespace), values)
+        .unwrap();
+    setup.emulator.clear_requests();
+    (setup, namespace, store)
+}
+
+/// A copy killed (SIGKILL) after two chunks and run again with the same command resumes: the
+/// store's batches over both runs are at most the six chunks plus the two in flight at the
+/// kill, and the stores end equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_copy_run_again_resumes_without_redoing_chunks() {
+    let (setup, namespace, store) = slow_pair().await;
+    let args = [
+        "copy",
+        namespace.as_str(),
+        store.as_str(),
+        "--concurrency",
+        "2",
+        "-q",
+    ];
+    let child = setup
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let killed = stop_after(&setup.state, child, 2, rustix::process::Signal::KILL);
+    assert!(!killed.success());
+    let before = setup.served(Api::Fastly, "/batch");
+    assert!((2..6).contains(&before), "{before} batches before the kill");
+
+    setup.ok(&args);
+    let batches = setup.served(Api::Fastly, "/batch");
+    assert!(batches <= 6 + 2, "{batches} batches for 6 chunks");
+    setup.ok(&["verify", &namespace, &store]);
+    assert_eq!(
+        journaled_chunks(&setup.state),
+        0,
+        "a finished job leaves no journal"
+    );
+}
+
+/// One test per documented exit code but 130 (the interruption test's).
+#[tokio::test(flavor = "multi_thread")]
+async fn each_exit_code_means_what_the_help_says() {
+    let setup = Setup::new(Faults::default()).await;
+    let (namespace, _) = setup.stores();
+    setup.ok(&["put", &namespace, "here", "v"]);
+    let code = |output: Output| output.status.code();
+
+    assert_eq!(code(setup.run(&["get", &namespace, "here"])), Some(0));
+    assert_eq!(
+        code(setup.run(&["get", &namespace, "not-here"])),
+        Some(1),
+        "a key not found"
+    );
+    assert_eq!(
+        code(setup.run(&["get", "nowhere:x", "k"])),
+        Some(2),
+        "a bad address"
+    );
+    assert_eq!(
+        code(setup.run(&["get", &namespace])),
+        Some(2),
+        "a missing argument"
+    );
+    let refused = setup
+        .command(&["get", &namespace, "here"])
+        .env("CLOUDFLARE_API_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(refused.clone()),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&namespace) && stderr.contains("credential"),
+        "{stderr}"
+    );
+    let unreachable = setup
+        .command(&[
+            "get",
+            &namespace,
+            "here",
+            "--emulator",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(unreachable), Some(4));
+    let missing = setup.run(&["import", "/no/such/file.ndjson", &namespace]);
+    assert_eq!(code(missing), Some(5));
+    let no_credential = Command::new(env!("CARGO_BIN_EXE_edgekv"))
+        .args(["get", "fastly:abc", "k"])
+        .env_remove("EDGEKV_EMULATOR")
+        .env_remove("FASTLY_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(code(no_credential.clone()), Some(3));
+    let stderr = String::from_utf8_lossy(&no_credential.stderr);
+    assert!(
+        stderr.contains("FASTLY_API_TOKEN"),
+        "the fix is named: {stderr}"
+    );
+}
+
+/// A pseudo-terminal: the controller, and the terminal side for a child's stdio.
+fn pty() -> (std::fs::File, std::fs::File) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let controller =
+        openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&controller).unwrap();
+    unlockpt(&controller).unwrap();
+    let name = ptsname(&controller, Vec::new()).unwrap();
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let size = rustix::termios::Winsize {
+        ws_row: 24,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&terminal, size).unwrap();
+    (std::fs::File::from(controller), terminal)
+}
+
+/// Everything the terminal side was sent, read on a thread until every holder closed it.
+fn drain(mut controller: std::fs::File) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match controller.read(&mut buf) {
+                Ok(0) | Err(_) => break, // EIO once the last holder of the terminal is gone
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        seen
+    })
+}
+
+/// On a terminal the bar is drawn and then cleared; with stdout piped and stderr on the
+/// terminal, stdout carries exactly the data; with both piped, neither carries an escape code;
+/// `--json` prints JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn bars_go_to_a_terminal_only_and_data_stays_exact() {
+    let (setup, namespace, store) = slow_pair().await;
+
+    // (1) stderr on a terminal: drawn, then cleared.
+    let (controller, terminal) = pty();
+    let mut child = setup
+        .command(&["copy", &namespace, &store])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(terminal)
+        .spawn()
+        .unwrap();
+    let seen = drain(controller);
+    assert!(child.wait().unwrap().success());
+    let seen = String::from_utf8_lossy(&seen.join().unwrap()).into_owned();
+    let last_bar = seen.rfind("keys/s").expect("a bar was drawn");
+    assert!(seen.contains('\u{1b}'), "drawn with escape codes");
+    assert!(
+        seen[last_bar..].contains("\u{1b}[2K"),
+        "and cleared: {:?}",
+        &seen[last_bar..]
+    );
+    assert!(
+        seen.contains("copied 6000 of 6000 keys"),
+        "the report stays"
+    );
+
+    // (2) stdout piped, stderr on the terminal: stdout is exactly the file an export writes.
+    let file = setup.path("k.ndjson");
+    setup.ok(&["export", &namespace, file.to_str().unwrap()]);
+    let (controller, terminal) = pty();
+    let child = setup
+        .command(&["export", &namespace, "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(terminal)
+        .spawn()
+        .unwrap();
+    let seen = drain(controller);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(
+        output.stdout == std::fs::read(&file).unwrap(),
+        "stdout is the data, exactly"
+    );
+    assert!(
+        !seen.join().unwrap().is_empty(),
+        "status went to the terminal"
+    );
+
+    // (3) both piped, and verbose: plain lines, no escape code anywhere.
+    let output = setup.run(&["copy", &namespace, &store, "-v"]);
+    assert!(output.status.success());
+    assert!(!output.stdout.contains(&0x1b) && !output.stderr.contains(&0x1b));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("keys/s"),
+        "a line a chunk"
+    );
+
+    // --json: the final report, parsed.
+    let report: Value =
+        serde_json::from_str(&setup.ok(&["copy", &namespace, &store, "--json"])).unwrap();
+    assert_eq!(report["copied"], json!(6000));
+}
+
+/// SIGINT to a job on a terminal: it exits 130 and prints the command that resumes it; that
+/// command completes the job, nothing lost and no finished chunk redone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_job_says_how_to_resume_and_resumes() {
+    let (setup, namespace, store) = slow_pair().await;
+    let (controller, terminal) = pty();
+    let child = setup
+        .command(&["copy", &namespace, &store, "--concurrency", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(terminal)
+        .spawn()
+        .unwrap();
+    let seen = drain(controller);
+    let interrupted = stop_after(&setup.state, child, 2, rustix::process::Signal::INT);
+    assert_eq!(interrupted.code(), Some(130));
+    let said = String::from_utf8_lossy(&seen.join().unwrap()).into_owned();
+    let resume = said
+        .lines()
+        .skip_while(|l| !l.contains("run it again to resume"))
+        .nth(1)
+        .expect("the command is printed")
+        .trim()
+        .to_string();
+    assert!(
+        resume.contains("copy") && resume.contains(&namespace),
+        "{resume}"
+    );
+    let before = setup.served(Api::Fastly, "/batch");
+
+    // The printed command, as a shell would run it (its words need no quoting here).
+    let words: Vec<&str> = resume.split_whitespace().skip(1).collect();
+    setup.ok(&words);
+    let after = setup.served(Api::Fastly, "/batch");
+    assert!(
+        after - before <= 6 - 2 + 2,
+        "{before} then {after} batches: chunks redone"
+    );
+    setup.ok(&["verify", &namespace, &store]);
+}
