@@ -388,47 +388,83 @@ async fn a_killed_copy_run_again_resumes_without_redoing_chunks() {
     );
 }
 
-/// One test per documented exit code but 130 (the interruption test's).
-#[tokio::test(flavor = "multi_thread")]
-async fn each_exit_code_means_what_the_help_says() {
+/// A setup with a namespace holding `here`, for the exit code tests.
+async fn with_a_key() -> (Setup, String) {
     let setup = Setup::new(Faults::default()).await;
     let (namespace, _) = setup.stores();
     setup.ok(&["put", &namespace, "here", "v"]);
-    let code = |output: Output| output.status.code();
+    (setup, namespace)
+}
 
-    assert_eq!(code(setup.run(&["get", &namespace, "here"])), Some(0));
+/// Exit code 0: everything asked was done.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_0_when_all_is_done() {
+    let (setup, namespace) = with_a_key().await;
+    let output = setup.run(&["get", &namespace, "here"]);
     assert_eq!(
-        code(setup.run(&["get", &namespace, "not-here"])),
-        Some(1),
-        "a key not found"
+        (output.status.code(), output.stdout),
+        (Some(0), b"v".to_vec())
     );
+}
+
+/// Exit code 1: a key was not done (here: not found).
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_1_when_a_key_is_not_done() {
+    let (setup, namespace) = with_a_key().await;
+    let output = setup.run(&["get", &namespace, "not-here"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+}
+
+/// Exit code 2: usage, a bad address or a missing argument, named with the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_2_on_a_bad_command_line() {
+    let (setup, namespace) = with_a_key().await;
+    let bad = setup.run(&["get", "nowhere:x", "k"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("cf:<namespace id or title>"), "{said}");
+    assert_eq!(setup.run(&["get", &namespace]).status.code(), Some(2));
     assert_eq!(
-        code(setup.run(&["get", "nowhere:x", "k"])),
-        Some(2),
-        "a bad address"
+        setup.run(&["copy", "a.json", "b.json"]).status.code(),
+        Some(2)
     );
-    assert_eq!(
-        code(setup.run(&["get", &namespace])),
-        Some(2),
-        "a missing argument"
-    );
+}
+
+/// Exit code 3: a credential refused, or missing (the variable to set is named).
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_3_when_a_credential_is_refused_or_missing() {
+    let (setup, namespace) = with_a_key().await;
     let refused = setup
         .command(&["get", &namespace, "here"])
         .env("CLOUDFLARE_API_TOKEN", "wrong")
         .output()
         .unwrap();
-    assert_eq!(
-        code(refused.clone()),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains(&namespace) && stderr.contains("credential"),
-        "{stderr}"
+        said.contains(&namespace) && said.contains("credential"),
+        "{said}"
     );
-    let unreachable = setup
+    let missing = Command::new(env!("CARGO_BIN_EXE_edgekv"))
+        .args(["get", "fastly:abc", "k"])
+        .env_remove("EDGEKV_EMULATOR")
+        .env_remove("FASTLY_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        said.contains("FASTLY_API_TOKEN"),
+        "the fix is named: {said}"
+    );
+}
+
+/// Exit code 4: nothing answers at the address.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_4_when_the_service_is_unreachable() {
+    let (setup, namespace) = with_a_key().await;
+    let output = setup
         .command(&[
             "get",
             &namespace,
@@ -438,21 +474,72 @@ async fn each_exit_code_means_what_the_help_says() {
         ])
         .output()
         .unwrap();
-    assert_eq!(code(unreachable), Some(4));
-    let missing = setup.run(&["import", "/no/such/file.ndjson", &namespace]);
-    assert_eq!(code(missing), Some(5));
-    let no_credential = Command::new(env!("CARGO_BIN_EXE_edgekv"))
-        .args(["get", "fastly:abc", "k"])
-        .env_remove("EDGEKV_EMULATOR")
-        .env_remove("FASTLY_API_TOKEN")
-        .output()
-        .unwrap();
-    assert_eq!(code(no_credential.clone()), Some(3));
-    let stderr = String::from_utf8_lossy(&no_credential.stderr);
+    assert_eq!(output.status.code(), Some(4));
+}
+
+/// Exit code 5: anything else (here: a file that is not there).
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_5_on_any_other_failure() {
+    let (setup, namespace) = with_a_key().await;
+    let output = setup.run(&["import", "/no/such/file.ndjson", &namespace]);
+    assert_eq!(output.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/file.ndjson"));
+}
+
+/// `edgekv emulator` serves both APIs where it says, keeps its stores with `--persist`, and
+/// stops cleanly on SIGINT: started again on the same directory, it serves what was written.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_emulator_command_serves_and_persists() {
+    let dir = std::env::temp_dir().join(format!("edgekv-cli-emu-{}", fastrand::u64(..)));
+    let serve = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgekv"))
+            .args([
+                "emulator",
+                "--port",
+                "0",
+                "--persist",
+                dir.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let url = line.strip_prefix("emulator: ").unwrap().trim().to_string();
+        (child, url)
+    };
+    let edgekv = |url: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_edgekv"))
+            .args(args)
+            .env("EDGEKV_EMULATOR", url)
+            .env_remove("FASTLY_API_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let (child, url) = serve();
+    let created = edgekv(&url, &["stores", "create", "fastly", "kept"]);
+    let store = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
     assert!(
-        stderr.contains("FASTLY_API_TOKEN"),
-        "the fix is named: {stderr}"
+        edgekv(&url, &["put", &store, "k", "survives"])
+            .status
+            .success()
     );
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let mut child = child;
+    assert!(child.wait().unwrap().success(), "stops cleanly");
+
+    let (mut again, url) = serve();
+    let got = edgekv(&url, &["get", &store, "k"]);
+    assert_eq!(got.stdout, b"survives");
+    let _ = again.kill();
+    let _ = again.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A pseudo-terminal: the controller, and the terminal side for a child's stdio.
