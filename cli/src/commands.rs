@@ -254,11 +254,7 @@ async fn delete(reach: &Reach, show: Show, args: DeleteArgs) -> Result<u8, Failu
         ));
         say_failed(show, &report.failed);
     }
-    Ok(if report.failed.is_empty() {
-        exit::OK
-    } else {
-        exit::SOME_FAILED
-    })
+    Ok(done_unless(report.failed.len()))
 }
 
 /// The keys of a JSON list (`-`: stdin): an array of names (wrangler's bulk delete input), or
@@ -625,11 +621,7 @@ fn say_copy(
     took: Duration,
     dry_run: bool,
 ) -> Result<u8, Failure> {
-    let code = if report.failed.is_empty() {
-        exit::OK
-    } else {
-        exit::SOME_FAILED
-    };
+    let code = done_unless(report.failed.len());
     if show.json {
         print_json(&json!({
             "dry_run": dry_run,
@@ -692,11 +684,7 @@ async fn delete_prefix(
     let options = options(job, prefix, journal.clone(), &bar);
     let deleting = edgekv::transfer::delete_prefix(store.kv.as_ref(), &options);
     let report = interruptible(&bar, &store.address, journal.as_deref(), deleting).await?;
-    let code = if report.failed.is_empty() {
-        exit::OK
-    } else {
-        exit::SOME_FAILED
-    };
+    let code = done_unless(report.failed.len());
     if show.json {
         print_json(&json!({
             "dry_run": job.dry_run,
@@ -760,11 +748,7 @@ async fn sync(
     let syncing = edgekv::transfer::sync(src.kv.as_ref(), dst.kv.as_ref(), &options);
     let report = interruptible(&bar, &what, journal.as_deref(), syncing).await?;
     let failed = report.copy.failed.len() + report.failed_deletes.len();
-    let code = if failed == 0 {
-        exit::OK
-    } else {
-        exit::SOME_FAILED
-    };
+    let code = done_unless(failed);
     if show.json {
         print_json(&json!({
             "dry_run": job.dry_run,
@@ -914,6 +898,14 @@ fn failed_json(failed: &[edgekv::FailedKey]) -> serde_json::Value {
         })
         .collect();
     json!(all)
+}
+
+/// The exit code of a command that did all but `failed` keys.
+fn done_unless(failed: usize) -> u8 {
+    match failed {
+        0 => exit::OK,
+        _ => exit::SOME_FAILED,
+    }
 }
 
 /// The keys not done, the first 20 of them.

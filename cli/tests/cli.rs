@@ -580,6 +580,24 @@ fn drain(mut controller: std::fs::File) -> std::thread::JoinHandle<Vec<u8>> {
     })
 }
 
+/// `edgekv ARGS` with its stderr on a new pseudo-terminal: the child, and what the terminal
+/// will have been sent once the child is gone.
+fn on_terminal(
+    setup: &Setup,
+    args: &[&str],
+    stdout: Stdio,
+) -> (std::process::Child, std::thread::JoinHandle<Vec<u8>>) {
+    let (controller, terminal) = pty();
+    let child = setup
+        .command(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(terminal)
+        .spawn()
+        .unwrap();
+    (child, drain(controller))
+}
+
 /// On a terminal the bar is drawn and then cleared; with stdout piped and stderr on the
 /// terminal, stdout carries exactly the data; with both piped, neither carries an escape code;
 /// `--json` prints JSON.
@@ -588,15 +606,7 @@ async fn bars_go_to_a_terminal_only_and_data_stays_exact() {
     let (setup, namespace, store) = slow_pair().await;
 
     // (1) stderr on a terminal: drawn, then cleared.
-    let (controller, terminal) = pty();
-    let mut child = setup
-        .command(&["copy", &namespace, &store])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(terminal)
-        .spawn()
-        .unwrap();
-    let seen = drain(controller);
+    let (mut child, seen) = on_terminal(&setup, &["copy", &namespace, &store], Stdio::null());
     assert!(child.wait().unwrap().success());
     let seen = String::from_utf8_lossy(&seen.join().unwrap()).into_owned();
     let last_bar = seen.rfind("keys/s").expect("a bar was drawn");
@@ -614,15 +624,7 @@ async fn bars_go_to_a_terminal_only_and_data_stays_exact() {
     // (2) stdout piped, stderr on the terminal: stdout is exactly the file an export writes.
     let file = setup.path("k.ndjson");
     setup.ok(&["export", &namespace, file.to_str().unwrap()]);
-    let (controller, terminal) = pty();
-    let child = setup
-        .command(&["export", &namespace, "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(terminal)
-        .spawn()
-        .unwrap();
-    let seen = drain(controller);
+    let (child, seen) = on_terminal(&setup, &["export", &namespace, "-"], Stdio::piped());
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
     assert!(
@@ -654,15 +656,8 @@ async fn bars_go_to_a_terminal_only_and_data_stays_exact() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_job_says_how_to_resume_and_resumes() {
     let (setup, namespace, store) = slow_pair().await;
-    let (controller, terminal) = pty();
-    let child = setup
-        .command(&["copy", &namespace, &store, "--concurrency", "2"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(terminal)
-        .spawn()
-        .unwrap();
-    let seen = drain(controller);
+    let args = ["copy", &namespace, &store, "--concurrency", "2"];
+    let (child, seen) = on_terminal(&setup, &args, Stdio::null());
     let interrupted = stop_after(&setup.state, child, 2, rustix::process::Signal::INT);
     assert_eq!(interrupted.code(), Some(130));
     let said = String::from_utf8_lossy(&seen.join().unwrap()).into_owned();
