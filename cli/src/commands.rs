@@ -118,10 +118,9 @@ async fn get(reach: &Reach, show: Show, address: &str, key: &str) -> Result<u8, 
     };
     let mut value = entry.value;
     if show.json {
-        let mut bytes = Vec::new();
-        while let Some(chunk) = value.next().await {
-            bytes.extend_from_slice(&chunk.map_err(|e| Failure::of(&store.address, &e))?);
-        }
+        // Whole, within the client's read limits: a value no store could hold is refused.
+        let bytes = value.bytes().await;
+        let bytes = bytes.map_err(|e| Failure::of(&store.address, &e))?.to_vec();
         let mut out = json!({ "key": key });
         match String::from_utf8(bytes) {
             Ok(text) => out["value"] = json!(text),
@@ -224,8 +223,15 @@ async fn put(reach: &Reach, show: Show, args: PutArgs) -> Result<u8, Failure> {
 
 async fn delete(reach: &Reach, show: Show, args: DeleteArgs) -> Result<u8, Failure> {
     let store = reach.store(&args.store).await?;
-    if let Some(prefix) = &args.prefix {
-        return delete_prefix(show, store, prefix, &args.job).await;
+    match (&args.prefix, args.all) {
+        (Some(prefix), _) if prefix.is_empty() => {
+            return Err(Failure::usage(
+                "--prefix is empty, which is every key: say --all to delete them all",
+            ));
+        }
+        (Some(prefix), _) => return delete_prefix(show, store, prefix, &args.job).await,
+        (None, true) => return delete_prefix(show, store, "", &args.job).await,
+        (None, false) => {}
     }
     let keys = match &args.keys_from {
         Some(from) => keys_from(from).await?,
@@ -260,17 +266,28 @@ async fn delete(reach: &Reach, show: Show, args: DeleteArgs) -> Result<u8, Failu
 /// The keys of a JSON list (`-`: stdin): an array of names (wrangler's bulk delete input), or
 /// of objects with a `name` (what `list --json` and wrangler's `kv key list` print) or `key`.
 async fn keys_from(from: &str) -> Result<Vec<String>, Failure> {
-    let text = if from == "-" {
-        use tokio::io::AsyncReadExt as _;
-        let mut text = Vec::new();
-        let read = tokio::io::stdin().read_to_end(&mut text).await;
-        read.map_err(|e| Failure::failed(format!("stdin: {e}")))?;
-        text
-    } else {
-        tokio::fs::read(from)
-            .await
-            .map_err(|e| Failure::failed(format!("{from}: {e}")))?
+    // A list of a million 1 KiB keys is about 1 GiB: more is not a list of keys.
+    const MOST: u64 = 1 << 30;
+    use tokio::io::AsyncReadExt as _;
+    let mut text = Vec::new();
+    let read = match from {
+        "-" => {
+            tokio::io::stdin()
+                .take(MOST + 1)
+                .read_to_end(&mut text)
+                .await
+        }
+        path => match tokio::fs::File::open(path).await {
+            Ok(file) => file.take(MOST + 1).read_to_end(&mut text).await,
+            Err(e) => Err(e),
+        },
     };
+    read.map_err(|e| Failure::failed(format!("{from}: {e}")))?;
+    if text.len() as u64 > MOST {
+        return Err(Failure::usage(format!(
+            "{from}: over {MOST} bytes, more than a list of keys: delete by --prefix instead"
+        )));
+    }
     let list: Vec<serde_json::Value> = serde_json::from_slice(&text)
         .map_err(|e| Failure::usage(format!("{from}: not a JSON array of keys ({e})")))?;
     list.into_iter()
@@ -359,7 +376,8 @@ async fn stores(reach: &Reach, show: Show, command: StoresCommand) -> Result<u8,
             }
             let mut out = String::new();
             for (address, name) in listed {
-                out.push_str(&format!("{address}\t{}\n", printable(&name)));
+                let (address, name) = (printable(&address), printable(&name));
+                out.push_str(&format!("{address}\t{name}\n"));
             }
             print_raw(out.as_bytes())?;
             Ok(exit::OK)
@@ -446,6 +464,19 @@ fn options(job: &JobArgs, prefix: &str, journal: Option<PathBuf>, bar: &Bar) -> 
 /// the job (its kind, both sides, prefix), so running the same command again finds it. None
 /// for a dry run, or a job on stdin or stdout (a stream cannot be resumed).
 fn journal_for(job: &JobArgs, kind: &str, sides: &[&Place], prefix: &str) -> Option<PathBuf> {
+    let journal = journal_path(job, kind, sides, prefix)?;
+    if job.restart {
+        let _ = std::fs::remove_file(&journal);
+    } else if journal.exists() {
+        eprintln!(
+            "edgekv: resuming from the journal {} (--restart starts over)",
+            journal.display()
+        );
+    }
+    Some(journal)
+}
+
+fn journal_path(job: &JobArgs, kind: &str, sides: &[&Place], prefix: &str) -> Option<PathBuf> {
     if job.dry_run {
         return None;
     }
@@ -609,7 +640,14 @@ async fn transfer(
         }
         (Place::File { .. }, Place::File { .. }) => unreachable!("refused above"),
     };
-    say_copy(show, verb, &what, &report, started.elapsed(), job.dry_run)
+    let code = say_copy(show, verb, &what, &report, started.elapsed(), job.dry_run)?;
+    if let Place::Store(from) = &src
+        && matches!(from.handle, Handle::Fastly(..))
+        && report.copied > 0
+    {
+        show.say("(Fastly's reads give no expiry: what was copied from it does not expire)");
+    }
+    Ok(code)
 }
 
 /// The final report of a copy, import or export.

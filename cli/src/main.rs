@@ -36,7 +36,10 @@ const EXIT_CODES: &str = "\
 Stores: cf:<namespace id or title>, fastly:<store id or name>; files: *.json (wrangler's bulk \
 JSON), *.ndjson (Fastly's batch lines), a directory, or - for stdin/stdout.
 Credentials: CLOUDFLARE_API_TOKEN (or CLOUDFLARE_API_KEY with CLOUDFLARE_EMAIL) and \
-CLOUDFLARE_ACCOUNT_ID; FASTLY_API_TOKEN. With --emulator they default to the emulator's.
+CLOUDFLARE_ACCOUNT_ID; FASTLY_API_TOKEN. With --emulator they are never sent: the emulator's \
+token is (EDGEKV_EMULATOR_TOKEN changes it).
+Journals: in EDGEKV_STATE_DIR, else $XDG_STATE_HOME/edgekv, else ~/.local/state/edgekv; a \
+job's is removed when it ends, and an interrupted job resumes from it when run again.
 
 Exit codes:
   0    everything asked was done
@@ -59,13 +62,14 @@ const DEFAULT_EMULATOR: &str = "http://127.0.0.1:8787";
     after_help = EXIT_CODES
 )]
 struct Cli {
-    /// Send every request to a local emulator (`edgekv emulator`) at URL instead of the
-    /// services; credentials default to the emulator's
+    /// Send every request to a local emulator (`edgekv emulator`), at --emulator=URL or
+    /// http://127.0.0.1:8787, instead of the services; their credentials are never sent
     #[arg(
         long,
         global = true,
         value_name = "URL",
         num_args = 0..=1,
+        require_equals = true,
         default_missing_value = DEFAULT_EMULATOR,
         env = "EDGEKV_EMULATOR"
     )]
@@ -105,8 +109,8 @@ enum Command {
     /// Delete keys: those named, every key under --prefix (a resumable job), or those of a JSON
     /// list (--keys-from: what `list --json` prints, or wrangler's array of names)
     Delete(DeleteArgs),
-    /// List the keys of a store, one a line (with --json: an array of {name, expiration,
-    /// metadata}, as wrangler prints it)
+    /// List the keys of a store, one a line, control characters written \u{..} (with --json:
+    /// exactly, an array of {name, expiration, metadata}, as wrangler prints it)
     List {
         /// The store: cf:<namespace> or fastly:<store>
         store: String,
@@ -140,7 +144,7 @@ enum Command {
         /// Only keys starting with this
         #[arg(long, default_value = "")]
         prefix: String,
-        /// Also delete DST's keys that SRC lacks (without it they are only counted)
+        /// Also delete DST's keys that SRC lacks (without it they are kept)
         #[arg(long)]
         delete: bool,
         /// The most of DST's keys --delete may remove, in percent
@@ -228,9 +232,12 @@ struct DeleteArgs {
     store: String,
     /// Keys to delete
     keys: Vec<String>,
-    /// Delete every key starting with this, as a resumable job
-    #[arg(long, conflicts_with_all = ["keys", "keys_from"])]
+    /// Delete every key starting with this, as a resumable job (not empty: --all is that)
+    #[arg(long, conflicts_with_all = ["keys", "keys_from", "all"])]
     prefix: Option<String>,
+    /// Delete every key of the store, as a resumable job
+    #[arg(long, conflicts_with_all = ["keys", "keys_from"])]
+    all: bool,
     /// Delete the keys of this JSON list (- for stdin): an array of names, or of objects with
     /// a "name" (or "key"), as `list --json` prints them
     #[arg(long, value_name = "FILE", conflicts_with = "keys")]
@@ -246,9 +253,12 @@ struct JobArgs {
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
     /// Where the job keeps what it has done, to resume after a kill (default: a file named
-    /// after the job in the state directory, $XDG_STATE_HOME/edgekv)
+    /// after the job in the state directory: see Journals below)
     #[arg(long, value_name = "PATH")]
     journal: Option<PathBuf>,
+    /// Start over: forget what an interrupted run of this job had done
+    #[arg(long)]
+    restart: bool,
     /// Change nothing; say what would be done
     #[arg(long)]
     dry_run: bool,

@@ -48,9 +48,19 @@ impl Failure {
             _ if matches!(error.status().map(|s| s.as_u16()), Some(401 | 403)) => exit::AUTH,
             _ => exit::FAILED,
         };
-        let fix = match code {
-            exit::AUTH => " (check the credential variables: `edgekv --help` names them)",
-            exit::UNREACHABLE => " (is the service, or the emulator --emulator names, up?)",
+        let fix = match (code, error.status().map(|s| s.as_u16())) {
+            (exit::AUTH, _) => " (check the credential variables: `edgekv --help` names them)",
+            (exit::UNREACHABLE, _) => " (is the service, or the emulator --emulator names, up?)",
+            (_, Some(409)) => {
+                " (a store must be empty to be deleted: --with-contents deletes its keys first)"
+            }
+            _ if matches!(
+                error,
+                edgekv::Error::InvalidInput(edgekv::error::InvalidInput::TooManyDeletes { .. })
+            ) =>
+            {
+                " (raise --max-delete-percent to allow it)"
+            }
             _ => "",
         };
         Failure {
@@ -114,6 +124,24 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The token sent to an emulator: `EDGEKV_EMULATOR_TOKEN`, else the emulator's default.
+fn emulator_token() -> String {
+    var("EDGEKV_EMULATOR_TOKEN").unwrap_or_else(|| edgekv::emulator::DEFAULT_TOKEN.to_string())
+}
+
+/// An id a service gave back, checked before it is printed or put in a path: letters, digits,
+/// `-` and `_` only (what both providers' ids are made of).
+fn checked_id(id: String, address: &str) -> Result<String, Failure> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(plain) {
+        return Ok(id);
+    }
+    Err(Failure::failed(format!(
+        "{address}: the service answered with an id that is not one ({} bytes)",
+        id.len()
+    )))
+}
+
 impl Reach {
     /// A Cloudflare client: `CLOUDFLARE_API_TOKEN` (or `CLOUDFLARE_API_KEY` with
     /// `CLOUDFLARE_EMAIL`), the account from `--account`/`CLOUDFLARE_ACCOUNT_ID`, and
@@ -125,9 +153,10 @@ impl Reach {
             var("CLOUDFLARE_API_KEY"),
             var("CLOUDFLARE_EMAIL"),
         ) {
+            // The services' credentials never go to an emulator's address.
+            _ if self.emulator.is_some() => Auth::from(emulator_token()),
             (Some(token), _, _) => Auth::from(token),
             (None, Some(key), Some(email)) => Auth::global_key(email, key),
-            _ if self.emulator.is_some() => Auth::from(edgekv::emulator::DEFAULT_TOKEN),
             _ => {
                 return Err(Failure::auth(
                     "no Cloudflare credential: set CLOUDFLARE_API_TOKEN (or CLOUDFLARE_API_KEY \
@@ -162,8 +191,9 @@ impl Reach {
     /// it is aimed at one.
     pub(crate) fn fastly(&self) -> Result<edgekv::fastly::Client, Failure> {
         let token = match (var("FASTLY_API_TOKEN"), &self.emulator) {
-            (Some(token), _) => token,
-            (None, Some(_)) => edgekv::emulator::DEFAULT_TOKEN.to_string(),
+            // The services' credentials never go to an emulator's address.
+            (_, Some(_)) => emulator_token(),
+            (Some(token), None) => token,
             (None, None) => {
                 return Err(Failure::auth("no Fastly credential: set FASTLY_API_TOKEN"));
             }
@@ -199,9 +229,17 @@ impl Reach {
             "cf" | "cloudflare" => {
                 let client = self.cloudflare()?;
                 let id = if is_namespace_id(name) {
-                    let found = client.get_namespace(name).await;
-                    found.map_err(|e| Failure::of(address, &e))?;
-                    name.to_string()
+                    match client.get_namespace(name).await {
+                        Ok(_) => name.to_string(),
+                        Err(e) if e.status().map(|s| s.as_u16()) == Some(404) => {
+                            return Err(Failure::usage(format!(
+                                "{address}: no namespace has that id in account {} (list them: \
+                                 edgekv stores list cf)",
+                                client.account_id()
+                            )));
+                        }
+                        Err(e) => return Err(Failure::of(address, &e)),
+                    }
                 } else {
                     let titled = client
                         .namespaces(None)
@@ -210,7 +248,7 @@ impl Reach {
                         .await
                         .map_err(|e| Failure::of(address, &e))?;
                     match titled.as_slice() {
-                        [one] => one.id.clone(),
+                        [one] => checked_id(one.id.clone(), address)?,
                         [] => {
                             return Err(Failure::usage(format!(
                                 "{address}: no namespace has that id or title in account {} \
@@ -235,7 +273,7 @@ impl Reach {
             "fastly" => {
                 let client = self.fastly()?;
                 let id = match client.get_store(name).await {
-                    Ok(info) => info.id,
+                    Ok(info) => checked_id(info.id, address)?,
                     Err(e) if e.status().map(|s| s.as_u16()) == Some(404) => {
                         let named = client
                             .stores(edgekv::fastly::ListStores::default())
@@ -244,7 +282,7 @@ impl Reach {
                             .await
                             .map_err(|e| Failure::of(address, &e))?;
                         match named.as_slice() {
-                            [one] => one.id.clone(),
+                            [one] => checked_id(one.id.clone(), address)?,
                             [] => {
                                 return Err(Failure::usage(format!(
                                     "{address}: no store has that id or name (list them: \
@@ -282,6 +320,16 @@ impl Reach {
         if is_store_address(address) {
             return Ok(Place::Store(self.store(address).await?));
         }
+        // `word:…` is an address with a scheme mistyped, not a file to create.
+        if let Some((scheme, _)) = address.split_once(':')
+            && !scheme.is_empty()
+            && scheme.bytes().all(|b| b.is_ascii_alphabetic())
+        {
+            return Err(Failure::usage(format!(
+                "{address:?}: {scheme}: is not a store kind: write cf:… or fastly:…, or ./{address} \
+                 for a file"
+            )));
+        }
         let path = match address {
             "-" if reading => PathBuf::from("/dev/stdin"),
             "-" => PathBuf::from("/dev/stdout"),
@@ -291,7 +339,18 @@ impl Reach {
             (Some(FileFormat::Json), _) => Format::Wrangler,
             (Some(FileFormat::Ndjson), _) | (None, "-") => Format::FastlyNdjson,
             (Some(FileFormat::Dir), _) => Format::Directory,
-            (None, _) => Format::of(&path),
+            (None, _) => match Format::of(&path) {
+                // A directory only when it is one or is written as one: `out.txt` is more
+                // likely a mistake than a directory to fill.
+                Format::Directory if !(path.is_dir() || address.ends_with('/')) => {
+                    return Err(Failure::usage(format!(
+                        "{address}: name a file *.json (wrangler's bulk JSON) or *.ndjson \
+                         (Fastly's lines), or a directory (an existing one, a name ending in \
+                         /, or --format dir)"
+                    )));
+                }
+                format => format,
+            },
         };
         Ok(Place::File { path, format })
     }

@@ -28,11 +28,12 @@ impl Show {
         }
     }
 
-    /// A status line on stderr, unless quiet. Text that came from a store (keys, reasons) is
-    /// passed through [`printable`] by the caller.
-    pub(crate) fn say(&self, line: &str) {
+    /// Status on stderr, unless quiet; each line made [`printable`], as it may hold a key or
+    /// a server's words.
+    pub(crate) fn say(&self, text: &str) {
         if !self.quiet {
-            eprintln!("{line}");
+            let lines: Vec<String> = text.lines().map(printable).collect();
+            eprintln!("{}", lines.join("\n"));
         }
     }
 
@@ -156,12 +157,18 @@ pub(crate) fn clock(duration: Duration) -> String {
 /// Text from a store (a key, a reason) made safe for a terminal: control characters, escape
 /// among them, written as escapes, so a hostile key cannot move the cursor or recolour it.
 pub(crate) fn printable(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    // Control characters, and the marks that reorder text on screen (bidirectional overrides
+    // and isolates), which could make one key look like another.
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
         return text.to_string();
     }
     text.chars()
-        .flat_map(|c| match c.is_control() {
-            true => c.escape_default().collect::<Vec<_>>(),
+        .flat_map(|c| match unsafe_char(c) {
+            true => c.escape_unicode().collect::<Vec<_>>(),
             false => vec![c],
         })
         .collect()
@@ -178,7 +185,8 @@ mod tests {
         assert_eq!(bytes(5 << 30), "5.0 GiB");
         assert_eq!(clock(Duration::from_secs(75)), "1:15");
         assert_eq!(clock(Duration::from_secs(3_725)), "1:02:05");
-        assert_eq!(printable("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
+        assert_eq!(printable("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\u{a}");
+        assert_eq!(printable("abc\u{202e}def"), "abc\\u{202e}def");
         assert_eq!(printable("plain/key"), "plain/key");
     }
 }

@@ -228,8 +228,19 @@ async fn files_cross_both_providers_and_come_back_equal() {
         );
     }
 
-    // A key only the store has: a sync dry run names it and changes nothing.
+    // Fastly's reads give no expiry, so the store's export cannot carry it (the documented
+    // API sets a time to live and never returns one): its line has none. The entry still
+    // expires when the namespace said, on the emulator's clock moved on.
+    assert!(exported["expiring"].get("time_to_live_sec").is_none());
+    let lines_from_cf = setup.path("cf.ndjson");
+    setup.ok(&["export", &namespace, lines_from_cf.to_str().unwrap()]);
+    let from_cf = ndjson_by_key(&std::fs::read_to_string(&lines_from_cf).unwrap());
+    let ttl = from_cf["expiring"]["time_to_live_sec"].as_i64().unwrap();
+    assert!((ttl - 3_600).abs() <= 2, "{ttl}");
+
+    // A key only the store has: a sync dry run names it and changes nothing: no write request.
     setup.ok(&["put", &store, "extra", "x"]);
+    setup.emulator.clear_requests();
     let plan = setup.ok(&[
         "sync",
         &namespace,
@@ -244,6 +255,15 @@ async fn files_cross_both_providers_and_come_back_equal() {
         (Some(5), Some(1))
     );
     assert_eq!(plan["to_delete_keys"], json!(["extra"]));
+    // Every request but reads (Cloudflare's bulk read is a POST).
+    let writes = setup
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET" && !r.path.ends_with("/bulk/get"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect::<Vec<_>>();
+    assert!(writes.is_empty(), "a dry run sends no write: {writes:?}");
     assert_eq!(
         setup.ok(&["get", &store, "extra"]),
         "x",
@@ -260,6 +280,14 @@ async fn files_cross_both_providers_and_come_back_equal() {
         "--max-delete-percent",
         "50",
     ]);
+    // The expiry crossed to Fastly: there an hour, gone just after.
+    setup.emulator.advance(Duration::from_secs(3_590));
+    assert_eq!(setup.ok(&["get", &store, "expiring"]), "e");
+    setup.emulator.advance(Duration::from_secs(15));
+    assert_eq!(
+        setup.run(&["get", &store, "expiring"]).status.code(),
+        Some(1)
+    );
     setup.ok(&["verify", &namespace, &store]);
 }
 
@@ -377,9 +405,16 @@ async fn a_killed_copy_run_again_resumes_without_redoing_chunks() {
     let before = setup.served(Api::Fastly, "/batch");
     assert!((2..6).contains(&before), "{before} batches before the kill");
 
-    setup.ok(&args);
+    let report: Value =
+        serde_json::from_str(&setup.ok(&[&args[..], &["--json"]].concat())).unwrap();
+    let resumed = report["resumed_chunks"].as_u64().unwrap();
+    assert!(resumed >= 2, "{resumed} chunks taken from the journal");
     let batches = setup.served(Api::Fastly, "/batch");
     assert!(batches <= 6 + 2, "{batches} batches for 6 chunks");
+    assert!(
+        batches - before <= 6 - resumed as usize,
+        "only the chunks not done are written"
+    );
     setup.ok(&["verify", &namespace, &store]);
     assert_eq!(
         journaled_chunks(&setup.state),
@@ -407,13 +442,23 @@ async fn exit_0_when_all_is_done() {
     );
 }
 
-/// Exit code 1: a key was not done (here: not found).
+/// Exit code 1: a key was not done: not found, or a job's entry refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_1_when_a_key_is_not_done() {
     let (setup, namespace) = with_a_key().await;
     let output = setup.run(&["get", &namespace, "not-here"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
+    let lines = setup.path("lines.ndjson");
+    std::fs::write(&lines, "{\"key\":\"a\",\"value\":\"YQ==\"}\nnot json\n").unwrap();
+    let output = setup.run(&["import", lines.to_str().unwrap(), &namespace]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line 2"));
+    assert_eq!(
+        setup.ok(&["get", &namespace, "a"]),
+        "a",
+        "the good line is written"
+    );
 }
 
 /// Exit code 2: usage, a bad address or a missing argument, named with the fix.
@@ -437,7 +482,7 @@ async fn exit_3_when_a_credential_is_refused_or_missing() {
     let (setup, namespace) = with_a_key().await;
     let refused = setup
         .command(&["get", &namespace, "here"])
-        .env("CLOUDFLARE_API_TOKEN", "wrong")
+        .env("EDGEKV_EMULATOR_TOKEN", "wrong")
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(3));
@@ -460,18 +505,45 @@ async fn exit_3_when_a_credential_is_refused_or_missing() {
     );
 }
 
+/// The services' credentials never go to an emulator: with one set, a request to the
+/// emulator still carries the emulator's token (the emulator would refuse any other).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_credential_is_never_sent_to_an_emulator() {
+    let (setup, namespace) = with_a_key().await;
+    let output = setup
+        .command(&["get", &namespace, "here"])
+        .env("CLOUDFLARE_API_TOKEN", "REAL-SECRET")
+        .env("FASTLY_API_TOKEN", "REAL-SECRET")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
+/// A mistyped store kind is not taken for a file to create, nor an unknown extension for a
+/// directory; an empty prefix is not taken for "every key".
+#[tokio::test(flavor = "multi_thread")]
+async fn mistakes_that_look_like_files_or_everything_are_refused() {
+    let (setup, namespace) = with_a_key().await;
+    let typo = setup.run(&["copy", &namespace, "fastlyy:abc"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(!Path::new("fastlyy:abc").exists());
+    let txt = setup.path("out.txt");
+    let unknown = setup.run(&["export", &namespace, txt.to_str().unwrap()]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(!txt.exists());
+    let everything = setup.run(&["delete", &namespace, "--prefix", ""]);
+    assert_eq!(everything.status.code(), Some(2));
+    assert_eq!(setup.ok(&["get", &namespace, "here"]), "v");
+    setup.ok(&["delete", &namespace, "--all"]);
+    assert_eq!(setup.ok(&["list", &namespace]), "");
+}
+
 /// Exit code 4: nothing answers at the address.
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_4_when_the_service_is_unreachable() {
     let (setup, namespace) = with_a_key().await;
     let output = setup
-        .command(&[
-            "get",
-            &namespace,
-            "here",
-            "--emulator",
-            "http://127.0.0.1:9",
-        ])
+        .command(&["get", &namespace, "here", "--emulator=http://127.0.0.1:9"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(4));
@@ -617,8 +689,8 @@ async fn bars_go_to_a_terminal_only_and_data_stays_exact() {
         &seen[last_bar..]
     );
     assert!(
-        seen.contains("copied 6000 of 6000 keys"),
-        "the report stays"
+        seen[last_bar..].contains("requests to the source"),
+        "the report stays, after the bar"
     );
 
     // (2) stdout piped, stderr on the terminal: stdout is exactly the file an export writes.
@@ -637,8 +709,9 @@ async fn bars_go_to_a_terminal_only_and_data_stays_exact() {
     );
 
     // (3) both piped, and verbose: plain lines, no escape code anywhere.
-    let output = setup.run(&["copy", &namespace, &store, "-v"]);
+    let output = setup.run(&["export", &namespace, "-", "-v"]);
     assert!(output.status.success());
+    assert_eq!(output.stdout, std::fs::read(&file).unwrap());
     assert!(!output.stdout.contains(&0x1b) && !output.stderr.contains(&0x1b));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("keys/s"),
@@ -676,10 +749,13 @@ async fn an_interrupted_job_says_how_to_resume_and_resumes() {
 
     // The printed command, as a shell would run it (its words need no quoting here).
     let words: Vec<&str> = resume.split_whitespace().skip(1).collect();
-    setup.ok(&words);
+    let report: Value =
+        serde_json::from_str(&setup.ok(&[&words[..], &["--json"]].concat())).unwrap();
+    let resumed = report["resumed_chunks"].as_u64().unwrap() as usize;
+    assert!(resumed >= 2, "{resumed} chunks taken from the journal");
     let after = setup.served(Api::Fastly, "/batch");
     assert!(
-        after - before <= 6 - 2 + 2,
+        after - before <= 6 - resumed,
         "{before} then {after} batches: chunks redone"
     );
     setup.ok(&["verify", &namespace, &store]);
