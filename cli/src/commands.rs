@@ -19,8 +19,20 @@ use crate::{StoresCommand, exit};
 /// Runs the command line's command: the exit code.
 pub(crate) async fn run(cli: Cli) -> u8 {
     let show = Show::new(cli.quiet, cli.verbose, cli.json);
+    // `--emulator URL` (a space, not `=`) would aim at the default address and take the URL
+    // for a key or a value.
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.windows(2).any(|pair| {
+        pair[0] == "--emulator"
+            && (pair[1].starts_with("http://") || pair[1].starts_with("https://"))
+    }) {
+        eprintln!("edgekv: write --emulator=URL (with =): a URL after a space is an argument");
+        return exit::USAGE;
+    }
     let reach = Reach {
-        emulator: cli.emulator,
+        emulator: cli.emulator.filter(|url| !url.is_empty()),
         account: cli.account,
     };
     match command(cli.command, &reach, show).await {
@@ -213,7 +225,7 @@ async fn put(reach: &Reach, show: Show, args: PutArgs) -> Result<u8, Failure> {
             show.say(&format!(
                 "{}: not written: its condition did not hold ({})",
                 store.address,
-                chain(&e)
+                printable(&chain(&e))
             ));
             Ok(exit::SOME_FAILED)
         }
@@ -237,9 +249,9 @@ async fn delete(reach: &Reach, show: Show, args: DeleteArgs) -> Result<u8, Failu
         Some(from) => keys_from(from).await?,
         None => args.keys,
     };
-    if keys.is_empty() {
+    if keys.is_empty() && args.keys_from.is_none() {
         return Err(Failure::usage(
-            "name the keys to delete, or give --prefix or --keys-from",
+            "name the keys to delete, or give --prefix, --all or --keys-from",
         ));
     }
     let stream = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
@@ -388,13 +400,14 @@ async fn stores(reach: &Reach, show: Show, command: StoresCommand) -> Result<u8,
                     let client = reach.cloudflare()?;
                     let created = client.create_namespace(&name).await;
                     let created = created.map_err(|e| Failure::of("Cloudflare", &e))?;
-                    format!("cf:{}", created.into_inner().id)
+                    let id = crate::place::checked_id(created.into_inner().id, "Cloudflare")?;
+                    format!("cf:{id}")
                 }
                 ProviderName::Fastly => {
                     let client = reach.fastly()?;
                     let created = client.create_store(&name, None).await;
                     let created = created.map_err(|e| Failure::of("Fastly", &e))?;
-                    format!("fastly:{}", created.id)
+                    format!("fastly:{}", crate::place::checked_id(created.id, "Fastly")?)
                 }
             };
             match show.json {
@@ -463,15 +476,21 @@ fn options(job: &JobArgs, prefix: &str, journal: Option<PathBuf>, bar: &Bar) -> 
 /// Where a job keeps its journal: `--journal`, or a file in the state directory named after
 /// the job (its kind, both sides, prefix), so running the same command again finds it. None
 /// for a dry run, or a job on stdin or stdout (a stream cannot be resumed).
-fn journal_for(job: &JobArgs, kind: &str, sides: &[&Place], prefix: &str) -> Option<PathBuf> {
+fn journal_for(
+    show: Show,
+    job: &JobArgs,
+    kind: &str,
+    sides: &[&Place],
+    prefix: &str,
+) -> Option<PathBuf> {
     let journal = journal_path(job, kind, sides, prefix)?;
     if job.restart {
         let _ = std::fs::remove_file(&journal);
     } else if journal.exists() {
-        eprintln!(
-            "edgekv: resuming from the journal {} (--restart starts over)",
+        show.say(&format!(
+            "resuming from the journal {} (--restart starts over)",
             journal.display()
-        );
+        ));
     }
     Some(journal)
 }
@@ -534,7 +553,12 @@ async fn interruptible<T>(
     };
     bar.finish();
     let resume = || {
-        let command: Vec<String> = std::env::args().map(|a| shell_quoted(&a)).collect();
+        // The same command, but never one that starts over.
+        let command: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .filter(|a| a != "--restart")
+            .map(|a| shell_quoted(&a))
+            .collect();
         format!("run it again to resume:\n  {}", command.join(" "))
     };
     match outcome {
@@ -620,7 +644,7 @@ async fn transfer(
             ));
         }
     };
-    let journal = journal_for(job, kind, &[&src, &dst], prefix);
+    let journal = journal_for(show, job, kind, &[&src, &dst], prefix);
     let bar = show.progress(verb, job.expected_keys);
     let options = options(job, prefix, journal.clone(), &bar);
     let what = format!("{} → {}", src.name(), dst.name());
@@ -714,7 +738,7 @@ async fn delete_prefix(
     job: &JobArgs,
 ) -> Result<u8, Failure> {
     let place = Place::Store(store);
-    let journal = journal_for(job, "delete", &[&place], prefix);
+    let journal = journal_for(show, job, "delete", &[&place], prefix);
     let Place::Store(store) = place else {
         unreachable!("made a store above")
     };
@@ -775,7 +799,7 @@ async fn sync(
         return Ok(code);
     }
     let (src, dst) = (Place::Store(src), Place::Store(dst));
-    let journal = journal_for(job, "sync", &[&src, &dst], prefix);
+    let journal = journal_for(show, job, "sync", &[&src, &dst], prefix);
     let (Place::Store(src), Place::Store(dst)) = (src, dst) else {
         unreachable!("made stores above")
     };
@@ -904,7 +928,7 @@ async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
     let url = emulator.fastly_url();
     let lines = format!(
         "emulator: {url}\nfastly: {}\ncloudflare: {}\ncloudflare account: {}\ntoken: {}\n\
-         use it: edgekv --emulator {url} …\n",
+         use it: edgekv --emulator={url} …\n",
         emulator.fastly_url(),
         emulator.cloudflare_url(),
         config.cloudflare_account,

@@ -75,8 +75,9 @@ struct Cli {
     )]
     emulator: Option<String>,
 
-    /// The Cloudflare account of cf: stores
-    #[arg(long, global = true, value_name = "ID", env = "CLOUDFLARE_ACCOUNT_ID")]
+    /// The Cloudflare account of cf: stores (default: CLOUDFLARE_ACCOUNT_ID; with --emulator,
+    /// the emulator's)
+    #[arg(long, global = true, value_name = "ID")]
     account: Option<String>,
 
     /// Print JSON on stdout: the value, the keys, the final report

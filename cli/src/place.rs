@@ -63,9 +63,15 @@ impl Failure {
             }
             _ => "",
         };
+        // The server's words are made safe here, whole: a line break in them must not pass for
+        // one of the command's own lines.
         Failure {
             code,
-            message: format!("{what}: {}{fix}", chain(error)),
+            message: format!(
+                "{}: {}{fix}",
+                crate::show::printable(what),
+                crate::show::printable(&chain(error))
+            ),
         }
     }
 }
@@ -131,7 +137,7 @@ fn emulator_token() -> String {
 
 /// An id a service gave back, checked before it is printed or put in a path: letters, digits,
 /// `-` and `_` only (what both providers' ids are made of).
-fn checked_id(id: String, address: &str) -> Result<String, Failure> {
+pub(crate) fn checked_id(id: String, address: &str) -> Result<String, Failure> {
     let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
     if !id.is_empty() && id.len() <= 64 && id.bytes().all(plain) {
         return Ok(id);
@@ -164,9 +170,14 @@ impl Reach {
                 ));
             }
         };
+        // The services' account is not the emulator's: only one named on the command line goes
+        // to an emulator.
         let account = match (&self.account, &self.emulator) {
             (Some(account), _) => account.clone(),
             (None, Some(_)) => edgekv::emulator::DEFAULT_ACCOUNT.to_string(),
+            (None, None) if var("CLOUDFLARE_ACCOUNT_ID").is_some() => {
+                var("CLOUDFLARE_ACCOUNT_ID").unwrap_or_default()
+            }
             (None, None) => {
                 return Err(Failure::auth(
                     "no Cloudflare account: set CLOUDFLARE_ACCOUNT_ID or pass --account",
@@ -346,7 +357,7 @@ impl Reach {
                     return Err(Failure::usage(format!(
                         "{address}: name a file *.json (wrangler's bulk JSON) or *.ndjson \
                          (Fastly's lines), or a directory (an existing one, a name ending in \
-                         /, or --format dir)"
+                         /), or say which with --format json, ndjson or dir"
                     )));
                 }
                 format => format,

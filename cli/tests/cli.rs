@@ -280,10 +280,11 @@ async fn files_cross_both_providers_and_come_back_equal() {
         "--max-delete-percent",
         "50",
     ]);
-    // The expiry crossed to Fastly: there an hour, gone just after.
-    setup.emulator.advance(Duration::from_secs(3_590));
+    // The expiry crossed to Fastly: there until 2 s before the time imported, gone 2 s after.
+    let to = |at: i64| Duration::from_secs((at - setup.emulator.now()).max(0) as u64);
+    setup.emulator.advance(to(now + 3_600 - 2));
     assert_eq!(setup.ok(&["get", &store, "expiring"]), "e");
-    setup.emulator.advance(Duration::from_secs(15));
+    setup.emulator.advance(to(now + 3_600 + 2));
     assert_eq!(
         setup.run(&["get", &store, "expiring"]).status.code(),
         Some(1)
@@ -326,6 +327,15 @@ async fn a_listing_piped_into_delete_removes_exactly_those_keys() {
     let left = setup.ok(&["list", &namespace]);
     let left: Vec<&str> = left.lines().collect();
     assert_eq!(left, ["keep/0", "keep/1", "keep/2", "keep/3", "keep/4"]);
+    // A listing of nothing deletes nothing, and that is done.
+    let nothing = setup.path("nothing.json");
+    std::fs::write(&nothing, "[]").unwrap();
+    setup.ok(&[
+        "delete",
+        &namespace,
+        "--keys-from",
+        nothing.to_str().unwrap(),
+    ]);
 }
 
 /// The journal files of jobs in the state directory, and the chunks each holds.
@@ -342,6 +352,20 @@ fn journaled_chunks(state: &Path) -> usize {
                 .count()
         })
         .sum()
+}
+
+/// The successful requests of `api` to paths ending with `suffix`, once the emulator has been
+/// quiet a while: a request a stopped job sent is served after its latency, and counted then.
+fn served_when_quiet(setup: &Setup, api: Api, suffix: &str) -> usize {
+    let mut seen = setup.emulator.requests().len();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = setup.emulator.requests().len();
+        if now == seen {
+            return setup.served(api, suffix);
+        }
+        seen = now;
+    }
 }
 
 /// Lets `child` run until its job has journaled `chunks` chunks, then stops it with `signal`:
@@ -402,7 +426,7 @@ async fn a_killed_copy_run_again_resumes_without_redoing_chunks() {
         .unwrap();
     let killed = stop_after(&setup.state, child, 2, rustix::process::Signal::KILL);
     assert!(!killed.success());
-    let before = setup.served(Api::Fastly, "/batch");
+    let before = served_when_quiet(&setup, Api::Fastly, "/batch");
     assert!((2..6).contains(&before), "{before} batches before the kill");
 
     let report: Value =
@@ -510,13 +534,32 @@ async fn exit_3_when_a_credential_is_refused_or_missing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_credential_is_never_sent_to_an_emulator() {
     let (setup, namespace) = with_a_key().await;
-    let output = setup
-        .command(&["get", &namespace, "here"])
-        .env("CLOUDFLARE_API_TOKEN", "REAL-SECRET")
-        .env("FASTLY_API_TOKEN", "REAL-SECRET")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
+    let store = setup
+        .ok(&["stores", "create", "fastly", "s"])
+        .trim()
+        .to_string();
+    for address in [namespace.as_str(), store.as_str()] {
+        setup.ok(&["put", address, "k", "v"]);
+        // The services' account too: the emulator serves its own.
+        let output = setup
+            .command(&["get", address, "k"])
+            .env("CLOUDFLARE_API_TOKEN", "REAL-SECRET")
+            .env("CLOUDFLARE_ACCOUNT_ID", "ffffffffffffffffffffffffffffffff")
+            .env("FASTLY_API_TOKEN", "REAL-SECRET")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{address}: {output:?}");
+    }
+    // `--emulator URL` with a space would take the URL for an argument: refused.
+    let spaced = setup.run(&[
+        "delete",
+        &namespace,
+        "k",
+        "--emulator",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(spaced.status.code(), Some(2));
+    assert_eq!(setup.ok(&["get", &namespace, "k"]), "v");
 }
 
 /// A mistyped store kind is not taken for a file to create, nor an unknown extension for a
@@ -745,7 +788,7 @@ async fn an_interrupted_job_says_how_to_resume_and_resumes() {
         resume.contains("copy") && resume.contains(&namespace),
         "{resume}"
     );
-    let before = setup.served(Api::Fastly, "/batch");
+    let before = served_when_quiet(&setup, Api::Fastly, "/batch");
 
     // The printed command, as a shell would run it (its words need no quoting here).
     let words: Vec<&str> = resume.split_whitespace().skip(1).collect();
