@@ -39,7 +39,8 @@ Credentials: CLOUDFLARE_API_TOKEN (or CLOUDFLARE_API_KEY with CLOUDFLARE_EMAIL) 
 CLOUDFLARE_ACCOUNT_ID; FASTLY_API_TOKEN. With --emulator they are never sent: the emulator's \
 token is (EDGEKV_EMULATOR_TOKEN changes it).
 Journals: in EDGEKV_STATE_DIR, else $XDG_STATE_HOME/edgekv, else ~/.local/state/edgekv; a \
-job's is removed when it ends, and an interrupted job resumes from it when run again.
+job's is removed when the job finishes, and kept after an error or an interruption: the same \
+command then resumes it (--restart starts over).
 
 Exit codes:
   0    everything asked was done
