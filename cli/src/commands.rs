@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::place::{Failure, Handle, Place, Reach, Store, chain};
 use crate::show::{Bar, Show, bytes, clock, printable};
-use crate::{Cli, Command, DeleteArgs, EmulatorArgs, JobArgs, ProviderName, PutArgs};
+use crate::{Cli, Command, DeleteArgs, EmulatorArgs, FileJobArgs, JobArgs, ProviderName, PutArgs};
 use crate::{StoresCommand, exit};
 
 /// Runs the command line's command: the exit code.
@@ -67,9 +67,12 @@ async fn command(command: Command, reach: &Reach, show: Show) -> Result<u8, Fail
         Command::Import {
             file,
             dst,
-            prefix,
-            format,
-            job,
+            file_job:
+                FileJobArgs {
+                    prefix,
+                    format,
+                    job,
+                },
         } => {
             let src = reach.place(&file, format, true).await?;
             let dst = reach.store(&dst).await?;
@@ -83,9 +86,12 @@ async fn command(command: Command, reach: &Reach, show: Show) -> Result<u8, Fail
         Command::Export {
             src,
             file,
-            prefix,
-            format,
-            job,
+            file_job:
+                FileJobArgs {
+                    prefix,
+                    format,
+                    job,
+                },
         } => {
             let src = reach.store(&src).await?;
             let dst = reach.place(&file, format, false).await?;
@@ -665,13 +671,17 @@ async fn transfer(
         (Place::File { .. }, Place::File { .. }) => unreachable!("refused above"),
     };
     let code = say_copy(show, verb, &what, &report, started.elapsed(), job.dry_run)?;
-    if let Place::Store(from) = &src
-        && matches!(from.handle, Handle::Fastly(..))
-        && report.copied > 0
-    {
-        show.say("(Fastly's reads give no expiry: what was copied from it does not expire)");
+    if let Place::Store(from) = &src {
+        say_lost_expiry(show, from, report.copied);
     }
     Ok(code)
+}
+
+/// Says, after a copy of `copied` keys from `source`, that Fastly's expiry did not come along.
+fn say_lost_expiry(show: Show, source: &Store, copied: u64) {
+    if matches!(source.handle, Handle::Fastly(..)) && copied > 0 {
+        show.say("(Fastly's reads give no expiry: what was copied from it does not expire)");
+    }
 }
 
 /// The final report of a copy, import or export.
@@ -845,6 +855,7 @@ async fn sync(
     ));
     say_failed(show, &report.copy.failed);
     say_failed(show, &report.failed_deletes);
+    say_lost_expiry(show, &src, report.copy.copied);
     Ok(code)
 }
 

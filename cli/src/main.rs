@@ -161,14 +161,8 @@ enum Command {
         file: String,
         /// The store
         dst: String,
-        /// Only keys starting with this
-        #[arg(long, default_value = "")]
-        prefix: String,
-        /// The file's format (by default from its name; stdin is Fastly's lines)
-        #[arg(long, value_enum)]
-        format: Option<FileFormat>,
         #[command(flatten)]
-        job: JobArgs,
+        file_job: FileJobArgs,
     },
     /// Write a store's entries to a file (wrangler's bulk JSON, Fastly's lines, a directory)
     Export {
@@ -176,14 +170,8 @@ enum Command {
         src: String,
         /// The file: *.json, *.ndjson, a directory, or - for stdout
         file: String,
-        /// Only keys starting with this
-        #[arg(long, default_value = "")]
-        prefix: String,
-        /// The file's format (by default from its name; stdout is Fastly's lines)
-        #[arg(long, value_enum)]
-        format: Option<FileFormat>,
         #[command(flatten)]
-        job: JobArgs,
+        file_job: FileJobArgs,
     },
     /// Compare two stores: keys, values, and metadata and expiry where both keep them
     Verify {
@@ -244,6 +232,19 @@ struct DeleteArgs {
     /// a "name" (or "key"), as `list --json` prints them
     #[arg(long, value_name = "FILE", conflicts_with = "keys")]
     keys_from: Option<String>,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+/// What an import and an export take.
+#[derive(Args, Debug, Clone)]
+struct FileJobArgs {
+    /// Only keys starting with this
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// The file's format (by default from its name; - is Fastly's lines)
+    #[arg(long, value_enum)]
+    format: Option<FileFormat>,
     #[command(flatten)]
     job: JobArgs,
 }

@@ -7,7 +7,9 @@ use edgekv::{Error, Provider};
 use httpmock::MockServer;
 
 use crate::support::envelope::cf_failure;
-use crate::support::{CF_NAMESPACE, cf_path, cloudflare_client, exact, fast_policy, fastly_at};
+use crate::support::{CF_NAMESPACE, cf_path, cloudflare_client, exact};
+#[cfg(feature = "emulator")]
+use crate::support::{fast_policy, fastly_at};
 
 /// Cloudflare's failure answered with `status`, `code` and a Ray ID, to a value read.
 async fn cloudflare_failure(status: u16, code: i64) -> Error {
