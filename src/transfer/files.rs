@@ -3,7 +3,6 @@
 //! key. Files are read and written as streams: an export never holds more than a chunk.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -12,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
 use super::carry::{self, NotCarried};
-use super::journal::{ChunkDone, JobId, Journal};
+use super::journal::{ChunkDone, JobId};
 use super::{
-    CopyReport, Counters, JobOptions, Pending, SLICE, Tracker, WRITE_BYTES, add, finish_journal,
-    open_journal, read_all, record_chunk, write_pending,
+    Begun, CopyReport, Counters, JobOptions, Pending, SLICE, Tracker, WRITE_BYTES, add, begin,
+    ended_before, finish_journal, read_all, record_chunk, write_pending,
 };
 use crate::bulk::FailedKey;
 use crate::error::Error;
@@ -154,14 +153,11 @@ pub async fn export(
     if first_run {
         sink = Some(Sink::create(to, format, false).await.map_err(file_error)?);
     }
-    let mut journal = open_journal(options, job).await?;
-    let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
-    let journal = journal.map(|j| Arc::new(Mutex::new(j)));
-    let mut report = CopyReport::default();
-    for done in &resume.before {
-        add(&mut report, done);
-    }
-    report.resumed_chunks = resume.before.len() as u64;
+    let Begun {
+        journal,
+        resume,
+        mut report,
+    } = begin(options, job).await?;
     if resume.finished {
         return Ok(report);
     }
@@ -277,25 +273,12 @@ pub async fn import(
         let budget = destination.capabilities().budget;
         super::within(max, "destination", super::at_budget(writes, budget))?;
     }
-    let mut journal = match options.dry_run {
-        true => None,
-        false => open_journal(options, job).await?,
-    };
-    let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
-    let journal = journal.map(|j| Arc::new(Mutex::new(j)));
-    let mut report = CopyReport::default();
-    for done in &resume.before {
-        add(&mut report, done);
-    }
-    report.resumed_chunks = resume.before.len() as u64;
-    if resume.finished {
-        return Ok(report);
-    }
-    if resume.listing_over() {
-        // Killed after its last chunk, before it recorded the end.
-        if let Some(journal) = journal {
-            finish_journal(journal).await?;
-        }
+    let Begun {
+        journal,
+        resume,
+        mut report,
+    } = begin(options, job).await?;
+    if ended_before(&journal, &resume).await? {
         return Ok(report);
     }
     let tracker = Tracker::new(&report, resume.before.len() as u64);

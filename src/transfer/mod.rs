@@ -536,23 +536,13 @@ async fn copy_as(
             estimate(keys, source.capabilities(), destination.capabilities()).slowest();
         within(max, slowest, takes)?;
     }
-    let mut journal = open_journal(options, job).await?;
-    let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
-    let journal = journal.map(|j| Arc::new(Mutex::new(j)));
-    let mut report = CopyReport::default();
-    for done in &resume.before {
-        add(&mut report, done);
-    }
-    report.resumed_chunks = resume.before.len() as u64;
+    let Begun {
+        journal,
+        resume,
+        mut report,
+    } = begin(options, job).await?;
     let tracker = Tracker::new(&report, resume.before.len() as u64);
-    if resume.finished {
-        return Ok(report);
-    }
-    if resume.listing_over() {
-        // Killed after its last chunk, before it recorded the end.
-        if let Some(journal) = journal {
-            finish_journal(journal).await?;
-        }
+    if ended_before(&journal, &resume).await? {
         return Ok(report);
     }
 
@@ -670,6 +660,51 @@ async fn count_keys(store: &dyn KvStore, prefix: &str) -> Result<u64, Error> {
         keys = keys.saturating_add(page.keys.len() as u64);
     }
     Ok(keys)
+}
+
+/// A job begun: its journal (none without one, or on a dry run), where it resumes, and the
+/// report of the runs before it.
+struct Begun {
+    journal: Option<Arc<Mutex<Journal>>>,
+    resume: journal::Resume,
+    report: CopyReport,
+}
+
+/// Opens `job`'s journal and reads where it resumes.
+async fn begin(options: &JobOptions, job: journal::JobId) -> Result<Begun, Error> {
+    let mut journal = match options.dry_run {
+        true => None,
+        false => open_journal(options, job).await?,
+    };
+    let resume = journal.as_mut().map(Journal::resume).unwrap_or_default();
+    let mut report = CopyReport::default();
+    for done in &resume.before {
+        add(&mut report, done);
+    }
+    report.resumed_chunks = resume.before.len() as u64;
+    Ok(Begun {
+        journal: journal.map(|j| Arc::new(Mutex::new(j))),
+        resume,
+        report,
+    })
+}
+
+/// Whether a run before did the whole job; one killed after its last chunk but before it
+/// recorded the end has its end recorded now.
+async fn ended_before(
+    journal: &Option<Arc<Mutex<Journal>>>,
+    resume: &journal::Resume,
+) -> Result<bool, Error> {
+    if resume.finished {
+        return Ok(true);
+    }
+    if !resume.listing_over() {
+        return Ok(false);
+    }
+    if let Some(journal) = journal {
+        finish_journal(journal.clone()).await?;
+    }
+    Ok(true)
 }
 
 /// Records the job finished.
